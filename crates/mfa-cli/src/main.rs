@@ -1,2 +1,357 @@
-//! temp
-fn main() {}
+//! `mfa`: one-time codes, their verification, otpauth key URIs and QR codes, from the command line.
+//!
+//! A tool for operators and for checking interoperability with other implementations. Exit status:
+//! 0 success, 1 a rejected code, 2 bad usage or input (with a one-line error on stderr).
+
+use std::fs::File;
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use mfa_core::{
+    Algorithm, Digits, KeyUri, OtpKind, Period, Secret, Totp, UnixTime, VerifyError, Window, hotp,
+};
+use qrcode::{EcLevel, QrCode};
+use zeroize::Zeroizing;
+
+#[derive(Parser)]
+#[command(name = "mfa", version, about = "TOTP/HOTP codes, verification, otpauth key URIs and QR codes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the current one-time code of a secret or key URI.
+    Code(CodeArgs),
+    /// Check a code: print the matched time step and exit 0, or exit 1 when it is rejected.
+    Verify(VerifyArgs),
+    /// Build an otpauth key URI (with a fresh secret unless one is given), or parse one to JSON.
+    Uri(UriArgs),
+    /// Render a key URI as a QR code: an SVG or PNG file, or text in the terminal.
+    Qr(QrArgs),
+}
+
+/// Where the key and its parameters come from.
+#[derive(Args)]
+#[command(group(ArgGroup::new("key").required(true).args(["secret", "uri"])))]
+struct Key {
+    /// The secret in base32 (case, spaces, dashes and padding are ignored); `-` reads it from stdin.
+    #[arg(long, value_name = "BASE32")]
+    secret: Option<String>,
+    /// An otpauth:// key URI to take the secret and every parameter from.
+    #[arg(long, value_name = "OTPAUTH-URI", conflicts_with_all = ["algorithm", "digits", "period"])]
+    uri: Option<String>,
+    #[command(flatten)]
+    params: Params,
+}
+
+/// TOTP parameters for a secret given on its own.
+#[derive(Args)]
+struct Params {
+    /// The HMAC algorithm [default: sha1].
+    #[arg(long, value_enum)]
+    algorithm: Option<AlgorithmArg>,
+    /// The number of digits of a code [default: 6].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(6..=8))]
+    digits: Option<u8>,
+    /// The time step in seconds, 1 to 120 [default: 30].
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=120))]
+    period: Option<u64>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AlgorithmArg {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+#[derive(Args)]
+struct CodeArgs {
+    #[command(flatten)]
+    key: Key,
+    /// The time as seconds since the Unix epoch [default: now].
+    #[arg(long, value_name = "UNIX")]
+    time: Option<u64>,
+    /// Print the HOTP code at this counter instead of a TOTP code (for an hotp URI, its counter is the
+    /// default).
+    #[arg(long, conflicts_with = "time")]
+    counter: Option<u64>,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    key: Key,
+    /// The code as typed (spaces allowed).
+    #[arg(long)]
+    code: String,
+    /// The time as seconds since the Unix epoch [default: now].
+    #[arg(long, value_name = "UNIX")]
+    time: Option<u64>,
+    /// How many steps either side of the current one to accept, 0 to 10.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(0..=i64::from(Window::MAX_SKEW)))]
+    window: u8,
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("mode").required(true).args(["parse", "account"])))]
+struct UriArgs {
+    /// Parse this URI and print its fields as JSON, instead of building one.
+    #[arg(long, value_name = "URI", conflicts_with_all = ["issuer", "account", "secret", "algorithm", "digits", "period"])]
+    parse: Option<String>,
+    /// The service name shown in the app.
+    #[arg(long, requires = "account")]
+    issuer: Option<String>,
+    /// The account name, usually an email address.
+    #[arg(long)]
+    account: Option<String>,
+    /// The secret in base32 [default: a fresh random one of the algorithm's HMAC length]; `-` reads it
+    /// from stdin.
+    #[arg(long, value_name = "BASE32")]
+    secret: Option<String>,
+    #[command(flatten)]
+    params: Params,
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["output", "terminal"])))]
+struct QrArgs {
+    /// The otpauth:// URI to encode (it is checked first, then encoded exactly as given).
+    uri: String,
+    /// Write the QR code to this file; `.svg` or `.png` picks the format. Created readable by the owner
+    /// only, since it holds the secret.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Draw the QR code in the terminal instead.
+    #[arg(long)]
+    terminal: bool,
+}
+
+/// A failure, and the exit status it maps to.
+enum Failure {
+    /// The code was checked and refused: exit 1.
+    Rejected(String),
+    /// Bad input: exit 2.
+    Input(String),
+}
+
+impl Failure {
+    fn input(error: impl std::fmt::Display) -> Self {
+        Self::Input(error.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    // clap prints its own usage errors and exits with 2.
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Rejected(message)) => {
+            eprintln!("mfa: rejected: {message}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Input(message)) => {
+            eprintln!("mfa: error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Code(args) => code(args),
+        Command::Verify(args) => verify(args),
+        Command::Uri(args) => uri(args),
+        Command::Qr(args) => qr(args),
+    }
+}
+
+fn code(args: CodeArgs) -> Result<(), Failure> {
+    let (secret, setup) = args.key.resolve()?;
+    let code = match (setup, args.counter) {
+        (Setup::Hotp { algorithm, digits, counter }, None) => hotp(algorithm, digits, &secret, counter),
+        (Setup::Hotp { algorithm, digits, .. }, Some(counter)) => hotp(algorithm, digits, &secret, counter),
+        (Setup::Totp(totp), Some(counter)) => hotp(totp.algorithm(), totp.digits(), &secret, counter),
+        (Setup::Totp(totp), None) => totp.generate(&secret, time_or_now(args.time)?).map_err(Failure::input)?,
+    };
+    println!("{code}");
+    Ok(())
+}
+
+fn verify(args: VerifyArgs) -> Result<(), Failure> {
+    let (secret, setup) = args.key.resolve()?;
+    let Setup::Totp(totp) = setup else {
+        return Err(Failure::Input("verify checks TOTP codes; this is an hotp URI".into()));
+    };
+    let window = Window::symmetric(args.window).map_err(Failure::input)?;
+    match totp.verify(&secret, &args.code, time_or_now(args.time)?, window) {
+        Ok(matched) => {
+            println!("matched step {} (offset {:+})", matched.step, matched.offset);
+            Ok(())
+        }
+        Err(error @ (VerifyError::InvalidCode(_) | VerifyError::NoMatch)) => Err(Failure::Rejected(error.to_string())),
+        Err(error) => Err(Failure::input(error)),
+    }
+}
+
+fn uri(args: UriArgs) -> Result<(), Failure> {
+    if let Some(text) = args.parse {
+        let uri = KeyUri::parse(&text).map_err(Failure::input)?;
+        println!("{}", fields_json(&uri));
+        return Ok(());
+    }
+    let totp = args.params.totp();
+    let secret = match args.secret {
+        Some(text) => read_secret(&text)?,
+        None => Secret::generate(totp.algorithm(), &mut rand::rng()),
+    };
+    secret.check_enrollable().map_err(Failure::input)?;
+    let account = args.account.unwrap_or_default();
+    let uri = KeyUri::totp(args.issuer.as_deref().unwrap_or(""), &account, secret, &totp).map_err(Failure::input)?;
+    println!("{}", uri.to_uri_string().as_str());
+    Ok(())
+}
+
+fn qr(args: QrArgs) -> Result<(), Failure> {
+    let text = args.uri.trim();
+    KeyUri::parse(text).map_err(Failure::input)?;
+    let code = QrCode::with_error_correction_level(text, EcLevel::M).map_err(Failure::input)?;
+    if args.terminal {
+        use qrcode::render::unicode::Dense1x2;
+        // Inverted glyphs, so the code reads right on the usual light-on-dark terminal.
+        let text = Zeroizing::new(
+            code.render::<Dense1x2>()
+                .dark_color(Dense1x2::Light)
+                .light_color(Dense1x2::Dark)
+                .quiet_zone(true)
+                .build(),
+        );
+        println!("{}", text.as_str());
+        return Ok(());
+    }
+    let Some(path) = args.output else {
+        return Err(Failure::Input("give --output FILE or --terminal".into()));
+    };
+    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("svg") => {
+            let svg = mfa_core::qr_svg(text).map_err(Failure::input)?;
+            write_private(&path, |out| out.write_all(svg.as_bytes()))
+        }
+        Some("png") => write_private(&path, |out| write_png(&code, out)),
+        _ => Err(Failure::Input(format!("{}: the file name must end in .svg or .png", path.display()))),
+    }
+}
+
+/// The key's parameters, from a URI or from the command-line options.
+enum Setup {
+    Totp(Totp),
+    Hotp { algorithm: Algorithm, digits: Digits, counter: u64 },
+}
+
+impl Key {
+    fn resolve(self) -> Result<(Secret, Setup), Failure> {
+        if let Some(text) = self.uri {
+            let uri = KeyUri::parse(&text).map_err(Failure::input)?;
+            let setup = match uri.kind() {
+                OtpKind::Totp { period } => Setup::Totp(Totp::new(uri.algorithm(), uri.digits(), period)),
+                OtpKind::Hotp { counter } => Setup::Hotp { algorithm: uri.algorithm(), digits: uri.digits(), counter },
+            };
+            return Ok((uri.secret().clone(), setup));
+        }
+        // clap's group makes one of the two present.
+        let text = self.secret.unwrap_or_default();
+        Ok((read_secret(&text)?, Setup::Totp(self.params.totp())))
+    }
+}
+
+impl Params {
+    fn totp(&self) -> Totp {
+        let algorithm = match self.algorithm {
+            None | Some(AlgorithmArg::Sha1) => Algorithm::Sha1,
+            Some(AlgorithmArg::Sha256) => Algorithm::Sha256,
+            Some(AlgorithmArg::Sha512) => Algorithm::Sha512,
+        };
+        // clap has checked the ranges; the fallbacks are never taken.
+        let digits = self.digits.and_then(|n| Digits::new(n).ok()).unwrap_or_default();
+        let period = self.period.and_then(|s| Period::new(s).ok()).unwrap_or_default();
+        Totp::new(algorithm, digits, period)
+    }
+}
+
+/// A base32 secret from the argument, or from the first line of stdin for `-`.
+fn read_secret(text: &str) -> Result<Secret, Failure> {
+    if text == "-" {
+        let mut line = Zeroizing::new(String::new());
+        std::io::stdin().lock().read_line(&mut line).map_err(Failure::input)?;
+        return Secret::from_base32(line.trim()).map_err(Failure::input);
+    }
+    Secret::from_base32(text).map_err(Failure::input)
+}
+
+fn time_or_now(time: Option<u64>) -> Result<UnixTime, Failure> {
+    match time {
+        Some(secs) => Ok(UnixTime::from_secs(secs)),
+        None => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| UnixTime::from_secs(elapsed.as_secs()))
+            .map_err(|_| Failure::Input("the system clock is before 1970".into())),
+    }
+}
+
+fn fields_json(uri: &KeyUri) -> serde_json::Value {
+    let mut fields = serde_json::json!({
+        "type": match uri.kind() { OtpKind::Totp { .. } => "totp", OtpKind::Hotp { .. } => "hotp" },
+        "issuer": uri.issuer(),
+        "account": uri.account(),
+        "secret": uri.secret().to_base32().as_str(),
+        "algorithm": uri.algorithm().name(),
+        "digits": uri.digits().get(),
+    });
+    match uri.kind() {
+        OtpKind::Totp { period } => fields["period"] = period.as_secs().into(),
+        OtpKind::Hotp { counter } => fields["counter"] = counter.into(),
+    }
+    fields
+}
+
+/// Creates (or truncates) `path` readable by its owner only, and writes it.
+fn write_private(path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>) -> Result<(), Failure> {
+    let mut options = File::options();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let fail = |error: std::io::Error| Failure::Input(format!("{}: {error}", path.display()));
+    let mut out = BufWriter::new(options.open(path).map_err(fail)?);
+    write(&mut out).and_then(|()| out.flush()).map_err(fail)
+}
+
+/// A greyscale PNG of the code: 8 pixels a module, with the 4-module quiet zone the standard asks for.
+fn write_png(code: &QrCode, out: &mut impl Write) -> std::io::Result<()> {
+    const SCALE: usize = 8;
+    const QUIET: usize = 4;
+    let modules = code.width();
+    let colors = code.to_colors();
+    let side = (modules + 2 * QUIET) * SCALE;
+    let mut pixels = vec![0xffu8; side * side];
+    for (i, color) in colors.iter().enumerate() {
+        if *color == qrcode::Color::Dark {
+            let (x, y) = ((i % modules + QUIET) * SCALE, (i / modules + QUIET) * SCALE);
+            for row in pixels.chunks_exact_mut(side).skip(y).take(SCALE) {
+                row[x..x + SCALE].fill(0);
+            }
+        }
+    }
+    let side = u32::try_from(side).map_err(std::io::Error::other)?;
+    let mut encoder = png::Encoder::new(out, side, side);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
+    writer.write_image_data(&pixels).map_err(std::io::Error::other)?;
+    writer.finish().map_err(std::io::Error::other)
+}

@@ -74,7 +74,10 @@ impl KeyUri {
     ///
     /// # Errors
     /// [`UriError::MissingAccount`] for an empty account; [`UriError::IssuerContainsColon`] for an
-    /// issuer with a `:`, which apps would split into issuer and account (the format forbids it).
+    /// issuer with a `:`, which apps would split into issuer and account (the format forbids it);
+    /// [`UriError::AccountContainsColon`] for an account with a `:` and no issuer, which would read
+    /// back as an issuer prefix. (After an issuer, the account may contain colons: parsers split the
+    /// label at the first one.)
     pub fn new(
         kind: OtpKind,
         issuer: Option<&str>,
@@ -90,6 +93,10 @@ impl KeyUri {
         let account = account.trim();
         if account.is_empty() {
             return Err(UriError::MissingAccount);
+        }
+        // Without an issuer prefix, a colon in the account would be read back as the separator.
+        if issuer.is_none() && account.contains(':') {
+            return Err(UriError::AccountContainsColon);
         }
         Ok(Self {
             kind,
@@ -402,6 +409,9 @@ pub enum UriError {
     /// The issuer contains a `:`, which the format forbids.
     #[error("the issuer must not contain ':'")]
     IssuerContainsColon,
+    /// The account contains a `:` and there is no issuer, so it would read back as issuer and account.
+    #[error("without an issuer, the account must not contain ':'")]
+    AccountContainsColon,
     /// The TOTP parameters have a T0 other than the Unix epoch, which a URI cannot carry.
     #[error("a key URI cannot carry a T0 other than the Unix epoch")]
     NonZeroT0,
