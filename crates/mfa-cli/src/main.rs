@@ -17,7 +17,11 @@ use qrcode::{EcLevel, QrCode};
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
-#[command(name = "mfa", version, about = "TOTP/HOTP codes, verification, otpauth key URIs and QR codes")]
+#[command(
+    name = "mfa",
+    version,
+    about = "TOTP/HOTP codes, verification, otpauth key URIs and QR codes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -175,10 +179,26 @@ fn run(command: Command) -> Result<(), Failure> {
 fn code(args: CodeArgs) -> Result<(), Failure> {
     let (secret, setup) = args.key.resolve()?;
     let code = match (setup, args.counter) {
-        (Setup::Hotp { algorithm, digits, counter }, None) => hotp(algorithm, digits, &secret, counter),
-        (Setup::Hotp { algorithm, digits, .. }, Some(counter)) => hotp(algorithm, digits, &secret, counter),
-        (Setup::Totp(totp), Some(counter)) => hotp(totp.algorithm(), totp.digits(), &secret, counter),
-        (Setup::Totp(totp), None) => totp.generate(&secret, time_or_now(args.time)?).map_err(Failure::input)?,
+        (
+            Setup::Hotp {
+                algorithm,
+                digits,
+                counter,
+            },
+            None,
+        ) => hotp(algorithm, digits, &secret, counter),
+        (
+            Setup::Hotp {
+                algorithm, digits, ..
+            },
+            Some(counter),
+        ) => hotp(algorithm, digits, &secret, counter),
+        (Setup::Totp(totp), Some(counter)) => {
+            hotp(totp.algorithm(), totp.digits(), &secret, counter)
+        }
+        (Setup::Totp(totp), None) => totp
+            .generate(&secret, time_or_now(args.time)?)
+            .map_err(Failure::input)?,
     };
     println!("{code}");
     Ok(())
@@ -187,15 +207,22 @@ fn code(args: CodeArgs) -> Result<(), Failure> {
 fn verify(args: VerifyArgs) -> Result<(), Failure> {
     let (secret, setup) = args.key.resolve()?;
     let Setup::Totp(totp) = setup else {
-        return Err(Failure::Input("verify checks TOTP codes; this is an hotp URI".into()));
+        return Err(Failure::Input(
+            "verify checks TOTP codes; this is an hotp URI".into(),
+        ));
     };
     let window = Window::symmetric(args.window).map_err(Failure::input)?;
     match totp.verify(&secret, &args.code, time_or_now(args.time)?, window) {
         Ok(matched) => {
-            println!("matched step {} (offset {:+})", matched.step, matched.offset);
+            println!(
+                "matched step {} (offset {:+})",
+                matched.step, matched.offset
+            );
             Ok(())
         }
-        Err(error @ (VerifyError::InvalidCode(_) | VerifyError::NoMatch)) => Err(Failure::Rejected(error.to_string())),
+        Err(error @ (VerifyError::InvalidCode(_) | VerifyError::NoMatch)) => {
+            Err(Failure::Rejected(error.to_string()))
+        }
         Err(error) => Err(Failure::input(error)),
     }
 }
@@ -213,7 +240,13 @@ fn uri(args: UriArgs) -> Result<(), Failure> {
     };
     secret.check_enrollable().map_err(Failure::input)?;
     let account = args.account.unwrap_or_default();
-    let uri = KeyUri::totp(args.issuer.as_deref().unwrap_or(""), &account, secret, &totp).map_err(Failure::input)?;
+    let uri = KeyUri::totp(
+        args.issuer.as_deref().unwrap_or(""),
+        &account,
+        secret,
+        &totp,
+    )
+    .map_err(Failure::input)?;
     println!("{}", uri.to_uri_string().as_str());
     Ok(())
 }
@@ -238,20 +271,32 @@ fn qr(args: QrArgs) -> Result<(), Failure> {
     let Some(path) = args.output else {
         return Err(Failure::Input("give --output FILE or --terminal".into()));
     };
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("svg") => {
             let svg = mfa_core::qr_svg(text).map_err(Failure::input)?;
             write_private(&path, |out| out.write_all(svg.as_bytes()))
         }
         Some("png") => write_private(&path, |out| write_png(&code, out)),
-        _ => Err(Failure::Input(format!("{}: the file name must end in .svg or .png", path.display()))),
+        _ => Err(Failure::Input(format!(
+            "{}: the file name must end in .svg or .png",
+            path.display()
+        ))),
     }
 }
 
 /// The key's parameters, from a URI or from the command-line options.
 enum Setup {
     Totp(Totp),
-    Hotp { algorithm: Algorithm, digits: Digits, counter: u64 },
+    Hotp {
+        algorithm: Algorithm,
+        digits: Digits,
+        counter: u64,
+    },
 }
 
 impl Key {
@@ -259,8 +304,14 @@ impl Key {
         if let Some(text) = self.uri {
             let uri = KeyUri::parse(&text).map_err(Failure::input)?;
             let setup = match uri.kind() {
-                OtpKind::Totp { period } => Setup::Totp(Totp::new(uri.algorithm(), uri.digits(), period)),
-                OtpKind::Hotp { counter } => Setup::Hotp { algorithm: uri.algorithm(), digits: uri.digits(), counter },
+                OtpKind::Totp { period } => {
+                    Setup::Totp(Totp::new(uri.algorithm(), uri.digits(), period))
+                }
+                OtpKind::Hotp { counter } => Setup::Hotp {
+                    algorithm: uri.algorithm(),
+                    digits: uri.digits(),
+                    counter,
+                },
             };
             return Ok((uri.secret().clone(), setup));
         }
@@ -278,8 +329,14 @@ impl Params {
             Some(AlgorithmArg::Sha512) => Algorithm::Sha512,
         };
         // clap has checked the ranges; the fallbacks are never taken.
-        let digits = self.digits.and_then(|n| Digits::new(n).ok()).unwrap_or_default();
-        let period = self.period.and_then(|s| Period::new(s).ok()).unwrap_or_default();
+        let digits = self
+            .digits
+            .and_then(|n| Digits::new(n).ok())
+            .unwrap_or_default();
+        let period = self
+            .period
+            .and_then(|s| Period::new(s).ok())
+            .unwrap_or_default();
         Totp::new(algorithm, digits, period)
     }
 }
@@ -288,7 +345,10 @@ impl Params {
 fn read_secret(text: &str) -> Result<Secret, Failure> {
     if text == "-" {
         let mut line = Zeroizing::new(String::new());
-        std::io::stdin().lock().read_line(&mut line).map_err(Failure::input)?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(Failure::input)?;
         return Secret::from_base32(line.trim()).map_err(Failure::input);
     }
     Secret::from_base32(text).map_err(Failure::input)
@@ -321,7 +381,10 @@ fn fields_json(uri: &KeyUri) -> serde_json::Value {
 }
 
 /// Creates (or truncates) `path` readable by its owner only, and writes it.
-fn write_private(path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>) -> Result<(), Failure> {
+fn write_private(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> Result<(), Failure> {
     let mut options = File::options();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -352,6 +415,8 @@ fn write_png(code: &QrCode, out: &mut impl Write) -> std::io::Result<()> {
     encoder.set_color(png::ColorType::Grayscale);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
-    writer.write_image_data(&pixels).map_err(std::io::Error::other)?;
+    writer
+        .write_image_data(&pixels)
+        .map_err(std::io::Error::other)?;
     writer.finish().map_err(std::io::Error::other)
 }

@@ -39,7 +39,9 @@ impl Code {
                     // a longer input is rejected by the length check below anyway.
                     if count < usize::from(Digits::EIGHT.get()) {
                         // `byte` is an ASCII digit (this arm), so the subtraction cannot wrap.
-                        value = value.saturating_mul(10).saturating_add(u32::from(byte.wrapping_sub(b'0')));
+                        value = value
+                            .saturating_mul(10)
+                            .saturating_add(u32::from(byte.wrapping_sub(b'0')));
                     }
                     count = count.saturating_add(1);
                 }
@@ -47,7 +49,10 @@ impl Code {
             }
         }
         if count != usize::from(digits.get()) {
-            return Err(CodeError::WrongLength { expected: digits.get(), actual: count });
+            return Err(CodeError::WrongLength {
+                expected: digits.get(),
+                actual: count,
+            });
         }
         Ok(Self { value, digits })
     }
@@ -81,7 +86,12 @@ impl Eq for Code {}
 
 impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:0width$}", self.value, width = usize::from(self.digits.get()))
+        write!(
+            f,
+            "{:0width$}",
+            self.value,
+            width = usize::from(self.digits.get())
+        )
     }
 }
 
@@ -115,19 +125,45 @@ mod tests {
 
     #[test]
     fn typed_codes_allow_spaces_and_nothing_else() {
-        assert_eq!(Code::parse("123456", Digits::SIX).map(|c| c.value()), Ok(123_456));
-        assert_eq!(Code::parse(" 123 456 ", Digits::SIX).map(|c| c.value()), Ok(123_456));
-        assert_eq!(Code::parse("012345", Digits::SIX).map(|c| c.to_string()), Ok("012345".into()));
-        for bad in ["123-456", "12345a", "１２３４５６", "123\t456", "+123456", "-12345"] {
-            assert_eq!(Code::parse(bad, Digits::SIX).err(), Some(CodeError::Malformed), "{bad:?}");
+        assert_eq!(
+            Code::parse("123456", Digits::SIX).map(|c| c.value()),
+            Ok(123_456)
+        );
+        assert_eq!(
+            Code::parse(" 123 456 ", Digits::SIX).map(|c| c.value()),
+            Ok(123_456)
+        );
+        assert_eq!(
+            Code::parse("012345", Digits::SIX).map(|c| c.to_string()),
+            Ok("012345".into())
+        );
+        for bad in [
+            "123-456",
+            "12345a",
+            "１２３４５６",
+            "123\t456",
+            "+123456",
+            "-12345",
+        ] {
+            assert_eq!(
+                Code::parse(bad, Digits::SIX).err(),
+                Some(CodeError::Malformed),
+                "{bad:?}"
+            );
         }
         assert_eq!(
             Code::parse("", Digits::SIX).err(),
-            Some(CodeError::WrongLength { expected: 6, actual: 0 })
+            Some(CodeError::WrongLength {
+                expected: 6,
+                actual: 0
+            })
         );
         assert_eq!(
             Code::parse("99999999999999999999999", Digits::EIGHT).err(),
-            Some(CodeError::WrongLength { expected: 8, actual: 23 })
+            Some(CodeError::WrongLength {
+                expected: 8,
+                actual: 23
+            })
         );
     }
 
@@ -135,6 +171,9 @@ mod tests {
     fn debug_never_shows_the_digits() {
         let code = Code::parse("987654", Digits::SIX).unwrap();
         let shown = alloc::format!("{code:?}");
-        assert!(!shown.contains("987654") && !shown.contains("98765"), "{shown}");
+        assert!(
+            !shown.contains("987654") && !shown.contains("98765"),
+            "{shown}"
+        );
     }
 }

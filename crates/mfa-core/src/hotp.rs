@@ -210,7 +210,12 @@ impl_prf!(Sha1, Sha256, Sha512);
 fn dynamic_truncation(mac: &[u8]) -> u32 {
     debug_assert!(mac.len() >= 20);
     let offset = usize::from(mac[mac.len() - 1] & 0x0f);
-    let word = [mac[offset], mac[offset + 1], mac[offset + 2], mac[offset + 3]];
+    let word = [
+        mac[offset],
+        mac[offset + 1],
+        mac[offset + 2],
+        mac[offset + 3],
+    ];
     // Mask the top bit so the value is the same whether read as signed or unsigned (section 5.3).
     u32::from_be_bytes(word) & 0x7fff_ffff
 }
@@ -226,7 +231,10 @@ mod tests {
             0xda, 0x8e, 0x94, 0x5b, 0x55, 0x5a,
         ];
         assert_eq!(dynamic_truncation(&mac), 0x50ef_7f19);
-        assert_eq!(dynamic_truncation(&mac) % Digits::SIX.modulus().get(), 872_921);
+        assert_eq!(
+            dynamic_truncation(&mac) % Digits::SIX.modulus().get(),
+            872_921
+        );
     }
 
     #[test]
@@ -251,7 +259,11 @@ mod tests {
             assert_eq!(text.parse::<Algorithm>(), Ok(algorithm), "{text}");
         }
         for bad in ["", "md5", "SHA", "SHA3", "SHA-", "sha224", "SHA1 x", "ß"] {
-            assert_eq!(bad.parse::<Algorithm>(), Err(ParamError::Algorithm), "{bad}");
+            assert_eq!(
+                bad.parse::<Algorithm>(),
+                Err(ParamError::Algorithm),
+                "{bad}"
+            );
         }
         for algorithm in Algorithm::ALL {
             assert_eq!(algorithm.name().parse::<Algorithm>(), Ok(algorithm));

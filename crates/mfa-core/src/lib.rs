@@ -38,3 +38,8 @@ pub use qr::{QrError, qr_svg};
 pub use secret::{MIN_ENROLL_SECRET_BITS, Secret, SecretError};
 pub use time::UnixTime;
 pub use totp::{Match, Period, TimeError, Totp, VerifyError, Window};
+
+/// The workspace README's examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct WorkspaceReadme;

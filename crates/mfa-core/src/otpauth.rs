@@ -13,7 +13,11 @@ use crate::{Algorithm, Digits, Period, Secret, SecretError, Totp, UnixTime};
 
 /// Everything but RFC 3986's unreserved characters is percent-encoded, so a space becomes `%20`
 /// (never `+`, which Google Authenticator shows literally: pyotp#47), `@` becomes `%40` and `:` `%3A`.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Time-based or counter-based.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,12 +59,19 @@ impl KeyUri {
     /// # Errors
     /// As [`KeyUri::new`], and [`UriError::NonZeroT0`] when `totp` has a T0 other than the epoch,
     /// which no URI can carry.
-    pub fn totp(issuer: &str, account: &str, secret: Secret, totp: &Totp) -> Result<Self, UriError> {
+    pub fn totp(
+        issuer: &str,
+        account: &str,
+        secret: Secret,
+        totp: &Totp,
+    ) -> Result<Self, UriError> {
         if totp.t0() != UnixTime::EPOCH {
             return Err(UriError::NonZeroT0);
         }
         Self::new(
-            OtpKind::Totp { period: totp.period() },
+            OtpKind::Totp {
+                period: totp.period(),
+            },
             Some(issuer),
             account,
             secret,
@@ -117,8 +128,11 @@ impl KeyUri {
     /// # Errors
     /// A [`UriError`] naming the first thing that is wrong.
     pub fn parse(uri: &str) -> Result<Self, UriError> {
-        let rest = strip_prefix_ignore_ascii_case(uri.trim(), "otpauth://").ok_or(UriError::NotOtpauth)?;
-        let rest = rest.split_once('#').map_or(rest, |(before, _fragment)| before);
+        let rest =
+            strip_prefix_ignore_ascii_case(uri.trim(), "otpauth://").ok_or(UriError::NotOtpauth)?;
+        let rest = rest
+            .split_once('#')
+            .map_or(rest, |(before, _fragment)| before);
         let (kind, rest) = rest.split_once('/').ok_or(UriError::MissingAccount)?;
         let (label, query) = rest.split_once('?').unwrap_or((rest, ""));
         let is_totp = if kind.eq_ignore_ascii_case("totp") {
@@ -130,13 +144,24 @@ impl KeyUri {
         };
 
         let (label_issuer, account) = split_label(label);
-        let label_issuer = label_issuer.map(|raw| decode(raw, Part::Label)).transpose()?;
+        let label_issuer = label_issuer
+            .map(|raw| decode(raw, Part::Label))
+            .transpose()?;
         let account = decode(account, Part::Label)?;
 
         let params = Params::parse(query)?;
-        let param_issuer = params.issuer.map(|raw| decode_param(raw, Part::Issuer)).transpose()?;
-        let label_issuer = label_issuer.as_deref().map(str::trim).filter(|s| !s.is_empty());
-        let param_issuer = param_issuer.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        let param_issuer = params
+            .issuer
+            .map(|raw| decode_param(raw, Part::Issuer))
+            .transpose()?;
+        let label_issuer = label_issuer
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let param_issuer = param_issuer
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
         let issuer = match (label_issuer, param_issuer) {
             (Some(label), Some(param)) if label != param => return Err(UriError::IssuerMismatch),
             (label, param) => param.or(label),
@@ -146,7 +171,9 @@ impl KeyUri {
         let secret = Zeroizing::new(decode(secret, Part::Secret)?.into_owned());
         let secret = Secret::from_base32(&secret).map_err(UriError::InvalidSecret)?;
         let algorithm = match params.algorithm {
-            Some(raw) => decode(raw, Part::Algorithm)?.parse().map_err(|_| UriError::InvalidAlgorithm)?,
+            Some(raw) => decode(raw, Part::Algorithm)?
+                .parse()
+                .map_err(|_| UriError::InvalidAlgorithm)?,
             None => Algorithm::Sha1,
         };
         let digits = match params.digits {
@@ -169,7 +196,9 @@ impl KeyUri {
             OtpKind::Totp { period }
         } else {
             let counter = params.counter.ok_or(UriError::MissingCounter)?;
-            OtpKind::Hotp { counter: counter.parse().map_err(|_| UriError::InvalidCounter)? }
+            OtpKind::Hotp {
+                counter: counter.parse().map_err(|_| UriError::InvalidCounter)?,
+            }
         };
         Self::new(kind, issuer, &account, secret, algorithm, digits)
     }
@@ -318,7 +347,9 @@ impl core::fmt::Display for Part {
 
 /// Percent-decodes a URI component into UTF-8.
 fn decode(raw: &str, part: Part) -> Result<Cow<'_, str>, UriError> {
-    percent_decode_str(raw).decode_utf8().map_err(|_| UriError::InvalidUtf8(part))
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| UriError::InvalidUtf8(part))
 }
 
 /// Percent-decodes a query parameter, where form-encoding writers put `+` for a space. Our own output

@@ -19,9 +19,13 @@ pub struct QrError;
 /// # Errors
 /// [`QrError`] when `text` does not fit in a QR code (about 2,300 bytes at level M).
 pub fn qr_svg(text: &str) -> Result<Zeroizing<String>, QrError> {
-    let code = QrCode::with_error_correction_level(text.as_bytes(), EcLevel::M).map_err(|_| QrError)?;
+    let code =
+        QrCode::with_error_correction_level(text.as_bytes(), EcLevel::M).map_err(|_| QrError)?;
     Ok(Zeroizing::new(
-        code.render::<svg::Color<'_>>().min_dimensions(200, 200).quiet_zone(true).build(),
+        code.render::<svg::Color<'_>>()
+            .min_dimensions(200, 200)
+            .quiet_zone(true)
+            .build(),
     ))
 }
 

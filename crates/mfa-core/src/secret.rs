@@ -46,7 +46,9 @@ impl Secret {
         if bytes.is_empty() {
             return Err(SecretError::Empty);
         }
-        Ok(Self { bytes: bytes.to_vec() })
+        Ok(Self {
+            bytes: bytes.to_vec(),
+        })
     }
 
     /// Reads base32 (RFC 4648) as people and apps write it: upper or lower case, spaces and dashes
@@ -59,15 +61,20 @@ impl Secret {
     pub fn from_base32(text: &str) -> Result<Self, SecretError> {
         let unpadded = text.trim_end_matches(['=', ' ', '-']);
         let encoding = tolerant_base32();
-        let capacity = encoding
-            .decode_len(unpadded.len())
-            .map_err(|e| SecretError::InvalidBase32 { position: e.position })?;
+        let capacity =
+            encoding
+                .decode_len(unpadded.len())
+                .map_err(|e| SecretError::InvalidBase32 {
+                    position: e.position,
+                })?;
         let mut bytes = vec![0u8; capacity];
         match encoding.decode_mut(unpadded.as_bytes(), &mut bytes) {
             Ok(len) => bytes.truncate(len),
             Err(partial) => {
                 bytes.zeroize();
-                return Err(SecretError::InvalidBase32 { position: partial.error.position });
+                return Err(SecretError::InvalidBase32 {
+                    position: partial.error.position,
+                });
             }
         }
         if bytes.is_empty() {
@@ -103,7 +110,9 @@ impl Secret {
     /// omitted"; Google Authenticator on iOS rejects it).
     #[must_use]
     pub fn to_base32(&self) -> Zeroizing<String> {
-        let mut text = Zeroizing::new(String::with_capacity(BASE32_NOPAD.encode_len(self.bytes.len())));
+        let mut text = Zeroizing::new(String::with_capacity(
+            BASE32_NOPAD.encode_len(self.bytes.len()),
+        ));
         // The capacity is exact, so appending never reallocates and leaves no copy behind.
         BASE32_NOPAD.encode_append(&self.bytes, &mut text);
         text
@@ -134,7 +143,10 @@ fn tolerant_base32() -> Encoding {
     spec.translate.to.push_str("ABCDEFGHIJKLMNOPQRSTUVWXYZ");
     spec.ignore.push_str(" -");
     spec.check_trailing_bits = false;
-    #[allow(clippy::expect_used, reason = "a fixed, valid specification; the unit tests build it")]
+    #[allow(
+        clippy::expect_used,
+        reason = "a fixed, valid specification; the unit tests build it"
+    )]
     spec.encoding().expect("the base32 specification is valid")
 }
 
@@ -198,7 +210,10 @@ mod tests {
     fn base32_of_the_rfc_seed() {
         let secret = Secret::from_bytes(b"12345678901234567890").unwrap();
         assert_eq!(secret.to_base32().as_str(), RFC_SEED_BASE32);
-        assert_eq!(secret.to_base32_grouped().as_str(), "GEZD GNBV GY3T QOJQ GEZD GNBV GY3T QOJQ");
+        assert_eq!(
+            secret.to_base32_grouped().as_str(),
+            "GEZD GNBV GY3T QOJQ GEZD GNBV GY3T QOJQ"
+        );
         assert_eq!(Secret::from_base32(RFC_SEED_BASE32).unwrap(), secret);
     }
 
@@ -224,10 +239,22 @@ mod tests {
     fn base32_rejections_are_typed() {
         assert_eq!(Secret::from_base32(""), Err(SecretError::Empty));
         assert_eq!(Secret::from_base32(" == "), Err(SecretError::Empty));
-        assert!(matches!(Secret::from_base32("JBSW1DPE"), Err(SecretError::InvalidBase32 { position: 4 })));
-        assert!(matches!(Secret::from_base32("JBS"), Err(SecretError::InvalidBase32 { .. })));
-        assert!(matches!(Secret::from_base32("JB=SWY3D"), Err(SecretError::InvalidBase32 { .. })));
-        assert!(matches!(Secret::from_base32("ÉBSWY3DP"), Err(SecretError::InvalidBase32 { .. })));
+        assert!(matches!(
+            Secret::from_base32("JBSW1DPE"),
+            Err(SecretError::InvalidBase32 { position: 4 })
+        ));
+        assert!(matches!(
+            Secret::from_base32("JBS"),
+            Err(SecretError::InvalidBase32 { .. })
+        ));
+        assert!(matches!(
+            Secret::from_base32("JB=SWY3D"),
+            Err(SecretError::InvalidBase32 { .. })
+        ));
+        assert!(matches!(
+            Secret::from_base32("ÉBSWY3DP"),
+            Err(SecretError::InvalidBase32 { .. })
+        ));
     }
 
     #[test]
@@ -235,8 +262,14 @@ mod tests {
         let secret = Secret::from_bytes(b"0123456789abcde").unwrap();
         let shown = format!("{secret:?}");
         assert_eq!(shown, "Secret(120 bits, redacted)");
-        assert_eq!(secret.check_enrollable(), Err(SecretError::TooShort { bits: 120 }));
-        assert_eq!(Secret::from_bytes(&[1u8; 16]).unwrap().check_enrollable(), Ok(()));
+        assert_eq!(
+            secret.check_enrollable(),
+            Err(SecretError::TooShort { bits: 120 })
+        );
+        assert_eq!(
+            Secret::from_bytes(&[1u8; 16]).unwrap().check_enrollable(),
+            Ok(())
+        );
         assert_eq!(Secret::from_bytes(b""), Err(SecretError::Empty));
     }
 

@@ -63,7 +63,10 @@ impl Window {
     /// The most steps a window may reach on either side.
     pub const MAX_SKEW: u8 = 10;
     /// The current step only.
-    pub const STRICT: Self = Self { behind: 0, ahead: 0 };
+    pub const STRICT: Self = Self {
+        behind: 0,
+        ahead: 0,
+    };
 
     /// A window of `behind` steps into the past and `ahead` steps into the future.
     ///
@@ -99,7 +102,10 @@ impl Window {
 
 impl Default for Window {
     fn default() -> Self {
-        Self { behind: 1, ahead: 1 }
+        Self {
+            behind: 1,
+            ahead: 1,
+        }
     }
 }
 
@@ -128,7 +134,12 @@ impl Totp {
     /// TOTP with these parameters and T0 = 0 (the Unix epoch).
     #[must_use]
     pub const fn new(algorithm: Algorithm, digits: Digits, period: Period) -> Self {
-        Self { algorithm, digits, period, t0: UnixTime::EPOCH }
+        Self {
+            algorithm,
+            digits,
+            period,
+            t0: UnixTime::EPOCH,
+        }
     }
 
     /// The same parameters with another T0 (RFC 6238 section 4.1). Key URIs cannot carry T0, so only
@@ -241,14 +252,19 @@ fn scan<P: Prf>(secret: &Secret, code: Code, current: u64, window: Window) -> Op
     let mut offset_found = 0i64;
     for offset in i64::from(window.behind).wrapping_neg()..=i64::from(window.ahead) {
         // Which steps exist depends on `now` and the window only, never on the secret or the code.
-        let Some(step) = current.checked_add_signed(offset) else { continue };
+        let Some(step) = current.checked_add_signed(offset) else {
+            continue;
+        };
         let candidate = Code::new(prf.truncated(step) % modulus, code.digits());
         let first_hit = candidate.ct_eq(&code) & !found;
         step_found.conditional_assign(&step, first_hit);
         offset_found.conditional_assign(&offset, first_hit);
         found |= first_hit;
     }
-    bool::from(found).then_some(Match { step: step_found, offset: offset_found })
+    bool::from(found).then_some(Match {
+        step: step_found,
+        offset: offset_found,
+    })
 }
 
 /// A code that matched: the time step it belongs to and where that step lies from the current one.

@@ -16,12 +16,18 @@ fn verification_never_allocates() {
         .into_iter()
         .map(|algorithm| {
             let totp = Totp::new(algorithm, Digits::EIGHT, Period::DEFAULT);
-            (totp, Secret::from_bytes(&vec![0x5a; algorithm.key_len()]).unwrap())
+            (
+                totp,
+                Secret::from_bytes(&vec![0x5a; algorithm.key_len()]).unwrap(),
+            )
         })
         .collect();
     let widest = Window::symmetric(Window::MAX_SKEW).unwrap();
     let now = UnixTime::from_secs(1_700_000_000);
-    let codes: Vec<String> = setups.iter().map(|(totp, secret)| totp.generate(secret, now).unwrap().to_string()).collect();
+    let codes: Vec<String> = setups
+        .iter()
+        .map(|(totp, secret)| totp.generate(secret, now).unwrap().to_string())
+        .collect();
 
     let region = Region::new(GLOBAL);
     let mut accepted = 0;
@@ -34,7 +40,11 @@ fn verification_never_allocates() {
     }
     let during = region.change();
     assert_eq!(accepted, 3, "each genuine code verified at `now`");
-    assert_eq!((during.allocations, during.reallocations), (0, 0), "{during:?}");
+    assert_eq!(
+        (during.allocations, during.reallocations),
+        (0, 0),
+        "{during:?}"
+    );
 
     // The counter does see allocations: decoding base32 makes one.
     let region = Region::new(GLOBAL);

@@ -1,17 +1,26 @@
 //! Property tests: round trips that must hold for every input, and inputs that must never panic.
 
 use mfa_core::{
-    Algorithm, Digits, KeyUri, OtpKind, Period, Secret, Totp, UnixTime, UriError, VerifyError, Window,
+    Algorithm, Digits, KeyUri, OtpKind, Period, Secret, Totp, UnixTime, UriError, VerifyError,
+    Window,
 };
 use proptest::prelude::*;
 
 fn algorithm() -> impl Strategy<Value = Algorithm> {
-    prop_oneof![Just(Algorithm::Sha1), Just(Algorithm::Sha256), Just(Algorithm::Sha512)]
+    prop_oneof![
+        Just(Algorithm::Sha1),
+        Just(Algorithm::Sha256),
+        Just(Algorithm::Sha512)
+    ]
 }
 
 fn totp() -> impl Strategy<Value = Totp> {
     (algorithm(), 6u8..=8, 1u64..=120).prop_map(|(algorithm, digits, period)| {
-        Totp::new(algorithm, Digits::new(digits).unwrap(), Period::new(period).unwrap())
+        Totp::new(
+            algorithm,
+            Digits::new(digits).unwrap(),
+            Period::new(period).unwrap(),
+        )
     })
 }
 
@@ -20,17 +29,27 @@ fn secret() -> impl Strategy<Value = Secret> {
 }
 
 fn window() -> impl Strategy<Value = Window> {
-    (0..=Window::MAX_SKEW, 0..=Window::MAX_SKEW).prop_map(|(behind, ahead)| Window::new(behind, ahead).unwrap())
+    (0..=Window::MAX_SKEW, 0..=Window::MAX_SKEW)
+        .prop_map(|(behind, ahead)| Window::new(behind, ahead).unwrap())
 }
 
 /// Times spread over the whole range, with the two ends well represented.
 fn time() -> impl Strategy<Value = u64> {
-    prop_oneof![any::<u64>(), 0u64..1_000, (u64::MAX - 1_000)..=u64::MAX, 1_000_000_000u64..5_000_000_000]
+    prop_oneof![
+        any::<u64>(),
+        0u64..1_000,
+        (u64::MAX - 1_000)..=u64::MAX,
+        1_000_000_000u64..5_000_000_000
+    ]
 }
 
 /// Names as people write them: unicode, spaces, colons, `@`, `%`, `+`, `&`, `=`, `?`, `#`, `/`.
 fn name() -> impl Strategy<Value = String> {
-    prop_oneof!["[ a-zA-Z0-9:@%+&=?#/._~-]{0,24}", "\\PC{0,16}", "[ é漢😀:%]{0,8}"]
+    prop_oneof![
+        "[ a-zA-Z0-9:@%+&=?#/._~-]{0,24}",
+        "\\PC{0,16}",
+        "[ é漢😀:%]{0,8}"
+    ]
 }
 
 proptest! {

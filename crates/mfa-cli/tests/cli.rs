@@ -1,0 +1,280 @@
+//! The `mfa` command through its real binary: outputs, files and exit statuses (0 success, 1 a
+//! rejected code, 2 bad usage or input with a one-line error).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const SEED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+fn mfa(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mfa"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+#[track_caller]
+fn assert_status(output: &Output, status: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(status),
+        "stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mfa-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn code_prints_the_rfc_vectors() {
+    let cases = [
+        ("sha1", SEED.to_string(), "59", "94287082"),
+        ("sha1", SEED.to_string(), "1111111109", "07081804"),
+        (
+            "sha256",
+            "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZA".to_string(),
+            "20000000000",
+            "77737706",
+        ),
+    ];
+    for (algorithm, secret, time, want) in cases {
+        let out = mfa(&[
+            "code",
+            "--secret",
+            &secret,
+            "--time",
+            time,
+            "--algorithm",
+            algorithm,
+            "--digits",
+            "8",
+        ]);
+        assert_status(&out, 0);
+        assert_eq!(stdout(&out), format!("{want}\n"));
+    }
+    // HOTP, RFC 4226 Appendix D count 5.
+    let out = mfa(&["code", "--secret", SEED, "--counter", "5"]);
+    assert_eq!(stdout(&out), "254676\n");
+}
+
+#[test]
+fn code_takes_every_parameter_from_a_uri() {
+    let uri = format!("otpauth://totp/Acme:alice?secret={SEED}&issuer=Acme&digits=8");
+    let out = mfa(&["code", "--uri", &uri, "--time", "1234567890"]);
+    assert_status(&out, 0);
+    assert_eq!(stdout(&out), "89005924\n");
+    let hotp = format!("otpauth://hotp/Acme:alice?secret={SEED}&counter=9");
+    assert_eq!(stdout(&mfa(&["code", "--uri", &hotp])), "520489\n");
+    // A URI and loose parameters together are ambiguous.
+    assert_status(&mfa(&["code", "--uri", &uri, "--digits", "6"]), 2);
+}
+
+#[test]
+fn code_reads_the_secret_from_stdin() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mfa"))
+        .args(["code", "--secret", "-", "--time", "59"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{}\n", SEED.to_lowercase()).as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_status(&out, 0);
+    assert_eq!(stdout(&out), "287082\n");
+}
+
+#[test]
+fn verify_exits_0_with_the_step_1_when_rejected_2_on_bad_input() {
+    let ok = mfa(&[
+        "verify",
+        "--secret",
+        SEED,
+        "--code",
+        "9428 7082",
+        "--digits",
+        "8",
+        "--time",
+        "89",
+    ]);
+    assert_status(&ok, 0);
+    assert_eq!(stdout(&ok), "matched step 1 (offset -1)\n");
+
+    let strict = mfa(&[
+        "verify", "--secret", SEED, "--code", "94287082", "--digits", "8", "--time", "89",
+        "--window", "0",
+    ]);
+    assert_status(&strict, 1);
+    for code in ["000000", "12345", "12a456"] {
+        let out = mfa(&["verify", "--secret", SEED, "--code", code, "--time", "59"]);
+        assert_status(&out, 1);
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    }
+    for bad in [
+        vec!["verify", "--secret", "not base32!", "--code", "123456"],
+        vec![
+            "verify", "--secret", SEED, "--code", "123456", "--window", "11",
+        ],
+        vec![
+            "verify", "--secret", SEED, "--code", "123456", "--digits", "9",
+        ],
+        vec![
+            "verify", "--secret", SEED, "--code", "123456", "--period", "0",
+        ],
+        vec!["verify", "--secret", SEED],
+        vec!["verify", "--uri", "https://example.com", "--code", "123456"],
+    ] {
+        assert_status(&mfa(&bad), 2);
+    }
+    let out = mfa(&["verify", "--secret", "not base32!", "--code", "123456"]);
+    assert_eq!(
+        stderr(&out),
+        "mfa: error: the secret is not valid base32 (at character 10)\n"
+    );
+}
+
+#[test]
+fn uri_builds_with_a_fresh_or_given_secret_and_parses_to_json() {
+    let out = mfa(&[
+        "uri",
+        "--issuer",
+        "Acme Billing",
+        "--account",
+        "alice@acme.test",
+        "--secret",
+        SEED,
+    ]);
+    assert_status(&out, 0);
+    let uri = stdout(&out).trim().to_string();
+    assert_eq!(
+        uri,
+        format!(
+            "otpauth://totp/Acme%20Billing:alice%40acme.test?secret={SEED}&issuer=Acme%20Billing"
+        )
+    );
+
+    let parsed = mfa(&["uri", "--parse", &uri]);
+    assert_status(&parsed, 0);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&parsed)).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"type": "totp", "issuer": "Acme Billing", "account": "alice@acme.test",
+            "secret": SEED, "algorithm": "SHA1", "digits": 6, "period": 30})
+    );
+
+    let a = stdout(&mfa(&[
+        "uri",
+        "--issuer",
+        "Acme",
+        "--account",
+        "bob",
+        "--algorithm",
+        "sha512",
+    ]));
+    let b = stdout(&mfa(&[
+        "uri",
+        "--issuer",
+        "Acme",
+        "--account",
+        "bob",
+        "--algorithm",
+        "sha512",
+    ]));
+    assert_ne!(a, b, "each run draws a fresh secret");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&mfa(&["uri", "--parse", a.trim()]))).unwrap();
+    assert_eq!(
+        json["secret"].as_str().unwrap().len(),
+        103,
+        "64 bytes for SHA-512"
+    );
+    assert_eq!(json["algorithm"], "SHA512");
+
+    assert_status(
+        &mfa(&[
+            "uri",
+            "--issuer",
+            "Acme",
+            "--account",
+            "bob",
+            "--secret",
+            "JBSWY3DPEHPK3PXP",
+        ]),
+        2,
+    );
+    assert_status(&mfa(&["uri", "--issuer", "A:B", "--account", "bob"]), 2);
+    assert_status(&mfa(&["uri", "--parse", "otpauth://totp/a?issuer=x"]), 2);
+    assert_status(&mfa(&["uri", "--issuer", "Acme"]), 2);
+}
+
+#[test]
+fn qr_writes_svg_and_png_files_private_to_the_owner() {
+    let uri = format!("otpauth://totp/Acme:alice?secret={SEED}&issuer=Acme");
+    let svg = scratch("code.svg");
+    assert_status(&mfa(&["qr", &uri, "--output", svg.to_str().unwrap()]), 0);
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    let png = scratch("code.png");
+    assert_status(&mfa(&["qr", &uri, "--output", png.to_str().unwrap()]), 0);
+    assert!(
+        std::fs::read(&png)
+            .unwrap()
+            .starts_with(b"\x89PNG\r\n\x1a\n")
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&png).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let terminal = mfa(&["qr", &uri, "--terminal"]);
+    assert_status(&terminal, 0);
+    assert!(stdout(&terminal).contains('█'));
+
+    assert_status(
+        &mfa(&[
+            "qr",
+            &uri,
+            "--output",
+            scratch("code.gif").to_str().unwrap(),
+        ]),
+        2,
+    );
+    assert_status(&mfa(&["qr", "otpauth://totp/Acme:alice", "--terminal"]), 2);
+    assert_status(&mfa(&["qr", &uri]), 2);
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in [
+        &["--help"][..],
+        &["code", "--help"],
+        &["verify", "--help"],
+        &["uri", "--help"],
+        &["qr", "--help"],
+    ] {
+        let out = mfa(sub);
+        assert_status(&out, 0);
+        assert!(stdout(&out).contains("Usage: mfa"), "{sub:?}");
+    }
+    assert_status(&mfa(&["frobnicate"]), 2);
+}
