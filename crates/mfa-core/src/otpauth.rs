@@ -80,16 +80,31 @@ impl KeyUri {
         )
     }
 
-    /// A key URI from its parts. Leading and trailing spaces of the issuer and account are dropped; an
-    /// empty issuer counts as none.
+    /// A key URI from its parts, for enrolling `secret` in an app. Leading and trailing spaces of the
+    /// issuer and account are dropped; an empty issuer counts as none.
     ///
     /// # Errors
-    /// [`UriError::MissingAccount`] for an empty account; [`UriError::IssuerContainsColon`] for an
+    /// [`UriError::InvalidSecret`] with [`SecretError::TooShort`] for a secret under 128 bits
+    /// (RFC 4226 section 4 R6): such a key can still be read with [`KeyUri::parse`], but we never hand
+    /// one out. [`UriError::MissingAccount`] for an empty account; [`UriError::IssuerContainsColon`] for an
     /// issuer with a `:`, which apps would split into issuer and account (the format forbids it);
     /// [`UriError::AccountContainsColon`] for an account with a `:` and no issuer, which would read
     /// back as an issuer prefix. (After an issuer, the account may contain colons: parsers split the
     /// label at the first one.)
     pub fn new(
+        kind: OtpKind,
+        issuer: Option<&str>,
+        account: &str,
+        secret: Secret,
+        algorithm: Algorithm,
+        digits: Digits,
+    ) -> Result<Self, UriError> {
+        secret.check_enrollable().map_err(UriError::InvalidSecret)?;
+        Self::from_parts(kind, issuer, account, secret, algorithm, digits)
+    }
+
+    /// [`KeyUri::new`] without the secret's length check, for URIs read from elsewhere.
+    fn from_parts(
         kind: OtpKind,
         issuer: Option<&str>,
         account: &str,
@@ -200,7 +215,7 @@ impl KeyUri {
                 counter: counter.parse().map_err(|_| UriError::InvalidCounter)?,
             }
         };
-        Self::new(kind, issuer, &account, secret, algorithm, digits)
+        Self::from_parts(kind, issuer, &account, secret, algorithm, digits)
     }
 
     /// The URI text, ready for a QR code. It contains the secret, hence [`Zeroizing`].

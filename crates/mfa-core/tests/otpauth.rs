@@ -280,6 +280,11 @@ fn construction_refuses_what_apps_would_misread() {
         ),
         Err(UriError::AccountContainsColon)
     );
+    let short = Secret::from_base32("JBSWY3DPEHPK3PXP").unwrap();
+    assert_eq!(
+        KeyUri::totp("Acme", "alice", short, &totp),
+        Err(UriError::InvalidSecret(SecretError::TooShort { bits: 80 }))
+    );
     let shifted = Totp::default().with_t0(UnixTime::from_secs(1));
     assert_eq!(
         KeyUri::totp("Acme", "alice", seed(), &shifted),
