@@ -17,12 +17,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 extern crate alloc;
-#[cfg(any(test, feature = "qr"))]
+#[cfg(any(test, feature = "std"))]
 extern crate std;
 
 mod ascii;
 mod code;
 mod hotp;
+mod ids;
 mod otpauth;
 #[cfg(feature = "qr")]
 mod qr;
@@ -32,6 +33,7 @@ mod totp;
 
 pub use code::{Code, CodeError};
 pub use hotp::{Algorithm, Digits, ParamError, hotp};
+pub use ids::{CustomerId, IdError, MAX_ID_LEN, OrgId};
 pub use otpauth::{KeyUri, OtpKind, Part, UriError};
 #[cfg(feature = "qr")]
 pub use qr::{QrError, qr_svg};
