@@ -12,7 +12,10 @@ use crate::ascii::strip_prefix_ignore_ascii_case;
 use crate::{Code, Secret};
 
 /// The hash function under the HMAC (RFC 6238 section 1.2: SHA-1, SHA-256 or SHA-512).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Algorithm {
     /// HMAC-SHA-1, the default and the only one every authenticator app honours.
     #[default]
@@ -75,8 +78,24 @@ impl FromStr for Algorithm {
 ///
 /// RFC 4226 section 5.3 requires at least 6 and suggests considering 7 or more; 8 is the most the
 /// 31-bit truncated value can fill evenly enough to be worth offering (RFC 6238 Appendix B uses 8).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "u8", into = "u8")]
 pub struct Digits(u8);
+
+impl TryFrom<u8> for Digits {
+    type Error = ParamError;
+    fn try_from(n: u8) -> Result<Self, ParamError> {
+        Self::new(n)
+    }
+}
+
+impl From<Digits> for u8 {
+    fn from(digits: Digits) -> u8 {
+        digits.0
+    }
+}
 
 impl Digits {
     /// Six digits, the default every authenticator app supports.

@@ -114,7 +114,10 @@ mod tests {
     #[test]
     fn ids_are_checked_on_creation_and_on_deserialisation() {
         assert_eq!(OrgId::new("acme").unwrap().as_str(), "acme");
-        assert_eq!(CustomerId::new("alice@acme.test").unwrap().to_string(), "alice@acme.test");
+        assert_eq!(
+            CustomerId::new("alice@acme.test").unwrap().to_string(),
+            "alice@acme.test"
+        );
         assert_eq!(OrgId::new(""), Err(IdError::Empty));
         assert_eq!(OrgId::new("a".repeat(256)), Err(IdError::TooLong));
         assert!(OrgId::new("a".repeat(255)).is_ok());
@@ -122,6 +125,9 @@ mod tests {
         let bytes = postcard::to_allocvec("bad\u{0}id").unwrap();
         assert!(postcard::from_bytes::<CustomerId>(&bytes).is_err());
         let bytes = postcard::to_allocvec(&CustomerId::new("ok").unwrap()).unwrap();
-        assert_eq!(postcard::from_bytes::<CustomerId>(&bytes).unwrap().as_str(), "ok");
+        assert_eq!(
+            postcard::from_bytes::<CustomerId>(&bytes).unwrap().as_str(),
+            "ok"
+        );
     }
 }

@@ -21,23 +21,58 @@ extern crate alloc;
 extern crate std;
 
 mod ascii;
+mod backup;
+#[cfg(feature = "std")]
+mod clock;
 mod code;
+mod customer;
+mod encoding;
+mod event;
 mod hotp;
 mod ids;
+mod lockout;
+#[cfg(feature = "std")]
+mod memory;
 mod otpauth;
+mod policy;
+mod proof;
 #[cfg(feature = "qr")]
 mod qr;
+mod seal;
 mod secret;
+#[cfg(feature = "std")]
+mod service;
+mod store;
 mod time;
 mod totp;
 
+pub use backup::{
+    BackupCode, BackupCodeSet, BackupError, BackupHashParams, BackupSlot, MAX_BACKUP_CODES,
+};
+#[cfg(feature = "std")]
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use code::{Code, CodeError};
+pub use customer::{
+    BackupAccepted, Configured, Context, CustomerMfa, CustomerRecord, CustomerStatus, Decision,
+    Enrollment, LoginStep, MfaError, Pending, StateName, Unconfigured,
+};
+pub use encoding::DecodeError;
+pub use event::{Event, EventKind, Factor, Rejection, StoredEvent};
 pub use hotp::{Algorithm, Digits, ParamError, hotp};
 pub use ids::{CustomerId, IdError, MAX_ID_LEN, OrgId};
+pub use lockout::{Failures, LockoutRule};
+#[cfg(feature = "std")]
+pub use memory::MemoryStore;
 pub use otpauth::{KeyUri, OtpKind, Part, UriError};
+pub use policy::{MAX_ENROLLMENT_LIFETIME_SECS, OrgPolicy, Settings, SettingsError};
+pub use proof::{MfaPassed, PassedBy};
 #[cfg(feature = "qr")]
 pub use qr::{QrError, qr_svg};
+pub use seal::{KeyId, KeyRing, SealError, SealedSecret, SealingKey};
 pub use secret::{MIN_ENROLL_SECRET_BITS, Secret, SecretError};
+#[cfg(feature = "std")]
+pub use service::{DEFAULT_MAX_ATTEMPTS, Service, ServiceError};
+pub use store::{AuditQuery, Store, Version, Versioned, Written};
 pub use time::UnixTime;
 pub use totp::{Match, Period, TimeError, Totp, VerifyError, Window};
 

@@ -14,8 +14,24 @@ use crate::{Algorithm, Code, CodeError, Digits, ParamError, Secret, UnixTime, ho
 ///
 /// The upper bound is NIST SP 800-63B 5.1.4.1: the time nonce "SHALL be changed at least once every
 /// 2 minutes".
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "u64", into = "u64")]
 pub struct Period(NonZeroU64);
+
+impl TryFrom<u64> for Period {
+    type Error = ParamError;
+    fn try_from(secs: u64) -> Result<Self, ParamError> {
+        Self::new(secs)
+    }
+}
+
+impl From<Period> for u64 {
+    fn from(period: Period) -> u64 {
+        period.as_secs()
+    }
+}
 
 impl Period {
     /// The longest period allowed, in seconds.
@@ -53,10 +69,34 @@ impl Default for Period {
 /// (one step behind, the current step, one step ahead). [`Window::STRICT`] accepts the current step only
 /// (OWASP ASVS 5.0 6.5.5). Each side is bounded by [`Window::MAX_SKEW`]: every step added multiplies the
 /// chance that a guess succeeds (RFC 4226 section 6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "WindowFields", into = "WindowFields")]
 pub struct Window {
     behind: u8,
     ahead: u8,
+}
+
+/// The serialised form of [`Window`], checked on the way in.
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct WindowFields {
+    behind: u8,
+    ahead: u8,
+}
+
+impl TryFrom<WindowFields> for Window {
+    type Error = ParamError;
+    fn try_from(fields: WindowFields) -> Result<Self, ParamError> {
+        Self::new(fields.behind, fields.ahead)
+    }
+}
+
+impl From<Window> for WindowFields {
+    fn from(window: Window) -> Self {
+        Self {
+            behind: window.behind,
+            ahead: window.ahead,
+        }
+    }
 }
 
 impl Window {
@@ -122,7 +162,9 @@ impl Default for Window {
 /// assert_eq!((matched.step, matched.offset), (1, -1));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Totp {
     algorithm: Algorithm,
     digits: Digits,

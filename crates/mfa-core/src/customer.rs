@@ -1,0 +1,778 @@
+//! A customer's MFA state and the transitions between its states.
+//!
+//! The states are types of their own ([`Unconfigured`], [`Pending`], [`Configured`]); each transition
+//! is a method only on the state it may start from, so a forbidden one (confirming an enrollment that
+//! was never started, verifying a code for a customer who has no secret) cannot be written. Every
+//! operation is a pure function of the record, its input, `now` and (where needed) an RNG; it returns a
+//! [`Decision`]: the next record and its audit events to write together, and the outcome to hand back
+//! once they are written. A refusal for bad input changes nothing and emits nothing.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+
+use crate::encoding::{DecodeError, decode, encode};
+use crate::{
+    BackupCode, BackupCodeSet, BackupError, CodeError, CustomerId, Event, EventKind, Factor,
+    Failures, KeyRing, KeyUri, MfaPassed, OrgId, OrgPolicy, PassedBy, Rejection, SealError,
+    SealedSecret, Secret, SettingsError, TimeError, Totp, UnixTime, UriError, VerifyError, Window,
+};
+
+/// Who an operation is about, and when it happens.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    /// The organisation.
+    pub org: &'a OrgId,
+    /// The customer.
+    pub customer: &'a CustomerId,
+    /// The current time, from the caller's clock.
+    pub now: UnixTime,
+}
+
+impl Context<'_> {
+    fn event(&self, kind: EventKind) -> Event {
+        Event {
+            at: self.now,
+            org: self.org.clone(),
+            customer: Some(self.customer.clone()),
+            kind,
+        }
+    }
+
+    fn passed(&self, method: PassedBy) -> MfaPassed {
+        MfaPassed::new(self.org.clone(), self.customer.clone(), method, self.now)
+    }
+}
+
+/// No MFA set up (the start, and where an admin reset leads).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unconfigured {}
+
+/// A secret was issued and shown; not yet proven with a code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    sealed: SealedSecret,
+    totp: Totp,
+    started_at: UnixTime,
+    expires_at: UnixTime,
+}
+
+/// MFA set up and proven: every sign-in needs a code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Configured {
+    sealed: SealedSecret,
+    totp: Totp,
+    configured_at: UnixTime,
+    /// The last accepted time step: no code at or before it is accepted again (RFC 6238 section 5.2).
+    last_step: u64,
+    /// The learnt clock drift in steps, when drift learning is on (RFC 6238 section 6).
+    drift: i64,
+    backup: Option<BackupCodeSet>,
+}
+
+/// A customer's MFA state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CustomerMfa {
+    /// No MFA set up.
+    Unconfigured(Unconfigured),
+    /// Enrollment started, not confirmed.
+    Pending(Pending),
+    /// MFA set up.
+    Configured(Configured),
+}
+
+/// The name of a state, for status reports and stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateName {
+    /// [`Unconfigured`].
+    Unconfigured,
+    /// [`Pending`].
+    Pending,
+    /// [`Configured`].
+    Configured,
+}
+
+impl StateName {
+    /// `unconfigured`, `pending` or `configured`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unconfigured => "unconfigured",
+            Self::Pending => "pending",
+            Self::Configured => "configured",
+        }
+    }
+}
+
+/// Everything stored for one customer: the MFA state and the failure count that drives lockout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerRecord {
+    mfa: CustomerMfa,
+    failures: Failures,
+}
+
+impl Default for CustomerRecord {
+    fn default() -> Self {
+        Self {
+            mfa: CustomerMfa::Unconfigured(Unconfigured {}),
+            failures: Failures::default(),
+        }
+    }
+}
+
+/// What a password sign-in must do next (the table in DESIGN.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum LoginStep {
+    /// MFA is required and not set up: enroll before access.
+    Enroll,
+    /// MFA is set up: give a TOTP or backup code (also after the organisation switched MFA off).
+    Challenge,
+    /// No MFA needed: the proof to mark the session with.
+    Done(MfaPassed),
+}
+
+/// A new secret to show the customer once, as a QR code of [`Enrollment::uri`] or as typed text.
+#[derive(Clone, Debug)]
+pub struct Enrollment {
+    /// The key URI, holding the secret.
+    pub uri: KeyUri,
+    /// When the enrollment can no longer be confirmed.
+    pub expires_at: UnixTime,
+}
+
+/// A backup code that was accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupAccepted {
+    /// The proof of the sign-in.
+    pub passed: MfaPassed,
+    /// Unused backup codes left.
+    pub remaining: u32,
+}
+
+/// A customer's MFA at a glance (no secrets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerStatus {
+    /// The state.
+    pub state: StateName,
+    /// Since when MFA is configured.
+    pub configured_since: Option<UnixTime>,
+    /// Unused backup codes.
+    pub backup_codes_remaining: u32,
+    /// Until when the customer is locked out, if now.
+    pub locked_until: Option<UnixTime>,
+    /// Consecutive failures.
+    pub failures: u32,
+}
+
+/// The result of an operation: the record and events to write (atomically, only if the record is
+/// unchanged since it was read), and the outcome to return once they are written.
+#[derive(Debug)]
+#[must_use = "write the next record and its events before acting on the outcome"]
+pub struct Decision<T> {
+    next: Option<CustomerRecord>,
+    events: Vec<Event>,
+    outcome: Result<T, MfaError>,
+}
+
+impl<T> Decision<T> {
+    /// A refusal that changes nothing.
+    fn refuse(error: MfaError) -> Self {
+        Self {
+            next: None,
+            events: Vec::new(),
+            outcome: Err(error),
+        }
+    }
+
+    fn write(next: CustomerRecord, events: Vec<Event>, outcome: Result<T, MfaError>) -> Self {
+        Self {
+            next: Some(next),
+            events,
+            outcome,
+        }
+    }
+
+    /// The record to store, or `None` when nothing changes.
+    #[must_use]
+    pub const fn next(&self) -> Option<&CustomerRecord> {
+        self.next.as_ref()
+    }
+
+    /// The audit events to store with it.
+    #[must_use]
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// The outcome.
+    pub const fn outcome(&self) -> &Result<T, MfaError> {
+        &self.outcome
+    }
+
+    /// The three parts.
+    pub fn into_parts(self) -> (Option<CustomerRecord>, Vec<Event>, Result<T, MfaError>) {
+        (self.next, self.events, self.outcome)
+    }
+}
+
+impl CustomerRecord {
+    /// The state.
+    #[must_use]
+    pub const fn mfa(&self) -> &CustomerMfa {
+        &self.mfa
+    }
+
+    /// The state's name.
+    #[must_use]
+    pub const fn state(&self) -> StateName {
+        match self.mfa {
+            CustomerMfa::Unconfigured(_) => StateName::Unconfigured,
+            CustomerMfa::Pending(_) => StateName::Pending,
+            CustomerMfa::Configured(_) => StateName::Configured,
+        }
+    }
+
+    /// The failure count and lockout.
+    #[must_use]
+    pub const fn failures(&self) -> &Failures {
+        &self.failures
+    }
+
+    /// The sealed secret, if any (for key rotation and its status).
+    #[must_use]
+    pub const fn sealed_secret(&self) -> Option<&SealedSecret> {
+        match &self.mfa {
+            CustomerMfa::Unconfigured(_) => None,
+            CustomerMfa::Pending(pending) => Some(&pending.sealed),
+            CustomerMfa::Configured(configured) => Some(&configured.sealed),
+        }
+    }
+
+    /// The customer's MFA at a glance.
+    #[must_use]
+    pub fn status(&self, now: UnixTime) -> CustomerStatus {
+        let (configured_since, backup_codes_remaining) = match &self.mfa {
+            CustomerMfa::Configured(c) => (
+                Some(c.configured_at),
+                c.backup.as_ref().map_or(0, count_remaining),
+            ),
+            _ => (None, 0),
+        };
+        CustomerStatus {
+            state: self.state(),
+            configured_since,
+            backup_codes_remaining,
+            locked_until: self.failures.locked_at(now),
+            failures: self.failures.consecutive(),
+        }
+    }
+
+    /// What a password sign-in must do next. A configured customer is challenged whatever the
+    /// organisation's policy: switching MFA off does not switch it off for them (DESIGN.md).
+    pub fn login_step(&self, policy: &OrgPolicy, ctx: &Context<'_>) -> LoginStep {
+        match (&self.mfa, policy.enabled()) {
+            (CustomerMfa::Configured(_), _) => LoginStep::Challenge,
+            (CustomerMfa::Unconfigured(_) | CustomerMfa::Pending(_), true) => LoginStep::Enroll,
+            (CustomerMfa::Unconfigured(_) | CustomerMfa::Pending(_), false) => {
+                LoginStep::Done(ctx.passed(PassedBy::NotRequired))
+            }
+        }
+    }
+
+    /// Issues a fresh secret to enroll, replacing any pending one. Only while the organisation has
+    /// MFA on; refused once configured (an admin reset comes first).
+    pub fn start_enrollment<R: CryptoRng + ?Sized>(
+        &self,
+        policy: &OrgPolicy,
+        keys: &KeyRing,
+        ctx: &Context<'_>,
+        rng: &mut R,
+    ) -> Decision<Enrollment> {
+        let issued = match &self.mfa {
+            CustomerMfa::Configured(_) => return Decision::refuse(MfaError::AlreadyConfigured),
+            _ if !policy.enabled() => return Decision::refuse(MfaError::MfaDisabled),
+            CustomerMfa::Unconfigured(state) => state.start(policy, keys, ctx, rng),
+            CustomerMfa::Pending(state) => state.restart(policy, keys, ctx, rng),
+        };
+        match issued {
+            Ok((pending, enrollment)) => {
+                let event = ctx.event(EventKind::EnrollmentStarted {
+                    expires_at: pending.expires_at,
+                });
+                let next = Self {
+                    mfa: CustomerMfa::Pending(pending),
+                    failures: self.failures,
+                };
+                Decision::write(next, vec![event], Ok(enrollment))
+            }
+            Err(error) => Decision::refuse(error),
+        }
+    }
+
+    /// Confirms a pending enrollment with a code from the app. The confirming step counts as used.
+    pub fn confirm_enrollment(
+        &self,
+        typed: &str,
+        policy: &OrgPolicy,
+        keys: &KeyRing,
+        ctx: &Context<'_>,
+    ) -> Decision<MfaPassed> {
+        let pending = match &self.mfa {
+            CustomerMfa::Pending(pending) => pending,
+            CustomerMfa::Configured(_) => return Decision::refuse(MfaError::AlreadyConfigured),
+            CustomerMfa::Unconfigured(_) => return Decision::refuse(MfaError::NotPending),
+        };
+        if let Some(locked) = self.locked(Factor::Enrollment, ctx) {
+            return locked;
+        }
+        if ctx.now >= pending.expires_at {
+            let event = ctx.event(EventKind::AttemptRejected {
+                factor: Factor::Enrollment,
+                reason: Rejection::Expired,
+                failures: self.failures.consecutive(),
+            });
+            return Decision::write(self.clone(), vec![event], Err(MfaError::EnrollmentExpired));
+        }
+        match pending.confirm(typed, policy.settings().window, keys, ctx) {
+            Ok(configured) => {
+                let step = configured.last_step;
+                let next = Self {
+                    mfa: CustomerMfa::Configured(configured),
+                    failures: Failures::default(),
+                };
+                let event = ctx.event(EventKind::EnrollmentConfirmed { step });
+                Decision::write(next, vec![event], Ok(ctx.passed(PassedBy::Enrollment)))
+            }
+            Err(Refused::Input(error)) => Decision::refuse(error),
+            Err(Refused::Attempt(reason)) => self.failed(Factor::Enrollment, reason, policy, ctx),
+        }
+    }
+
+    /// A new set of backup codes, replacing every earlier one. The plaintext codes are returned once;
+    /// the record keeps only their argon2id hashes.
+    pub fn generate_backup_codes<R: CryptoRng + ?Sized>(
+        &self,
+        policy: &OrgPolicy,
+        ctx: &Context<'_>,
+        rng: &mut R,
+    ) -> Decision<Vec<BackupCode>> {
+        let CustomerMfa::Configured(configured) = &self.mfa else {
+            return Decision::refuse(MfaError::NotConfigured);
+        };
+        let settings = policy.settings();
+        match BackupCodeSet::generate(settings.backup_code_count, settings.backup_hash, rng) {
+            Ok((set, codes)) => {
+                let count = u32::try_from(codes.len()).unwrap_or(u32::MAX);
+                let next = Self {
+                    mfa: CustomerMfa::Configured(Configured {
+                        backup: Some(set),
+                        ..configured.clone()
+                    }),
+                    failures: self.failures,
+                };
+                Decision::write(
+                    next,
+                    vec![ctx.event(EventKind::BackupCodesGenerated { count })],
+                    Ok(codes),
+                )
+            }
+            Err(error) => Decision::refuse(MfaError::Backup(error)),
+        }
+    }
+
+    /// Checks a sign-in TOTP code: accepted only for a step newer than the last accepted one.
+    pub fn verify_totp(
+        &self,
+        typed: &str,
+        policy: &OrgPolicy,
+        keys: &KeyRing,
+        ctx: &Context<'_>,
+    ) -> Decision<MfaPassed> {
+        let CustomerMfa::Configured(configured) = &self.mfa else {
+            return Decision::refuse(MfaError::NotConfigured);
+        };
+        if let Some(locked) = self.locked(Factor::Totp, ctx) {
+            return locked;
+        }
+        let settings = policy.settings();
+        match configured.verify_totp(typed, settings.window, settings.drift_learning, keys, ctx) {
+            Ok((configured, offset)) => {
+                let step = configured.last_step;
+                let next = Self {
+                    mfa: CustomerMfa::Configured(configured),
+                    failures: Failures::default(),
+                };
+                let event = ctx.event(EventKind::TotpAccepted { step, offset });
+                Decision::write(next, vec![event], Ok(ctx.passed(PassedBy::Totp)))
+            }
+            Err(Refused::Input(error)) => Decision::refuse(error),
+            Err(Refused::Attempt(reason)) => self.failed(Factor::Totp, reason, policy, ctx),
+        }
+    }
+
+    /// Checks a backup code: an unused one is accepted once, then marked used.
+    pub fn verify_backup_code(
+        &self,
+        typed: &str,
+        policy: &OrgPolicy,
+        ctx: &Context<'_>,
+    ) -> Decision<BackupAccepted> {
+        let CustomerMfa::Configured(configured) = &self.mfa else {
+            return Decision::refuse(MfaError::NotConfigured);
+        };
+        if let Some(locked) = self.locked(Factor::BackupCode, ctx) {
+            return locked;
+        }
+        match configured.redeem_backup_code(typed, ctx.now) {
+            Ok((configured, remaining)) => {
+                let next = Self {
+                    mfa: CustomerMfa::Configured(configured),
+                    failures: Failures::default(),
+                };
+                let event = ctx.event(EventKind::BackupCodeAccepted { remaining });
+                let accepted = BackupAccepted {
+                    passed: ctx.passed(PassedBy::BackupCode),
+                    remaining,
+                };
+                Decision::write(next, vec![event], Ok(accepted))
+            }
+            Err(Refused::Input(error)) => Decision::refuse(error),
+            Err(Refused::Attempt(reason)) => self.failed(Factor::BackupCode, reason, policy, ctx),
+        }
+    }
+
+    /// An administrator's reset: back to unconfigured from any state, secret and backup codes erased,
+    /// lockout cleared. The customer enrolls again at the next sign-in (while the organisation has MFA
+    /// on). `by` names the administrator for the audit log.
+    pub fn reset(&self, by: &str, ctx: &Context<'_>) -> Decision<()> {
+        let event = ctx.event(EventKind::Reset { by: by.into() });
+        Decision::write(Self::default(), vec![event], Ok(()))
+    }
+
+    /// The record with its secret sealed again under the keyring's active key, or `None` when it
+    /// already is (or holds no secret). For key rotation; it changes nothing else.
+    ///
+    /// # Errors
+    /// [`SealError`] when the secret does not open with the keyring.
+    pub fn reseal<R: CryptoRng + ?Sized>(
+        &self,
+        keys: &KeyRing,
+        ctx: &Context<'_>,
+        rng: &mut R,
+    ) -> Result<Option<Self>, SealError> {
+        let Some(sealed) = self.sealed_secret() else {
+            return Ok(None);
+        };
+        if !keys.needs_reseal(sealed) {
+            return Ok(None);
+        }
+        let resealed = keys.reseal(sealed, ctx.org, ctx.customer, rng)?;
+        let mfa = match &self.mfa {
+            CustomerMfa::Pending(p) => CustomerMfa::Pending(Pending {
+                sealed: resealed,
+                ..p.clone()
+            }),
+            CustomerMfa::Configured(c) => CustomerMfa::Configured(Configured {
+                sealed: resealed,
+                ..c.clone()
+            }),
+            CustomerMfa::Unconfigured(_) => return Ok(None),
+        };
+        Ok(Some(Self {
+            mfa,
+            failures: self.failures,
+        }))
+    }
+
+    /// The byte form stores keep.
+    #[must_use]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Reads the byte form back.
+    ///
+    /// # Errors
+    /// [`DecodeError`] for bytes this version did not write.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode(bytes)
+    }
+
+    /// The refusal while locked out: the attempt is recorded, never checked.
+    fn locked<T>(&self, factor: Factor, ctx: &Context<'_>) -> Option<Decision<T>> {
+        let until = self.failures.locked_at(ctx.now)?;
+        let event = ctx.event(EventKind::AttemptRejected {
+            factor,
+            reason: Rejection::Locked,
+            failures: self.failures.consecutive(),
+        });
+        Some(Decision::write(
+            self.clone(),
+            vec![event],
+            Err(MfaError::Locked { retry_at: until }),
+        ))
+    }
+
+    /// A failed attempt: one more failure, perhaps a lockout, and their events.
+    fn failed<T>(
+        &self,
+        factor: Factor,
+        reason: Rejection,
+        policy: &OrgPolicy,
+        ctx: &Context<'_>,
+    ) -> Decision<T> {
+        let failures = self
+            .failures
+            .after_failure(&policy.settings().lockout, ctx.now);
+        let mut events = vec![ctx.event(EventKind::AttemptRejected {
+            factor,
+            reason,
+            failures: failures.consecutive(),
+        })];
+        if let Some(until) = failures.locked_at(ctx.now) {
+            events.push(ctx.event(EventKind::LockedOut { until }));
+        }
+        let error = match reason {
+            Rejection::ReplayedCode => MfaError::ReplayedCode,
+            Rejection::UsedBackupCode => MfaError::UsedBackupCode,
+            _ => MfaError::WrongCode,
+        };
+        Decision::write(
+            Self {
+                mfa: self.mfa.clone(),
+                failures,
+            },
+            events,
+            Err(error),
+        )
+    }
+}
+
+/// Why a state-level step did not go through.
+enum Refused {
+    /// Bad input or a broken setting: nothing changes.
+    Input(MfaError),
+    /// A genuine failed attempt: it counts toward lockout.
+    Attempt(Rejection),
+}
+
+fn count_remaining(set: &BackupCodeSet) -> u32 {
+    u32::try_from(set.remaining()).unwrap_or(u32::MAX)
+}
+
+/// Issues a fresh secret: sealed for the record, and as a key URI for the customer.
+fn issue<R: CryptoRng + ?Sized>(
+    policy: &OrgPolicy,
+    keys: &KeyRing,
+    ctx: &Context<'_>,
+    rng: &mut R,
+) -> Result<(Pending, Enrollment), MfaError> {
+    let settings = policy.settings();
+    let totp = settings.totp;
+    let secret = Secret::generate(totp.algorithm(), rng);
+    let sealed = keys.seal(&secret, ctx.org, ctx.customer, rng);
+    let uri = KeyUri::totp(&settings.issuer, ctx.customer.as_str(), secret, &totp)
+        .map_err(MfaError::Uri)?;
+    let expires_at = ctx.now.saturating_add(settings.enrollment_lifetime_secs);
+    Ok((
+        Pending {
+            sealed,
+            totp,
+            started_at: ctx.now,
+            expires_at,
+        },
+        Enrollment { uri, expires_at },
+    ))
+}
+
+impl Unconfigured {
+    fn start<R: CryptoRng + ?Sized>(
+        &self,
+        policy: &OrgPolicy,
+        keys: &KeyRing,
+        ctx: &Context<'_>,
+        rng: &mut R,
+    ) -> Result<(Pending, Enrollment), MfaError> {
+        issue(policy, keys, ctx, rng)
+    }
+}
+
+impl Pending {
+    /// A second start replaces the pending secret with a fresh one.
+    fn restart<R: CryptoRng + ?Sized>(
+        &self,
+        policy: &OrgPolicy,
+        keys: &KeyRing,
+        ctx: &Context<'_>,
+        rng: &mut R,
+    ) -> Result<(Pending, Enrollment), MfaError> {
+        issue(policy, keys, ctx, rng)
+    }
+
+    fn confirm(
+        &self,
+        typed: &str,
+        window: Window,
+        keys: &KeyRing,
+        ctx: &Context<'_>,
+    ) -> Result<Configured, Refused> {
+        let secret = keys
+            .open(&self.sealed, ctx.org, ctx.customer)
+            .map_err(|e| Refused::Input(MfaError::Seal(e)))?;
+        let matched = self
+            .totp
+            .verify(&secret, typed, ctx.now, window)
+            .map_err(refusal)?;
+        Ok(Configured {
+            sealed: self.sealed.clone(),
+            totp: self.totp,
+            configured_at: ctx.now,
+            last_step: matched.step,
+            drift: 0,
+            backup: None,
+        })
+    }
+}
+
+impl Configured {
+    fn verify_totp(
+        &self,
+        typed: &str,
+        window: Window,
+        drift_learning: bool,
+        keys: &KeyRing,
+        ctx: &Context<'_>,
+    ) -> Result<(Configured, i64), Refused> {
+        let secret = keys
+            .open(&self.sealed, ctx.org, ctx.customer)
+            .map_err(|e| Refused::Input(MfaError::Seal(e)))?;
+        // With drift learning the window is centred on where this customer's clock has been.
+        let drift = if drift_learning { self.drift } else { 0 };
+        let centre = shift(ctx.now, drift, self.totp.period().as_secs());
+        let matched = self
+            .totp
+            .verify(&secret, typed, centre, window)
+            .map_err(refusal)?;
+        // RFC 6238 section 5.2: never accept a second code for a step at or before the last accepted.
+        if matched.step <= self.last_step {
+            return Err(Refused::Attempt(Rejection::ReplayedCode));
+        }
+        let offset = drift.saturating_add(matched.offset);
+        let max = i64::from(Window::MAX_SKEW);
+        let drift = if drift_learning {
+            offset.clamp(max.wrapping_neg(), max)
+        } else {
+            0
+        };
+        Ok((
+            Configured {
+                last_step: matched.step,
+                drift,
+                ..self.clone()
+            },
+            offset,
+        ))
+    }
+
+    fn redeem_backup_code(&self, typed: &str, now: UnixTime) -> Result<(Configured, u32), Refused> {
+        let Some(set) = &self.backup else {
+            // Nothing to match: a failed attempt like any wrong code, so its absence is not revealed.
+            return Err(Refused::Attempt(Rejection::WrongCode));
+        };
+        let slot = set.check(typed).map_err(|error| match error {
+            BackupError::NoMatch => Refused::Attempt(Rejection::WrongCode),
+            BackupError::AlreadyUsed => Refused::Attempt(Rejection::UsedBackupCode),
+            BackupError::Malformed => Refused::Input(MfaError::InvalidBackupCode),
+            other => Refused::Input(MfaError::Backup(other)),
+        })?;
+        let mut set = set.clone();
+        set.mark_used(slot, now);
+        let remaining = count_remaining(&set);
+        Ok((
+            Configured {
+                backup: Some(set),
+                ..self.clone()
+            },
+            remaining,
+        ))
+    }
+}
+
+/// `now` moved by `drift` periods, saturating at both ends of time.
+fn shift(now: UnixTime, drift: i64, period: u64) -> UnixTime {
+    let secs = drift.unsigned_abs().saturating_mul(period);
+    if drift >= 0 {
+        now.saturating_add(secs)
+    } else {
+        UnixTime::from_secs(now.as_secs().saturating_sub(secs))
+    }
+}
+
+fn refusal(error: VerifyError) -> Refused {
+    match error {
+        VerifyError::NoMatch => Refused::Attempt(Rejection::WrongCode),
+        VerifyError::InvalidCode(code) => Refused::Input(MfaError::InvalidCode(code)),
+        VerifyError::Time(time) => Refused::Input(MfaError::Time(time)),
+    }
+}
+
+/// Why an MFA operation was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MfaError {
+    /// Enrollment was attempted while the organisation has MFA switched off.
+    #[error("MFA is switched off for this organisation")]
+    MfaDisabled,
+    /// The customer already has MFA configured (an administrator must reset it first).
+    #[error("MFA is already configured")]
+    AlreadyConfigured,
+    /// There is no enrollment to confirm.
+    #[error("no enrollment is pending")]
+    NotPending,
+    /// The customer has no MFA configured.
+    #[error("MFA is not configured")]
+    NotConfigured,
+    /// The pending enrollment expired: start again.
+    #[error("the enrollment has expired")]
+    EnrollmentExpired,
+    /// The text is not a code.
+    #[error("the code is malformed: {0}")]
+    InvalidCode(#[source] CodeError),
+    /// The text is not a backup code.
+    #[error("the backup code is malformed")]
+    InvalidBackupCode,
+    /// The code matched nothing.
+    #[error("the code is not valid")]
+    WrongCode,
+    /// The TOTP code was already used, or an older one than the last accepted.
+    #[error("the code was already used")]
+    ReplayedCode,
+    /// The backup code was already used.
+    #[error("the backup code was already used")]
+    UsedBackupCode,
+    /// Too many failures: try again at `retry_at`.
+    #[error("too many failed attempts; retry after {}", retry_at.as_secs())]
+    Locked {
+        /// When attempts are accepted again.
+        retry_at: UnixTime,
+    },
+    /// The sealed secret did not open.
+    #[error("the secret could not be unsealed: {0}")]
+    Seal(#[source] SealError),
+    /// Hashing backup codes failed.
+    #[error("backup codes: {0}")]
+    Backup(#[source] BackupError),
+    /// The key URI could not be built from the settings.
+    #[error("the key URI could not be built: {0}")]
+    Uri(#[source] UriError),
+    /// The time falls before the TOTP start time.
+    #[error(transparent)]
+    Time(TimeError),
+    /// Settings out of range.
+    #[error("invalid settings: {0}")]
+    Settings(#[source] SettingsError),
+}

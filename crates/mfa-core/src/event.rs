@@ -1,0 +1,143 @@
+//! Audit events: what happened, to whom, when. Every attempt and every state change emits one, in the
+//! same write as the state it describes. No event ever holds a secret, a code or a hash.
+
+use alloc::string::String;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{CustomerId, OrgId, UnixTime};
+
+/// One audit event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// When it happened.
+    pub at: UnixTime,
+    /// The organisation.
+    pub org: OrgId,
+    /// The customer, for customer events.
+    pub customer: Option<CustomerId>,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+impl Event {
+    /// The byte form stores keep.
+    #[must_use]
+    pub fn to_bytes(&self) -> alloc::vec::Vec<u8> {
+        crate::encoding::encode(self)
+    }
+
+    /// Reads the byte form back.
+    ///
+    /// # Errors
+    /// [`DecodeError`](crate::DecodeError) for bytes this version did not write.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, crate::DecodeError> {
+        crate::encoding::decode(bytes)
+    }
+}
+
+/// An event with the position a store gave it in the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// Increases with every event a store appends, across all organisations.
+    pub seq: u64,
+    /// The event.
+    pub event: Event,
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The organisation switched MFA on.
+    OrgEnabled {
+        /// Who did it.
+        by: String,
+    },
+    /// The organisation switched MFA off (customers who configured it keep it).
+    OrgDisabled {
+        /// Who did it.
+        by: String,
+    },
+    /// The organisation's settings changed.
+    OrgSettingsChanged {
+        /// Who did it.
+        by: String,
+    },
+    /// A customer was issued a fresh secret to enroll (replacing any pending one).
+    EnrollmentStarted {
+        /// When the pending enrollment expires.
+        expires_at: UnixTime,
+    },
+    /// A customer proved the new authenticator with a code: MFA is configured.
+    EnrollmentConfirmed {
+        /// The time step of the confirming code, which now counts as used.
+        step: u64,
+    },
+    /// A sign-in code was accepted.
+    TotpAccepted {
+        /// Its time step.
+        step: u64,
+        /// Its distance from the current step.
+        offset: i64,
+    },
+    /// A backup code was accepted and is now used.
+    BackupCodeAccepted {
+        /// Unused codes left.
+        remaining: u32,
+    },
+    /// A new set of backup codes replaced every earlier one.
+    BackupCodesGenerated {
+        /// How many.
+        count: u32,
+    },
+    /// An attempt failed.
+    AttemptRejected {
+        /// What was attempted.
+        factor: Factor,
+        /// Why it was rejected.
+        reason: Rejection,
+        /// Consecutive failures so far.
+        failures: u32,
+    },
+    /// Failures locked the customer out.
+    LockedOut {
+        /// Until when.
+        until: UnixTime,
+    },
+    /// An administrator reset the customer's MFA: secret and codes erased, lockout cleared.
+    Reset {
+        /// Who did it.
+        by: String,
+    },
+}
+
+/// Which factor an attempt used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Factor {
+    /// A code confirming a new enrollment.
+    Enrollment,
+    /// A TOTP code at sign-in.
+    Totp,
+    /// A backup code.
+    BackupCode,
+}
+
+/// Why an attempt was rejected: the audit log records the real reason even where the caller is told
+/// less.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rejection {
+    /// The code matched nothing.
+    WrongCode,
+    /// The TOTP code was for a step at or before one already accepted (RFC 6238 section 5.2).
+    ReplayedCode,
+    /// The backup code was already used.
+    UsedBackupCode,
+    /// The pending enrollment had expired.
+    Expired,
+    /// The customer was locked out; the code was not even checked.
+    Locked,
+}

@@ -1,0 +1,72 @@
+//! The proof that a sign-in passed its second factor, which only this crate can make.
+
+use crate::{CustomerId, OrgId, UnixTime};
+
+/// Proof that this customer's sign-in passed MFA, or needs none.
+///
+/// Only `mfa-core` can construct it (its fields are private and it has no public constructor), and
+/// only the flows that checked a factor, or found that none is required, return it. A host marks a
+/// session authenticated when it holds one, so no code path can skip the second factor by accident,
+/// in the way rustls's `HandshakeSignatureValid` proves a signature was checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "a sign-in passed MFA: mark the session authenticated"]
+pub struct MfaPassed {
+    org: OrgId,
+    customer: CustomerId,
+    method: PassedBy,
+    at: UnixTime,
+}
+
+/// How a sign-in passed MFA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PassedBy {
+    /// The organisation has MFA off and the customer never configured it.
+    NotRequired,
+    /// The customer just confirmed a new authenticator with a code.
+    Enrollment,
+    /// A TOTP code.
+    Totp,
+    /// A backup code.
+    BackupCode,
+}
+
+impl MfaPassed {
+    pub(crate) const fn new(
+        org: OrgId,
+        customer: CustomerId,
+        method: PassedBy,
+        at: UnixTime,
+    ) -> Self {
+        Self {
+            org,
+            customer,
+            method,
+            at,
+        }
+    }
+
+    /// The organisation.
+    #[must_use]
+    pub const fn org(&self) -> &OrgId {
+        &self.org
+    }
+
+    /// The customer who passed.
+    #[must_use]
+    pub const fn customer(&self) -> &CustomerId {
+        &self.customer
+    }
+
+    /// How.
+    #[must_use]
+    pub const fn method(&self) -> PassedBy {
+        self.method
+    }
+
+    /// When.
+    #[must_use]
+    pub const fn at(&self) -> UnixTime {
+        self.at
+    }
+}

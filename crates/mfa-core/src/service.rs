@@ -1,0 +1,395 @@
+//! The service: load, decide, write back conditionally, retry on a lost race. Generic over the store,
+//! so the same rules run on memory, SQLite and PostgreSQL.
+
+use alloc::vec::Vec;
+use std::sync::{Mutex, PoisonError};
+
+use rand_core::CryptoRng;
+
+use crate::encoding::DecodeError;
+use crate::{
+    AuditQuery, BackupAccepted, BackupCode, Context, CustomerId, CustomerRecord, CustomerStatus,
+    Decision, Enrollment, Event, EventKind, KeyRing, LoginStep, MfaError, MfaPassed, OrgId,
+    OrgPolicy, Settings, Store, StoredEvent, Version, Versioned, Written,
+};
+
+/// How many times an operation re-reads and re-decides after losing a compare-and-swap race.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 16;
+
+/// The MFA flows over a store, a clock, a sealing keyring and a CSPRNG.
+///
+/// Each flow loads the records it needs, asks the pure state machine for a [`Decision`], and writes
+/// the next record with its audit events only if the record is unchanged since it was loaded. When
+/// another node or task got there first it starts over with fresh data, at most
+/// [`DEFAULT_MAX_ATTEMPTS`] times. An outcome (such as [`MfaPassed`]) is returned only after its write
+/// succeeded, so a lost race can never let a code count twice.
+///
+/// The RNG sits behind a mutex held only while a decision is made, never across an `await`; use a
+/// CSPRNG seeded from the operating system (for example `rand::rngs::StdRng::from_rng(&mut rand::rng())`
+/// or `rand::rngs::SysRng` wrapped in `UnwrapErr`).
+pub struct Service<S, C, R> {
+    store: S,
+    clock: C,
+    keys: KeyRing,
+    rng: Mutex<R>,
+    max_attempts: u32,
+}
+
+/// Why a service call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError<E: core::error::Error + 'static> {
+    /// The rules refused the operation (see [`MfaError`]).
+    #[error(transparent)]
+    Mfa(#[from] MfaError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[source] E),
+    /// Stored data could not be read.
+    #[error("stored record: {0}")]
+    Corrupt(#[source] DecodeError),
+    /// Other writers kept winning the race for this record; nothing was changed by this call.
+    #[error("the record kept changing under concurrent writes; try again")]
+    Contended,
+}
+
+impl<E: core::error::Error + 'static> ServiceError<E> {
+    /// The rule that refused the operation, if that is what happened.
+    #[must_use]
+    pub const fn mfa(&self) -> Option<&MfaError> {
+        match self {
+            Self::Mfa(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+type Result<T, E> = core::result::Result<T, ServiceError<E>>;
+
+impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
+    /// A service over `store`, reading time from `clock`, sealing secrets with `keys`.
+    pub fn new(store: S, clock: C, keys: KeyRing, rng: R) -> Self {
+        Self {
+            store,
+            clock,
+            keys,
+            rng: Mutex::new(rng),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// The same service retrying a lost race at most `attempts` times (at least once).
+    #[must_use]
+    pub fn with_max_attempts(self, attempts: u32) -> Self {
+        Self {
+            max_attempts: attempts.max(1),
+            ..self
+        }
+    }
+
+    /// The store.
+    pub const fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The clock.
+    pub const fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// The sealing keyring.
+    pub const fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// The organisation's policy (MFA off with default settings if it was never written).
+    ///
+    /// # Errors
+    /// [`ServiceError::Store`] or [`ServiceError::Corrupt`].
+    pub async fn org_policy(&self, org: &OrgId) -> Result<OrgPolicy, S::Error> {
+        Ok(self
+            .store
+            .load_org(org)
+            .await
+            .map_err(ServiceError::Store)?
+            .map(|v| v.value)
+            .unwrap_or_default())
+    }
+
+    /// Switches MFA on or off for the organisation's customers. Customers' own states never change:
+    /// whoever configured MFA keeps being challenged. `by` names who did it, for the audit log.
+    ///
+    /// # Errors
+    /// [`ServiceError::Store`], [`ServiceError::Contended`].
+    pub async fn set_org_enabled(
+        &self,
+        org: &OrgId,
+        enabled: bool,
+        by: &str,
+    ) -> Result<OrgPolicy, S::Error> {
+        let kind = if enabled {
+            EventKind::OrgEnabled { by: by.into() }
+        } else {
+            EventKind::OrgDisabled { by: by.into() }
+        };
+        self.update_org(org, kind, |policy| Ok(policy.with_enabled(enabled)))
+            .await
+    }
+
+    /// Replaces the organisation's settings.
+    ///
+    /// # Errors
+    /// [`MfaError::Settings`] for settings out of range; [`ServiceError::Store`],
+    /// [`ServiceError::Contended`].
+    pub async fn update_settings(
+        &self,
+        org: &OrgId,
+        settings: Settings,
+        by: &str,
+    ) -> Result<OrgPolicy, S::Error> {
+        settings.validate().map_err(MfaError::Settings)?;
+        self.update_org(
+            org,
+            EventKind::OrgSettingsChanged { by: by.into() },
+            move |policy| {
+                policy
+                    .with_settings(settings.clone())
+                    .map_err(MfaError::Settings)
+            },
+        )
+        .await
+    }
+
+    async fn update_org(
+        &self,
+        org: &OrgId,
+        kind: EventKind,
+        change: impl Fn(OrgPolicy) -> core::result::Result<OrgPolicy, MfaError>,
+    ) -> Result<OrgPolicy, S::Error> {
+        for _ in 0..self.max_attempts {
+            let loaded = self
+                .store
+                .load_org(org)
+                .await
+                .map_err(ServiceError::Store)?;
+            let (current, version) = split(loaded);
+            let next = change(current)?;
+            let event = Event {
+                at: self.clock.now(),
+                org: org.clone(),
+                customer: None,
+                kind: kind.clone(),
+            };
+            match self
+                .store
+                .write_org(org, version, &next, &[event])
+                .await
+                .map_err(ServiceError::Store)?
+            {
+                Written::Stored(_) => return Ok(next),
+                Written::Conflict => {}
+            }
+        }
+        Err(ServiceError::Contended)
+    }
+
+    /// What a password sign-in must do next: enroll, give a code, or nothing (with the proof).
+    ///
+    /// # Errors
+    /// [`ServiceError::Store`] or [`ServiceError::Corrupt`].
+    pub async fn login_step(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+    ) -> Result<LoginStep, S::Error> {
+        let policy = self.org_policy(org).await?;
+        let (record, _) = self.load_customer(org, customer).await?;
+        Ok(record.login_step(
+            &policy,
+            &Context {
+                org,
+                customer,
+                now: self.clock.now(),
+            },
+        ))
+    }
+
+    /// Issues a fresh secret to enroll (replacing a pending one): show [`Enrollment::uri`] as a QR
+    /// code and as grouped text, once.
+    ///
+    /// # Errors
+    /// [`MfaError::MfaDisabled`], [`MfaError::AlreadyConfigured`]; store errors.
+    pub async fn start_enrollment(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+    ) -> Result<Enrollment, S::Error> {
+        self.run(org, customer, |record, policy, ctx, rng| {
+            record.start_enrollment(policy, &self.keys, ctx, rng)
+        })
+        .await
+    }
+
+    /// Confirms the pending enrollment with a code from the app.
+    ///
+    /// # Errors
+    /// [`MfaError::NotPending`], [`MfaError::EnrollmentExpired`], [`MfaError::WrongCode`],
+    /// [`MfaError::InvalidCode`], [`MfaError::Locked`]; store errors.
+    pub async fn confirm_enrollment(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        code: &str,
+    ) -> Result<MfaPassed, S::Error> {
+        self.run(org, customer, |record, policy, ctx, _| {
+            record.confirm_enrollment(code, policy, &self.keys, ctx)
+        })
+        .await
+    }
+
+    /// A new set of backup codes (the old set stops working); the plaintext is returned only here.
+    ///
+    /// # Errors
+    /// [`MfaError::NotConfigured`]; store errors.
+    pub async fn generate_backup_codes(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+    ) -> Result<Vec<BackupCode>, S::Error> {
+        self.run(org, customer, |record, policy, ctx, rng| {
+            record.generate_backup_codes(policy, ctx, rng)
+        })
+        .await
+    }
+
+    /// Checks a sign-in TOTP code.
+    ///
+    /// # Errors
+    /// [`MfaError::WrongCode`], [`MfaError::ReplayedCode`], [`MfaError::InvalidCode`],
+    /// [`MfaError::Locked`], [`MfaError::NotConfigured`]; store errors.
+    pub async fn verify_totp(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        code: &str,
+    ) -> Result<MfaPassed, S::Error> {
+        self.run(org, customer, |record, policy, ctx, _| {
+            record.verify_totp(code, policy, &self.keys, ctx)
+        })
+        .await
+    }
+
+    /// Checks a backup code.
+    ///
+    /// # Errors
+    /// [`MfaError::WrongCode`], [`MfaError::UsedBackupCode`], [`MfaError::InvalidBackupCode`],
+    /// [`MfaError::Locked`], [`MfaError::NotConfigured`]; store errors.
+    pub async fn verify_backup_code(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        code: &str,
+    ) -> Result<BackupAccepted, S::Error> {
+        self.run(org, customer, |record, policy, ctx, _| {
+            record.verify_backup_code(code, policy, ctx)
+        })
+        .await
+    }
+
+    /// An administrator's reset of one customer; `by` names the administrator.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn reset(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        by: &str,
+    ) -> Result<(), S::Error> {
+        self.run(org, customer, |record, _, ctx, _| record.reset(by, ctx))
+            .await
+    }
+
+    /// The customer's MFA at a glance, with whether the organisation has MFA on.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn status(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+    ) -> Result<(CustomerStatus, bool), S::Error> {
+        let policy = self.org_policy(org).await?;
+        let (record, _) = self.load_customer(org, customer).await?;
+        Ok((record.status(self.clock.now()), policy.enabled()))
+    }
+
+    /// The organisation's audit events, newest first.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn audit(
+        &self,
+        org: &OrgId,
+        query: &AuditQuery,
+    ) -> Result<Vec<StoredEvent>, S::Error> {
+        self.store
+            .audit(org, query)
+            .await
+            .map_err(ServiceError::Store)
+    }
+
+    async fn load_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+    ) -> Result<(CustomerRecord, Option<Version>), S::Error> {
+        Ok(split(
+            self.store
+                .load_customer(org, customer)
+                .await
+                .map_err(ServiceError::Store)?,
+        ))
+    }
+
+    /// Load, decide, write if unchanged; again on a lost race.
+    async fn run<T>(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        decide: impl Fn(&CustomerRecord, &OrgPolicy, &Context<'_>, &mut R) -> Decision<T>,
+    ) -> Result<T, S::Error> {
+        for _ in 0..self.max_attempts {
+            let policy = self.org_policy(org).await?;
+            let (record, version) = self.load_customer(org, customer).await?;
+            let ctx = Context {
+                org,
+                customer,
+                now: self.clock.now(),
+            };
+            let decision = {
+                // Poisoning only means another call panicked mid-draw; an RNG has no invariant to break.
+                let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+                decide(&record, &policy, &ctx, &mut rng)
+            };
+            let (next, events, outcome) = decision.into_parts();
+            let Some(next) = next else {
+                return outcome.map_err(ServiceError::Mfa);
+            };
+            match self
+                .store
+                .write_customer(org, customer, version, &next, &events)
+                .await
+                .map_err(ServiceError::Store)?
+            {
+                Written::Stored(_) => return outcome.map_err(ServiceError::Mfa),
+                Written::Conflict => {}
+            }
+        }
+        Err(ServiceError::Contended)
+    }
+}
+
+fn split<T: Default>(loaded: Option<Versioned<T>>) -> (T, Option<Version>) {
+    loaded.map_or_else(|| (T::default(), None), |v| (v.value, Some(v.version)))
+}

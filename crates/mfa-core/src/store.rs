@@ -1,0 +1,102 @@
+//! The narrow storage interface every adapter (memory, SQLite, PostgreSQL) implements.
+
+use alloc::vec::Vec;
+use core::future::Future;
+
+use crate::{CustomerId, CustomerRecord, Event, OrgId, OrgPolicy, StoredEvent};
+
+/// A record's version: it changes with every successful write, and a write names the version it
+/// expects to replace. That compare-and-swap is what lets many service nodes share one store without
+/// a code ever being accepted twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version(pub u64);
+
+/// A record with the version it was read at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioned<T> {
+    /// The record.
+    pub value: T,
+    /// Its version.
+    pub version: Version,
+}
+
+/// How a conditional write ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Written {
+    /// The record and its events were stored; this is the new version.
+    Stored(Version),
+    /// The record changed (or appeared, or vanished) since it was read: nothing was stored.
+    Conflict,
+}
+
+/// Which audit events to read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only this customer's events (all of the organisation's when `None`).
+    pub customer: Option<CustomerId>,
+    /// Only events with a sequence number below this (for paging backwards), if set.
+    pub before_seq: Option<u64>,
+    /// At most this many events.
+    pub limit: usize,
+}
+
+/// Storage for organisation policies, customer records and the audit log.
+///
+/// # Atomicity
+///
+/// The write methods are compare-and-swap: given the version a record was read at (or `None` for a
+/// record that must not exist yet), a write stores the new record **and** its audit events together,
+/// in one transaction, only if the stored version is still that version, and then gives the record a
+/// new version. For a given expected version a write succeeds at most once, even when many writers on
+/// many nodes race; the losers get [`Written::Conflict`] and nothing of theirs is stored. Events are
+/// never stored without their record, nor a record without its events. A store that cannot promise
+/// this must not implement the trait: it is what makes every code single-use.
+///
+/// Records and events are opaque to the store: it keeps [`CustomerRecord::to_bytes`] and friends, and
+/// may index the ids and times they come with.
+pub trait Store: Send + Sync {
+    /// The store's own failure (I/O, connection, corruption), with its source chain intact.
+    type Error: core::error::Error + Send + Sync + 'static;
+
+    /// The organisation's policy and its version, or `None` if it was never written.
+    fn load_org(
+        &self,
+        org: &OrgId,
+    ) -> impl Future<Output = Result<Option<Versioned<OrgPolicy>>, Self::Error>> + Send;
+
+    /// Stores `policy` and `events` if the policy is still at `expected` (see the trait's atomicity
+    /// contract).
+    fn write_org(
+        &self,
+        org: &OrgId,
+        expected: Option<Version>,
+        policy: &OrgPolicy,
+        events: &[Event],
+    ) -> impl Future<Output = Result<Written, Self::Error>> + Send;
+
+    /// The customer's record and its version, or `None` if it was never written.
+    fn load_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+    ) -> impl Future<Output = Result<Option<Versioned<CustomerRecord>>, Self::Error>> + Send;
+
+    /// Stores `record` and `events` if the record is still at `expected` (see the trait's atomicity
+    /// contract).
+    fn write_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        expected: Option<Version>,
+        record: &CustomerRecord,
+        events: &[Event],
+    ) -> impl Future<Output = Result<Written, Self::Error>> + Send;
+
+    /// The organisation's audit events matching `query`, newest first.
+    fn audit(
+        &self,
+        org: &OrgId,
+        query: &AuditQuery,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Self::Error>> + Send;
+}

@@ -1,0 +1,440 @@
+//! Model-based property test: random sequences of every operation (organisation toggles, enrollment,
+//! confirmation, sign-ins with right, wrong, old, replayed and malformed codes, backup codes, resets
+//! and clock jumps backwards and forwards) run through the service on the in-memory store, and each
+//! outcome is checked against a small reference model of the rules in DESIGN.md and REQUIREMENTS.md.
+//!
+//! Besides outcome-for-outcome agreement, three invariants are checked on their own: no TOTP step or
+//! backup code is ever accepted twice; while the organisation has MFA on, an unconfigured customer
+//! never gets past `login_step`; a configured customer is always challenged, whatever the policy.
+
+use std::collections::BTreeSet;
+
+use mfa_core::{
+    BackupHashParams, CustomerId, Digits, KeyId, KeyRing, KeyUri, LockoutRule, LoginStep,
+    ManualClock, MemoryStore, MfaError, OrgId, Period, SealingKey, Service, ServiceError, Settings,
+    Totp, UnixTime, Window,
+};
+use proptest::prelude::*;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+const T0: u64 = 1_767_225_600;
+const CUSTOMERS: [&str; 2] = ["alice@acme.test", "bob@acme.test"];
+const LIFETIME: u64 = 600;
+
+#[derive(Clone, Copy, Debug)]
+enum Typed {
+    /// The app's code `offset` steps from now, for the customer's current secret.
+    App(i64),
+    /// The last code this customer had accepted.
+    Replay,
+    /// A code of the customer's previous secret.
+    OldSecret,
+    /// A well-formed code of nobody's.
+    Wrong,
+    /// Not a code.
+    Malformed,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    SetOrg(bool),
+    LoginStep(usize),
+    Start(usize),
+    Confirm(usize, Typed),
+    SignIn(usize, Typed),
+    GenerateBackup(usize),
+    /// Use backup code `n` of the current set, or of the previous set.
+    UseBackup(usize, usize, bool),
+    Reset(usize),
+    Jump(i64),
+}
+
+fn typed() -> impl Strategy<Value = Typed> {
+    prop_oneof![
+        4 => (-2i64..=2).prop_map(Typed::App),
+        1 => Just(Typed::Replay),
+        1 => Just(Typed::OldSecret),
+        1 => Just(Typed::Wrong),
+        1 => Just(Typed::Malformed),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let who = 0..CUSTOMERS.len();
+    prop_oneof![
+        1 => any::<bool>().prop_map(Op::SetOrg),
+        2 => who.clone().prop_map(Op::LoginStep),
+        2 => who.clone().prop_map(Op::Start),
+        3 => (who.clone(), typed()).prop_map(|(c, t)| Op::Confirm(c, t)),
+        5 => (who.clone(), typed()).prop_map(|(c, t)| Op::SignIn(c, t)),
+        1 => who.clone().prop_map(Op::GenerateBackup),
+        2 => (who.clone(), 0usize..5, any::<bool>()).prop_map(|(c, n, old)| Op::UseBackup(c, n, old)),
+        1 => who.prop_map(Op::Reset),
+        3 => prop_oneof![Just(-90i64), Just(-30), Just(0), Just(1), Just(29), Just(30), Just(31), Just(60), Just(700), Just(3600)]
+            .prop_map(Op::Jump),
+    ]
+}
+
+/// The reference model of one customer.
+#[derive(Clone, Debug, Default)]
+struct Model {
+    state: State,
+    last_accepted_code: Option<String>,
+    previous_secret: Option<KeyUri>,
+    backup: Vec<(String, bool)>,
+    old_backup: Vec<String>,
+    failures: u32,
+    locked_until: Option<u64>,
+    /// Every TOTP step accepted since the last reset, and every backup code ever accepted.
+    accepted_steps: BTreeSet<u64>,
+    accepted_backup: BTreeSet<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+enum State {
+    #[default]
+    Unconfigured,
+    Pending {
+        uri: KeyUri,
+        expires_at: u64,
+    },
+    Configured {
+        uri: KeyUri,
+        last_step: u64,
+    },
+}
+
+impl Model {
+    fn secret(&self) -> Option<&KeyUri> {
+        match &self.state {
+            State::Unconfigured => None,
+            State::Pending { uri, .. } | State::Configured { uri, .. } => Some(uri),
+        }
+    }
+
+    fn locked(&self, now: u64) -> Option<u64> {
+        self.locked_until.filter(|until| *until > now)
+    }
+
+    fn fail(&mut self, now: u64) {
+        self.failures += 1;
+        self.locked_until = LockoutRule::default()
+            .delay_after(self.failures)
+            .map(|delay| now + delay);
+    }
+
+    fn succeed(&mut self) {
+        self.failures = 0;
+        self.locked_until = None;
+    }
+}
+
+fn totp() -> Totp {
+    // Eight digits, so that two steps of one window sharing a code is too rare to matter; the model
+    // still computes the earliest matching step exactly, as the verifier does.
+    Totp::new(mfa_core::Algorithm::Sha1, Digits::EIGHT, Period::DEFAULT)
+}
+
+/// The earliest step of the ±1 window around `now` whose code is `typed`, as the verifier finds it.
+fn matching_step(uri: &KeyUri, typed: &str, now: u64) -> Option<u64> {
+    let current = now / 30;
+    (current.saturating_sub(1)..=current + 1)
+        .find(|step| totp().generate_at_step(uri.secret(), *step).to_string() == typed)
+}
+
+fn text(model: &Model, typed: Typed, now: u64) -> String {
+    let code_of = |uri: &KeyUri, step: u64| totp().generate_at_step(uri.secret(), step).to_string();
+    match typed {
+        Typed::App(offset) => model.secret().map_or_else(
+            || "12345678".into(),
+            |uri| code_of(uri, (now / 30).saturating_add_signed(offset)),
+        ),
+        Typed::Replay => model
+            .last_accepted_code
+            .clone()
+            .unwrap_or_else(|| "87654321".into()),
+        Typed::OldSecret => model
+            .previous_secret
+            .as_ref()
+            .map_or_else(|| "11111111".into(), |uri| code_of(uri, now / 30)),
+        Typed::Wrong => "00000000".into(),
+        Typed::Malformed => "12ab5678".into(),
+    }
+}
+
+fn refusal<T: std::fmt::Debug>(
+    result: Result<T, ServiceError<mfa_core::DecodeError>>,
+) -> Result<T, MfaError> {
+    result.map_err(|error| match error {
+        ServiceError::Mfa(error) => error,
+        other => panic!("the store or service failed: {other}"),
+    })
+}
+
+fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let org = OrgId::new("acme").unwrap();
+        let ids: Vec<CustomerId> = CUSTOMERS
+            .iter()
+            .map(|c| CustomerId::new(*c).unwrap())
+            .collect();
+        let clock = ManualClock::new(UnixTime::from_secs(T0));
+        let keys = KeyRing::new(SealingKey::new(KeyId::new(1), [9; 32]));
+        let mfa = Service::new(
+            MemoryStore::new(),
+            clock.clone(),
+            keys,
+            ChaCha20Rng::seed_from_u64(5),
+        );
+        let mut settings = Settings::default();
+        settings.totp = totp();
+        settings.window = Window::default();
+        settings.backup_hash = BackupHashParams::danger_insecure_fast();
+        settings.enrollment_lifetime_secs = LIFETIME;
+        mfa.update_settings(&org, settings, "admin").await.unwrap();
+
+        let mut enabled = false;
+        let mut now = T0;
+        let mut models = vec![Model::default(); CUSTOMERS.len()];
+
+        for op in ops {
+            match op {
+                Op::SetOrg(on) => {
+                    mfa.set_org_enabled(&org, on, "admin").await.unwrap();
+                    enabled = on;
+                }
+                Op::Jump(delta) => {
+                    now = now.saturating_add_signed(delta).max(T0);
+                    clock.set(UnixTime::from_secs(now));
+                }
+                Op::LoginStep(c) => {
+                    let step = mfa.login_step(&org, &ids[c]).await.unwrap();
+                    let want = match (&models[c].state, enabled) {
+                        (State::Configured { .. }, _) => "challenge",
+                        (_, true) => "enroll",
+                        (_, false) => "done",
+                    };
+                    let got = match step {
+                        LoginStep::Challenge => "challenge",
+                        LoginStep::Enroll => "enroll",
+                        LoginStep::Done(_) => "done",
+                    };
+                    prop_assert_eq!(got, want, "login step of {}", c);
+                }
+                Op::Start(c) => {
+                    let got = refusal(mfa.start_enrollment(&org, &ids[c]).await);
+                    let model = &mut models[c];
+                    match (&model.state, enabled) {
+                        (State::Configured { .. }, _) => {
+                            prop_assert_eq!(got.unwrap_err(), MfaError::AlreadyConfigured)
+                        }
+                        (_, false) => prop_assert_eq!(got.unwrap_err(), MfaError::MfaDisabled),
+                        (_, true) => {
+                            let enrollment = got.unwrap();
+                            prop_assert_eq!(enrollment.expires_at.as_secs(), now + LIFETIME);
+                            model.previous_secret = model.secret().cloned();
+                            model.state = State::Pending {
+                                uri: enrollment.uri,
+                                expires_at: now + LIFETIME,
+                            };
+                        }
+                    }
+                }
+                Op::Confirm(c, typed) => {
+                    let code = text(&models[c], typed, now);
+                    let got = refusal(mfa.confirm_enrollment(&org, &ids[c], &code).await);
+                    let model = &mut models[c];
+                    let want = match model.state.clone() {
+                        State::Configured { .. } => Err(MfaError::AlreadyConfigured),
+                        State::Unconfigured => Err(MfaError::NotPending),
+                        // The order of the checks: lockout, expiry, then the code itself.
+                        State::Pending { .. } if model.locked(now).is_some() => {
+                            Err(MfaError::Locked {
+                                retry_at: UnixTime::from_secs(model.locked(now).unwrap()),
+                            })
+                        }
+                        State::Pending { expires_at, .. } if now >= expires_at => {
+                            Err(MfaError::EnrollmentExpired)
+                        }
+                        State::Pending { .. } if matches!(typed, Typed::Malformed) => {
+                            Err(MfaError::InvalidCode(mfa_core::CodeError::Malformed))
+                        }
+                        State::Pending { uri, .. } => match matching_step(&uri, &code, now) {
+                            None => {
+                                model.fail(now);
+                                Err(MfaError::WrongCode)
+                            }
+                            Some(step) => {
+                                model.succeed();
+                                model.accepted_steps = BTreeSet::from([step]);
+                                model.last_accepted_code = Some(code.clone());
+                                model.backup.clear();
+                                model.state = State::Configured {
+                                    uri,
+                                    last_step: step,
+                                };
+                                Ok(())
+                            }
+                        },
+                    };
+                    prop_assert_eq!(got.map(|_| ()), want, "confirm {:?} for {}", typed, c);
+                }
+                Op::SignIn(c, typed) => {
+                    let code = text(&models[c], typed, now);
+                    let got = refusal(mfa.verify_totp(&org, &ids[c], &code).await);
+                    let model = &mut models[c];
+                    let want = match model.state.clone() {
+                        State::Configured { .. } if model.locked(now).is_some() => {
+                            Err(MfaError::Locked {
+                                retry_at: UnixTime::from_secs(model.locked(now).unwrap()),
+                            })
+                        }
+                        State::Configured { .. } if matches!(typed, Typed::Malformed) => {
+                            Err(MfaError::InvalidCode(mfa_core::CodeError::Malformed))
+                        }
+                        State::Configured { uri, last_step } => {
+                            match matching_step(&uri, &code, now) {
+                                None => {
+                                    model.fail(now);
+                                    Err(MfaError::WrongCode)
+                                }
+                                Some(step) if step <= last_step => {
+                                    model.fail(now);
+                                    Err(MfaError::ReplayedCode)
+                                }
+                                Some(step) => {
+                                    // The invariant on its own: a step is accepted at most once.
+                                    prop_assert!(
+                                        model.accepted_steps.insert(step),
+                                        "step {} accepted twice",
+                                        step
+                                    );
+                                    model.succeed();
+                                    model.last_accepted_code = Some(code.clone());
+                                    model.state = State::Configured {
+                                        uri,
+                                        last_step: step,
+                                    };
+                                    Ok(())
+                                }
+                            }
+                        }
+                        _ => Err(MfaError::NotConfigured),
+                    };
+                    prop_assert_eq!(got.map(|_| ()), want, "sign in {:?} for {}", typed, c);
+                }
+                Op::GenerateBackup(c) => {
+                    let got = refusal(mfa.generate_backup_codes(&org, &ids[c]).await);
+                    let model = &mut models[c];
+                    if matches!(model.state, State::Configured { .. }) {
+                        let codes = got.unwrap();
+                        prop_assert_eq!(codes.len(), 5);
+                        model.old_backup =
+                            model.backup.iter().map(|(code, _)| code.clone()).collect();
+                        model.backup = codes
+                            .iter()
+                            .map(|code| (code.as_str().to_string(), false))
+                            .collect();
+                    } else {
+                        prop_assert_eq!(got.unwrap_err(), MfaError::NotConfigured);
+                    }
+                }
+                Op::UseBackup(c, n, old) => {
+                    let model = &mut models[c];
+                    let list: Vec<String> = if old {
+                        model.old_backup.clone()
+                    } else {
+                        model.backup.iter().map(|(c, _)| c.clone()).collect()
+                    };
+                    let code = list
+                        .get(n)
+                        .cloned()
+                        .unwrap_or_else(|| "ZZZZ-ZZZZ-ZZZZ".into());
+                    let got = refusal(mfa.verify_backup_code(&org, &ids[c], &code).await);
+                    let want = if !matches!(model.state, State::Configured { .. }) {
+                        Err(MfaError::NotConfigured)
+                    } else if let Some(until) = model.locked(now) {
+                        Err(MfaError::Locked {
+                            retry_at: UnixTime::from_secs(until),
+                        })
+                    } else {
+                        match model.backup.iter_mut().find(|(c, _)| *c == code) {
+                            Some((_, used @ false)) => {
+                                *used = true;
+                                prop_assert!(
+                                    model.accepted_backup.insert(code.clone()),
+                                    "backup code accepted twice"
+                                );
+                                model.succeed();
+                                Ok(())
+                            }
+                            Some((_, true)) => {
+                                model.fail(now);
+                                Err(MfaError::UsedBackupCode)
+                            }
+                            None => {
+                                model.fail(now);
+                                Err(MfaError::WrongCode)
+                            }
+                        }
+                    };
+                    let remaining = model.backup.iter().filter(|(_, used)| !used).count() as u32;
+                    prop_assert_eq!(
+                        got.map(|done| done.remaining),
+                        want.map(|()| remaining),
+                        "backup {} (old: {}) for {}",
+                        n,
+                        old,
+                        c
+                    );
+                }
+                Op::Reset(c) => {
+                    refusal(mfa.reset(&org, &ids[c], "admin").await).unwrap();
+                    let model = &mut models[c];
+                    // Codes from before the reset must never work again.
+                    let old_backup = model.backup.iter().map(|(code, _)| code.clone()).collect();
+                    *model = Model {
+                        old_backup,
+                        previous_secret: model
+                            .secret()
+                            .cloned()
+                            .or_else(|| model.previous_secret.clone()),
+                        last_accepted_code: model.last_accepted_code.clone(),
+                        accepted_backup: model.accepted_backup.clone(),
+                        ..Model::default()
+                    };
+                }
+            }
+            // After every operation the stored state agrees with the model.
+            for (c, model) in models.iter().enumerate() {
+                let (status, on) = mfa.status(&org, &ids[c]).await.unwrap();
+                prop_assert_eq!(on, enabled);
+                let want = match model.state {
+                    State::Unconfigured => "unconfigured",
+                    State::Pending { .. } => "pending",
+                    State::Configured { .. } => "configured",
+                };
+                prop_assert_eq!(status.state.as_str(), want);
+                prop_assert_eq!(status.failures, model.failures);
+                prop_assert_eq!(
+                    status.locked_until.map(UnixTime::as_secs),
+                    model.locked(now)
+                );
+            }
+        }
+        Ok(())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_service_follows_the_model(ops in prop::collection::vec(op(), 1..60)) {
+        run(ops)?;
+    }
+}

@@ -1,0 +1,526 @@
+//! The store conformance suite: one set of tests that every [`Store`] adapter runs from its own
+//! `tests/`, as tower-sessions does for its session stores.
+//!
+//! ```ignore
+//! // crates/mfa-sqlite/tests/conformance.rs
+//! mfa_store_tests::conformance_suite!(async { mfa_sqlite::SqliteStore::open_in_memory().await.unwrap() });
+//! ```
+//!
+//! The macro expands to one `#[tokio::test]` per check, each with a fresh store from the expression.
+//! The checks cover the compare-and-swap contract of [`Store`], events written with their state (and
+//! never without it), the audit log's order and filters, every transition through the [`Service`],
+//! and many tasks racing to use one code (exactly one wins).
+
+use std::sync::Arc;
+
+use mfa_core::{
+    AuditQuery, BackupHashParams, CustomerId, CustomerRecord, Event, EventKind, KeyId, KeyRing,
+    KeyUri, LoginStep, ManualClock, MfaError, OrgId, OrgPolicy, PassedBy, SealingKey, Service,
+    ServiceError, Settings, Store, UnixTime, Written,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+/// Generates the conformance tests for a store; `$make` is an expression (usually an `async` block)
+/// that gives a fresh, empty store each time it is evaluated.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@tests $make;
+            absent_records_load_as_none,
+            customer_writes_are_compare_and_swap,
+            org_writes_are_compare_and_swap,
+            events_are_written_with_their_record_and_never_without,
+            audit_is_newest_first_filtered_and_paged,
+            organisations_and_customers_are_isolated,
+            the_whole_story_through_the_service,
+            racing_writers_on_one_version_exactly_one_wins,
+            racing_sign_ins_with_one_code_exactly_one_wins,
+            racing_sign_ins_with_one_backup_code_exactly_one_wins,
+        );
+    };
+    (@tests $make:expr; $($name:ident),* $(,)?) => {$(
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let store = $make.await;
+            $crate::$name(store).await;
+        }
+    )*};
+}
+
+/// The start of every test's clock: 2026-01-01T00:00:00Z.
+pub const T0: u64 = 1_767_225_600;
+
+fn org(name: &str) -> OrgId {
+    OrgId::new(name).expect("a valid id")
+}
+
+fn customer(name: &str) -> CustomerId {
+    CustomerId::new(name).expect("a valid id")
+}
+
+fn event(org_id: &OrgId, customer_id: Option<&CustomerId>, by: &str) -> Event {
+    Event {
+        at: UnixTime::from_secs(T0),
+        org: org_id.clone(),
+        customer: customer_id.cloned(),
+        kind: EventKind::Reset { by: by.into() },
+    }
+}
+
+fn all(customer_id: Option<&CustomerId>) -> AuditQuery {
+    AuditQuery {
+        customer: customer_id.cloned(),
+        before_seq: None,
+        limit: usize::MAX,
+    }
+}
+
+/// A service over `store` with a manual clock at [`T0`], a fixed keyring and seeded RNG, and the
+/// organisation `acme` switched on with fast backup-code hashing.
+async fn service<S: Store>(store: S) -> (Service<S, ManualClock, ChaCha20Rng>, ManualClock) {
+    let clock = ManualClock::new(UnixTime::from_secs(T0));
+    let keys = KeyRing::new(SealingKey::new(KeyId::new(1), [7; 32]));
+    let mfa = Service::new(store, clock.clone(), keys, ChaCha20Rng::seed_from_u64(1))
+        .with_max_attempts(1_000);
+    let mut settings = Settings::default();
+    settings.backup_hash = BackupHashParams::danger_insecure_fast();
+    mfa.update_settings(&org("acme"), settings, "admin")
+        .await
+        .expect("settings");
+    mfa.set_org_enabled(&org("acme"), true, "admin")
+        .await
+        .expect("enable");
+    (mfa, clock)
+}
+
+fn app_code(uri: &KeyUri, clock: &ManualClock) -> String {
+    let totp = uri.as_totp().expect("a TOTP URI");
+    totp.generate(uri.secret(), mfa_core::Clock::now(clock))
+        .expect("after T0")
+        .to_string()
+}
+
+fn refusal<T: std::fmt::Debug, E: std::error::Error>(
+    result: Result<T, ServiceError<E>>,
+) -> MfaError {
+    match result {
+        Err(ServiceError::Mfa(error)) => error,
+        other => panic!("expected a refusal by the rules, got {other:?}"),
+    }
+}
+
+/// A configured customer `alice` of `acme`, and her key URI.
+async fn configured<S: Store>(
+    mfa: &Service<S, ManualClock, ChaCha20Rng>,
+    clock: &ManualClock,
+) -> KeyUri {
+    let enrollment = mfa
+        .start_enrollment(&org("acme"), &customer("alice"))
+        .await
+        .expect("start");
+    let _passed = mfa
+        .confirm_enrollment(
+            &org("acme"),
+            &customer("alice"),
+            &app_code(&enrollment.uri, clock),
+        )
+        .await
+        .expect("confirm");
+    clock.advance(30);
+    enrollment.uri
+}
+
+/// Loading what was never written gives `None`.
+pub async fn absent_records_load_as_none<S: Store>(store: S) {
+    assert_eq!(store.load_org(&org("nobody")).await.expect("load"), None);
+    assert_eq!(
+        store
+            .load_customer(&org("nobody"), &customer("nobody"))
+            .await
+            .expect("load"),
+        None
+    );
+    assert!(
+        store
+            .audit(&org("nobody"), &all(None))
+            .await
+            .expect("audit")
+            .is_empty()
+    );
+}
+
+/// A customer write succeeds only at the version it expects, once.
+pub async fn customer_writes_are_compare_and_swap<S: Store>(store: S) {
+    let (o, c) = (org("acme"), customer("alice"));
+    let record = CustomerRecord::default();
+    let Written::Stored(v1) = store
+        .write_customer(&o, &c, None, &record, &[])
+        .await
+        .expect("create")
+    else {
+        panic!("creating an absent record must succeed")
+    };
+    assert_eq!(
+        store
+            .write_customer(&o, &c, None, &record, &[])
+            .await
+            .expect("write"),
+        Written::Conflict,
+        "it exists now"
+    );
+    let Written::Stored(v2) = store
+        .write_customer(&o, &c, Some(v1), &record, &[])
+        .await
+        .expect("update")
+    else {
+        panic!("writing at the current version must succeed")
+    };
+    assert_ne!(v1, v2);
+    assert_eq!(
+        store
+            .write_customer(&o, &c, Some(v1), &record, &[])
+            .await
+            .expect("write"),
+        Written::Conflict,
+        "stale version"
+    );
+    let loaded = store
+        .load_customer(&o, &c)
+        .await
+        .expect("load")
+        .expect("present");
+    assert_eq!((loaded.value, loaded.version), (record, v2));
+}
+
+/// An organisation write succeeds only at the version it expects, once.
+pub async fn org_writes_are_compare_and_swap<S: Store>(store: S) {
+    let o = org("acme");
+    let on = OrgPolicy::default().with_enabled(true);
+    let Written::Stored(v1) = store.write_org(&o, None, &on, &[]).await.expect("create") else {
+        panic!("create")
+    };
+    assert_eq!(
+        store.write_org(&o, None, &on, &[]).await.expect("write"),
+        Written::Conflict
+    );
+    let off = on.clone().with_enabled(false);
+    let Written::Stored(v2) = store
+        .write_org(&o, Some(v1), &off, &[])
+        .await
+        .expect("update")
+    else {
+        panic!("update")
+    };
+    assert_eq!(
+        store
+            .write_org(&o, Some(v1), &on, &[])
+            .await
+            .expect("write"),
+        Written::Conflict
+    );
+    let loaded = store.load_org(&o).await.expect("load").expect("present");
+    assert_eq!((loaded.value, loaded.version), (off, v2));
+}
+
+/// The events of a write are stored with it; a write that loses its race stores none.
+pub async fn events_are_written_with_their_record_and_never_without<S: Store>(store: S) {
+    let (o, c) = (org("acme"), customer("alice"));
+    let record = CustomerRecord::default();
+    let Written::Stored(v1) = store
+        .write_customer(&o, &c, None, &record, &[event(&o, Some(&c), "one")])
+        .await
+        .expect("write")
+    else {
+        panic!("create")
+    };
+    let lost = store
+        .write_customer(&o, &c, None, &record, &[event(&o, Some(&c), "lost")])
+        .await
+        .expect("write");
+    assert_eq!(lost, Written::Conflict);
+    let two = [event(&o, Some(&c), "two"), event(&o, Some(&c), "three")];
+    assert!(matches!(
+        store
+            .write_customer(&o, &c, Some(v1), &record, &two)
+            .await
+            .expect("write"),
+        Written::Stored(_)
+    ));
+    let logged: Vec<String> = store
+        .audit(&o, &all(Some(&c)))
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|stored| match stored.event.kind {
+            EventKind::Reset { by } => by,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(logged, ["three", "two", "one"]);
+    let lost_org = store
+        .write_org(
+            &o,
+            Some(mfa_core::Version(u64::MAX)),
+            &OrgPolicy::default(),
+            &[event(&o, None, "lost")],
+        )
+        .await;
+    assert_eq!(lost_org.expect("write"), Written::Conflict);
+    assert_eq!(store.audit(&o, &all(None)).await.expect("audit").len(), 3);
+}
+
+/// The audit log comes newest first, with increasing sequence numbers, filtered and paged.
+pub async fn audit_is_newest_first_filtered_and_paged<S: Store>(store: S) {
+    let o = org("acme");
+    let (alice, bob) = (customer("alice"), customer("bob"));
+    let mut versions = std::collections::HashMap::new();
+    for i in 0..10 {
+        let who = if i % 2 == 0 { &alice } else { &bob };
+        let expected = versions.get(who.as_str()).copied();
+        let written = store
+            .write_customer(
+                &o,
+                who,
+                expected,
+                &CustomerRecord::default(),
+                &[event(&o, Some(who), &i.to_string())],
+            )
+            .await
+            .expect("write");
+        let Written::Stored(version) = written else {
+            panic!("write {i}")
+        };
+        versions.insert(who.as_str().to_string(), version);
+    }
+    let everything = store.audit(&o, &all(None)).await.expect("audit");
+    assert_eq!(everything.len(), 10);
+    assert!(
+        everything.windows(2).all(|pair| pair[0].seq > pair[1].seq),
+        "newest first"
+    );
+    let alices = store.audit(&o, &all(Some(&alice))).await.expect("audit");
+    assert_eq!(alices.len(), 5);
+    assert!(
+        alices
+            .iter()
+            .all(|stored| stored.event.customer.as_ref() == Some(&alice))
+    );
+    let page = store
+        .audit(
+            &o,
+            &AuditQuery {
+                customer: None,
+                before_seq: None,
+                limit: 3,
+            },
+        )
+        .await
+        .expect("audit");
+    assert_eq!(page, everything[..3]);
+    let next = AuditQuery {
+        customer: None,
+        before_seq: Some(page[2].seq),
+        limit: 3,
+    };
+    assert_eq!(
+        store.audit(&o, &next).await.expect("audit"),
+        everything[3..6]
+    );
+}
+
+/// One organisation's records and events are not another's.
+pub async fn organisations_and_customers_are_isolated<S: Store>(store: S) {
+    let (acme, other) = (org("acme"), org("other"));
+    let c = customer("alice");
+    let on = OrgPolicy::default().with_enabled(true);
+    assert!(matches!(
+        store
+            .write_org(&acme, None, &on, &[event(&acme, None, "acme")])
+            .await
+            .expect("write"),
+        Written::Stored(_)
+    ));
+    assert_eq!(store.load_org(&other).await.expect("load"), None);
+    assert!(matches!(
+        store
+            .write_customer(
+                &acme,
+                &c,
+                None,
+                &CustomerRecord::default(),
+                &[event(&acme, Some(&c), "x")]
+            )
+            .await
+            .expect("write"),
+        Written::Stored(_)
+    ));
+    assert_eq!(store.load_customer(&other, &c).await.expect("load"), None);
+    assert_eq!(
+        store
+            .load_customer(&acme, &customer("bob"))
+            .await
+            .expect("load"),
+        None
+    );
+    assert!(
+        store
+            .audit(&other, &all(None))
+            .await
+            .expect("audit")
+            .is_empty()
+    );
+}
+
+/// Every transition, through the service: enroll, confirm, replay, backup codes, sticky after
+/// disable, reset.
+pub async fn the_whole_story_through_the_service<S: Store>(store: S) {
+    let (mfa, clock) = service(store).await;
+    let (o, alice, bob) = (org("acme"), customer("alice"), customer("bob"));
+    assert_eq!(
+        mfa.login_step(&o, &alice).await.expect("step"),
+        LoginStep::Enroll
+    );
+    let uri = configured(&mfa, &clock).await;
+    assert_eq!(
+        mfa.login_step(&o, &alice).await.expect("step"),
+        LoginStep::Challenge
+    );
+    let code = app_code(&uri, &clock);
+    assert_eq!(
+        mfa.verify_totp(&o, &alice, &code)
+            .await
+            .expect("sign in")
+            .method(),
+        PassedBy::Totp
+    );
+    assert_eq!(
+        refusal(mfa.verify_totp(&o, &alice, &code).await),
+        MfaError::ReplayedCode
+    );
+    let codes = mfa.generate_backup_codes(&o, &alice).await.expect("codes");
+    assert_eq!(
+        mfa.verify_backup_code(&o, &alice, codes[2].as_str())
+            .await
+            .expect("backup")
+            .remaining,
+        4
+    );
+    assert_eq!(
+        refusal(mfa.verify_backup_code(&o, &alice, codes[2].as_str()).await),
+        MfaError::UsedBackupCode
+    );
+    mfa.set_org_enabled(&o, false, "admin")
+        .await
+        .expect("disable");
+    assert_eq!(
+        mfa.login_step(&o, &alice).await.expect("step"),
+        LoginStep::Challenge
+    );
+    assert!(matches!(
+        mfa.login_step(&o, &bob).await.expect("step"),
+        LoginStep::Done(_)
+    ));
+    mfa.reset(&o, &alice, "admin").await.expect("reset");
+    assert!(matches!(
+        mfa.login_step(&o, &alice).await.expect("step"),
+        LoginStep::Done(_)
+    ));
+    let events = mfa.audit(&o, &all(Some(&alice))).await.expect("audit");
+    assert!(matches!(&events[0].event.kind, EventKind::Reset { by } if by == "admin"));
+    assert!(events.len() >= 8, "{events:?}");
+}
+
+/// Many writers with the same expected version: exactly one stores.
+pub async fn racing_writers_on_one_version_exactly_one_wins<S: Store + 'static>(store: S) {
+    let store = Arc::new(store);
+    let (o, c) = (org("acme"), customer("alice"));
+    let Written::Stored(v1) = store
+        .write_customer(&o, &c, None, &CustomerRecord::default(), &[])
+        .await
+        .expect("create")
+    else {
+        panic!("create")
+    };
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let (store, o, c) = (Arc::clone(&store), o.clone(), c.clone());
+            tokio::spawn(async move {
+                let events = [event(&o, Some(&c), &format!("writer {i}"))];
+                store
+                    .write_customer(&o, &c, Some(v1), &CustomerRecord::default(), &events)
+                    .await
+                    .expect("write")
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for task in tasks {
+        stored += usize::from(matches!(task.await.expect("task"), Written::Stored(_)));
+    }
+    assert_eq!(stored, 1);
+    assert_eq!(
+        store.audit(&o, &all(Some(&c))).await.expect("audit").len(),
+        1,
+        "only the winner's event"
+    );
+}
+
+/// Many sign-ins racing with the same TOTP code: exactly one is accepted.
+pub async fn racing_sign_ins_with_one_code_exactly_one_wins<S: Store + 'static>(store: S) {
+    let (mfa, clock) = service(store).await;
+    let uri = configured(&mfa, &clock).await;
+    let code = app_code(&uri, &clock);
+    let mfa = Arc::new(mfa);
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (mfa, code) = (Arc::clone(&mfa), code.clone());
+            tokio::spawn(async move {
+                mfa.verify_totp(&org("acme"), &customer("alice"), &code)
+                    .await
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(_) => accepted += 1,
+            Err(ServiceError::Mfa(MfaError::ReplayedCode | MfaError::Locked { .. })) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(accepted, 1);
+}
+
+/// Many sign-ins racing with the same backup code: exactly one is accepted.
+pub async fn racing_sign_ins_with_one_backup_code_exactly_one_wins<S: Store + 'static>(store: S) {
+    let (mfa, clock) = service(store).await;
+    configured(&mfa, &clock).await;
+    let codes = mfa
+        .generate_backup_codes(&org("acme"), &customer("alice"))
+        .await
+        .expect("codes");
+    let code = codes[0].as_str().to_string();
+    let mfa = Arc::new(mfa);
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (mfa, code) = (Arc::clone(&mfa), code.clone());
+            tokio::spawn(async move {
+                mfa.verify_backup_code(&org("acme"), &customer("alice"), &code)
+                    .await
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(done) => {
+                accepted += 1;
+                assert_eq!(done.remaining, 4);
+            }
+            Err(ServiceError::Mfa(MfaError::UsedBackupCode | MfaError::Locked { .. })) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(accepted, 1);
+}
