@@ -100,3 +100,52 @@ pub trait Store: Send + Sync {
         query: &AuditQuery,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Self::Error>> + Send;
 }
+
+/// A shared store is a store: several services (or a service and an admin tool) can use one.
+impl<S: Store + ?Sized> Store for alloc::sync::Arc<S> {
+    type Error = S::Error;
+
+    fn load_org(
+        &self,
+        org: &OrgId,
+    ) -> impl Future<Output = Result<Option<Versioned<OrgPolicy>>, Self::Error>> + Send {
+        (**self).load_org(org)
+    }
+
+    fn write_org(
+        &self,
+        org: &OrgId,
+        expected: Option<Version>,
+        policy: &OrgPolicy,
+        events: &[Event],
+    ) -> impl Future<Output = Result<Written, Self::Error>> + Send {
+        (**self).write_org(org, expected, policy, events)
+    }
+
+    fn load_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+    ) -> impl Future<Output = Result<Option<Versioned<CustomerRecord>>, Self::Error>> + Send {
+        (**self).load_customer(org, customer)
+    }
+
+    fn write_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        expected: Option<Version>,
+        record: &CustomerRecord,
+        events: &[Event],
+    ) -> impl Future<Output = Result<Written, Self::Error>> + Send {
+        (**self).write_customer(org, customer, expected, record, events)
+    }
+
+    fn audit(
+        &self,
+        org: &OrgId,
+        query: &AuditQuery,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Self::Error>> + Send {
+        (**self).audit(org, query)
+    }
+}

@@ -4,7 +4,7 @@
 use mfa_core::{
     AuditQuery, BackupHashParams, CustomerId, EventKind, KeyId, KeyRing, LoginStep, ManualClock,
     MemoryStore, MfaError, OrgId, PassedBy, Rejection, SealingKey, Service, ServiceError, Settings,
-    StateName, UnixTime,
+    StateName, Store, UnixTime,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -37,7 +37,7 @@ fn ids() -> (OrgId, CustomerId, CustomerId) {
 }
 
 /// Fast backup-code hashing for tests; production keeps the default.
-async fn enable_fast(mfa: &Mfa, org: &OrgId) {
+async fn enable_fast<S: Store>(mfa: &Service<S, ManualClock, ChaCha20Rng>, org: &OrgId) {
     let mut settings = Settings::default();
     settings.backup_hash = BackupHashParams::danger_insecure_fast();
     settings.issuer = "Acme Billing".into();
@@ -335,4 +335,225 @@ async fn an_expired_enrollment_cannot_be_confirmed() {
         .confirm_enrollment(&org, &alice, &app_code(&again.uri, &clock))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn drift_learning_centres_the_window_on_the_customers_clock() {
+    for learning in [false, true] {
+        let (mfa, clock) = service();
+        let (org, alice, _) = ids();
+        let mut settings = Settings::default();
+        settings.backup_hash = BackupHashParams::danger_insecure_fast();
+        settings.drift_learning = learning;
+        mfa.update_settings(&org, settings, "admin").await.unwrap();
+        mfa.set_org_enabled(&org, true, "admin").await.unwrap();
+        let enrollment = mfa.start_enrollment(&org, &alice).await.unwrap();
+        let _passed = mfa
+            .confirm_enrollment(&org, &alice, &app_code(&enrollment.uri, &clock))
+            .await
+            .unwrap();
+        let totp = enrollment.uri.as_totp().unwrap();
+        let ahead = |steps: u64| {
+            let now = mfa_core::Clock::now(&clock).as_secs();
+            totp.generate_at_step(enrollment.uri.secret(), now / 30 + steps)
+                .to_string()
+        };
+
+        // Her phone runs a step ahead: accepted at the window's edge either way.
+        clock.advance(30);
+        let _passed = mfa.verify_totp(&org, &alice, &ahead(1)).await.unwrap();
+        // Then it drifts to two steps ahead: only a learnt drift still reaches it.
+        clock.advance(60);
+        let two_ahead = mfa.verify_totp(&org, &alice, &ahead(2)).await;
+        if learning {
+            let _passed = two_ahead.unwrap();
+            let events = mfa
+                .audit(
+                    &org,
+                    &AuditQuery {
+                        customer: Some(alice.clone()),
+                        before_seq: None,
+                        limit: 1,
+                    },
+                )
+                .await
+                .unwrap();
+            assert!(
+                matches!(
+                    events[0].event.kind,
+                    EventKind::TotpAccepted { offset: 2, .. }
+                ),
+                "{events:?}"
+            );
+        } else {
+            assert_eq!(mfa_error(two_ahead), MfaError::WrongCode);
+        }
+    }
+}
+
+#[tokio::test]
+async fn rotating_the_sealing_key_keeps_every_sign_in_working() {
+    use std::sync::Arc;
+    let store = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(UnixTime::from_secs(T0));
+    let (old, new) = ([1u8; 32], [2u8; 32]);
+    let ring = |keys: &[(u32, [u8; 32])], active: u32| {
+        let mut ring = KeyRing::new(SealingKey::new(KeyId::new(keys[0].0), keys[0].1));
+        for (id, key) in &keys[1..] {
+            ring.add(SealingKey::new(KeyId::new(*id), *key)).unwrap();
+        }
+        ring.set_active(KeyId::new(active)).unwrap();
+        ring
+    };
+    let service = |keys: KeyRing| {
+        Service::new(
+            Arc::clone(&store),
+            clock.clone(),
+            keys,
+            ChaCha20Rng::seed_from_u64(3),
+        )
+    };
+    let (org, alice, _) = ids();
+
+    let before = service(ring(&[(1, old)], 1));
+    enable_fast(&before, &org).await;
+    let enrollment = before.start_enrollment(&org, &alice).await.unwrap();
+    let _passed = before
+        .confirm_enrollment(&org, &alice, &app_code(&enrollment.uri, &clock))
+        .await
+        .unwrap();
+
+    // Key 2 becomes active: secrets sealed under key 1 still open.
+    let both = ring(&[(1, old), (2, new)], 2);
+    let during = service(both.clone());
+    clock.advance(30);
+    let _passed = during
+        .verify_totp(&org, &alice, &app_code(&enrollment.uri, &clock))
+        .await
+        .unwrap();
+
+    // Re-seal the record under key 2, with the same compare-and-swap as every other write.
+    let loaded = store.load_customer(&org, &alice).await.unwrap().unwrap();
+    assert_eq!(
+        loaded.value.sealed_secret().unwrap().key_id(),
+        KeyId::new(1)
+    );
+    let ctx = mfa_core::Context {
+        org: &org,
+        customer: &alice,
+        now: UnixTime::from_secs(T0),
+    };
+    let resealed = loaded
+        .value
+        .reseal(&both, &ctx, &mut ChaCha20Rng::seed_from_u64(4))
+        .unwrap()
+        .unwrap();
+    assert_eq!(resealed.sealed_secret().unwrap().key_id(), KeyId::new(2));
+    assert_eq!(
+        resealed
+            .reseal(&both, &ctx, &mut ChaCha20Rng::seed_from_u64(5))
+            .unwrap(),
+        None,
+        "already current"
+    );
+    let written = store
+        .write_customer(&org, &alice, Some(loaded.version), &resealed, &[])
+        .await
+        .unwrap();
+    assert!(matches!(written, mfa_core::Written::Stored(_)));
+
+    // Key 1 can go: the new key alone opens her secret; the old key alone no longer does.
+    clock.advance(30);
+    let _passed = service(ring(&[(2, new)], 2))
+        .verify_totp(&org, &alice, &app_code(&enrollment.uri, &clock))
+        .await
+        .unwrap();
+    clock.advance(30);
+    let stale = service(ring(&[(1, old)], 1))
+        .verify_totp(&org, &alice, &app_code(&enrollment.uri, &clock))
+        .await;
+    assert_eq!(
+        mfa_error(stale),
+        MfaError::Seal(mfa_core::SealError::UnknownKey(KeyId::new(2)))
+    );
+}
+
+#[tokio::test]
+async fn settings_out_of_range_are_refused_and_change_nothing() {
+    let (mfa, _) = service();
+    let (org, _, _) = ids();
+    let bad: [fn(&mut Settings); 5] = [
+        |s| s.issuer = "Acme: Billing".into(),
+        |s| s.issuer = "  ".into(),
+        |s| s.backup_code_count = 0,
+        |s| s.enrollment_lifetime_secs = 0,
+        |s| s.lockout.base_delay_secs = 0,
+    ];
+    for change in bad {
+        let mut settings = Settings::default();
+        change(&mut settings);
+        assert!(matches!(
+            mfa_error(mfa.update_settings(&org, settings, "admin").await),
+            MfaError::Settings(_)
+        ));
+    }
+    assert_eq!(
+        mfa.org_policy(&org).await.unwrap(),
+        mfa_core::OrgPolicy::default()
+    );
+    assert!(
+        mfa.audit(
+            &org,
+            &AuditQuery {
+                customer: None,
+                before_seq: None,
+                limit: 10
+            }
+        )
+        .await
+        .unwrap()
+        .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn no_secret_reaches_debug_output() {
+    let (mfa, clock) = service();
+    let (org, alice, _) = ids();
+    enable_fast(&mfa, &org).await;
+    let enrollment = mfa.start_enrollment(&org, &alice).await.unwrap();
+    let secret = enrollment.uri.secret().to_base32().to_string();
+    let _passed = mfa
+        .confirm_enrollment(&org, &alice, &app_code(&enrollment.uri, &clock))
+        .await
+        .unwrap();
+    let codes = mfa.generate_backup_codes(&org, &alice).await.unwrap();
+    let record = mfa
+        .store()
+        .load_customer(&org, &alice)
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    for shown in [
+        format!("{enrollment:?}"),
+        format!("{record:?}"),
+        format!("{codes:?}"),
+        format!("{:?}", mfa.keys()),
+    ] {
+        assert!(!shown.contains(&secret[..8]), "{shown}");
+        for code in &codes {
+            assert!(!shown.contains(&code.as_str()[5..9]), "{shown}");
+        }
+    }
+    // The stored bytes hold neither the secret nor any backup code.
+    let bytes = record.to_bytes();
+    let raw = enrollment.uri.secret().as_bytes();
+    assert!(!bytes.windows(raw.len()).any(|w| w == raw));
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        codes
+            .iter()
+            .all(|code| !text.contains(&code.as_str().replace('-', "")))
+    );
 }
