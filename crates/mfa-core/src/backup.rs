@@ -119,12 +119,27 @@ impl BackupHashParams {
         }
     }
 
+    /// The most memory a set may ask for, in KiB (256 MiB): every attempt pays it, on the service's
+    /// own threads, so stored or configured parameters must not be able to stall the service.
+    pub const MAX_M_COST_KIB: u32 = 262_144;
+    /// The most passes a set may ask for.
+    pub const MAX_T_COST: u32 = 16;
+    /// The most lanes a set may ask for.
+    pub const MAX_P_COST: u32 = 8;
+
     /// Parameters of your own: memory in KiB, passes, and lanes.
     ///
     /// # Errors
-    /// [`BackupError::InvalidParams`] when argon2 refuses them: fewer than 1 pass, fewer than 1 or more
-    /// than 2^24 - 1 lanes, or less than 8 KiB of memory per lane.
+    /// [`BackupError::InvalidParams`] when argon2 refuses them (fewer than 1 pass, fewer than 1 lane,
+    /// or less than 8 KiB of memory per lane) or they exceed [`Self::MAX_M_COST_KIB`],
+    /// [`Self::MAX_T_COST`] or [`Self::MAX_P_COST`].
     pub const fn new(m_cost_kib: u32, t_cost: u32, p_cost: u32) -> Result<Self, BackupError> {
+        if m_cost_kib > Self::MAX_M_COST_KIB
+            || t_cost > Self::MAX_T_COST
+            || p_cost > Self::MAX_P_COST
+        {
+            return Err(BackupError::InvalidParams);
+        }
         match argon2::Params::new(m_cost_kib, t_cost, p_cost, Some(HASH_LEN)) {
             Ok(_) => Ok(Self {
                 m_cost_kib,
@@ -341,6 +356,24 @@ impl BackupCodeSet {
             return Err(BackupError::AlreadyUsed);
         }
         Ok(BackupSlot(index))
+    }
+
+    /// What [`BackupCodeSet::check`] would answer for a customer who has no set: the same
+    /// [`BackupError::Malformed`] for malformed input and, for well-formed input, one argon2id
+    /// evaluation under `params` before [`BackupError::NoMatch`], so neither the answer nor the time
+    /// taken tells whether the customer has backup codes.
+    ///
+    /// # Errors
+    /// Always: [`BackupError::Malformed`], [`BackupError::NoMatch`] or [`BackupError::Kdf`].
+    pub fn check_without_set(typed: &str, params: BackupHashParams) -> BackupError {
+        let mut symbols = Zeroizing::new([0u8; CODE_LEN]);
+        if let Err(error) = normalise(typed, &mut symbols) {
+            return error;
+        }
+        match kdf(params, &symbols, &DUMMY_SALT) {
+            Ok(_) => BackupError::NoMatch,
+            Err(error) => error,
+        }
     }
 
     /// Marks the code at `slot` used at `now` (a slot from [`BackupCodeSet::check`] on this same set).

@@ -15,10 +15,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::encoding::{DecodeError, decode, encode};
 use crate::{
-    BackupCode, BackupCodeSet, BackupError, CodeError, CustomerId, Event, EventKind, Factor,
-    Failures, KeyRing, KeyUri, MfaPassed, OrgId, OrgPolicy, PassedBy, Rejection, SealError,
-    SealedSecret, Secret, SettingsError, TimeError, Totp, UnixTime, UriError, VerifyError, Window,
+    BackupCode, BackupCodeSet, BackupError, BackupHashParams, CodeError, CustomerId, Event,
+    EventKind, Factor, Failures, KeyRing, KeyUri, MfaPassed, OrgId, OrgPolicy, PassedBy, Rejection,
+    SealError, SealedSecret, Secret, SettingsError, TimeError, Totp, UnixTime, UriError,
+    VerifyError, Window,
 };
+
+/// The most steps of clock drift that drift learning remembers (RFC 6238 section 6).
+pub const MAX_LEARNT_DRIFT: i64 = 2;
 
 /// Who an operation is about, and when it happens.
 #[derive(Clone, Copy, Debug)]
@@ -196,7 +200,17 @@ impl<T> Decision<T> {
         }
     }
 
-    /// The record to store, or `None` when nothing changes.
+    /// A refusal that changes no record but is recorded in the audit log.
+    fn log(event: Event, error: MfaError) -> Self {
+        Self {
+            next: None,
+            events: vec![event],
+            outcome: Err(error),
+        }
+    }
+
+    /// The record to store, or `None` when it does not change (any events are then appended on
+    /// their own).
     #[must_use]
     pub const fn next(&self) -> Option<&CustomerRecord> {
         self.next.as_ref()
@@ -213,7 +227,10 @@ impl<T> Decision<T> {
         &self.outcome
     }
 
-    /// The three parts.
+    /// The three parts. Act on the outcome only after the record and events were written with a
+    /// compare-and-swap that won: otherwise a code could count twice. The [`Service`](crate::Service)
+    /// does exactly that.
+    #[must_use = "write the record and events, then act on the outcome"]
     pub fn into_parts(self) -> (Option<CustomerRecord>, Vec<Event>, Result<T, MfaError>) {
         (self.next, self.events, self.outcome)
     }
@@ -330,12 +347,8 @@ impl CustomerRecord {
             return locked;
         }
         if ctx.now >= pending.expires_at {
-            let event = ctx.event(EventKind::AttemptRejected {
-                factor: Factor::Enrollment,
-                reason: Rejection::Expired,
-                failures: self.failures.consecutive(),
-            });
-            return Decision::write(self.clone(), vec![event], Err(MfaError::EnrollmentExpired));
+            let event = self.rejected(Factor::Enrollment, Rejection::Expired, ctx);
+            return Decision::log(event, MfaError::EnrollmentExpired);
         }
         match pending.confirm(typed, policy.settings().window, keys, ctx) {
             Ok(configured) => {
@@ -348,6 +361,10 @@ impl CustomerRecord {
                 Decision::write(next, vec![event], Ok(ctx.passed(PassedBy::Enrollment)))
             }
             Err(Refused::Input(error)) => Decision::refuse(error),
+            Err(Refused::Malformed(error)) => Decision::log(
+                self.rejected(Factor::Enrollment, Rejection::Malformed, ctx),
+                error,
+            ),
             Err(Refused::Attempt(reason)) => self.failed(Factor::Enrollment, reason, policy, ctx),
         }
     }
@@ -410,6 +427,10 @@ impl CustomerRecord {
                 Decision::write(next, vec![event], Ok(ctx.passed(PassedBy::Totp)))
             }
             Err(Refused::Input(error)) => Decision::refuse(error),
+            Err(Refused::Malformed(error)) => Decision::log(
+                self.rejected(Factor::Totp, Rejection::Malformed, ctx),
+                error,
+            ),
             Err(Refused::Attempt(reason)) => self.failed(Factor::Totp, reason, policy, ctx),
         }
     }
@@ -427,7 +448,7 @@ impl CustomerRecord {
         if let Some(locked) = self.locked(Factor::BackupCode, ctx) {
             return locked;
         }
-        match configured.redeem_backup_code(typed, ctx.now) {
+        match configured.redeem_backup_code(typed, policy.settings().backup_hash, ctx.now) {
             Ok((configured, remaining)) => {
                 let next = Self {
                     mfa: CustomerMfa::Configured(configured),
@@ -441,6 +462,10 @@ impl CustomerRecord {
                 Decision::write(next, vec![event], Ok(accepted))
             }
             Err(Refused::Input(error)) => Decision::refuse(error),
+            Err(Refused::Malformed(error)) => Decision::log(
+                self.rejected(Factor::BackupCode, Rejection::Malformed, ctx),
+                error,
+            ),
             Err(Refused::Attempt(reason)) => self.failed(Factor::BackupCode, reason, policy, ctx),
         }
     }
@@ -502,19 +527,21 @@ impl CustomerRecord {
         decode(bytes)
     }
 
-    /// The refusal while locked out: the attempt is recorded, never checked.
+    /// The refusal while locked out: the attempt is recorded, never checked, and changes no record
+    /// (so a flood of attempts cannot starve the customer's own writes).
     fn locked<T>(&self, factor: Factor, ctx: &Context<'_>) -> Option<Decision<T>> {
         let until = self.failures.locked_at(ctx.now)?;
-        let event = ctx.event(EventKind::AttemptRejected {
+        let event = self.rejected(factor, Rejection::Locked, ctx);
+        Some(Decision::log(event, MfaError::Locked { retry_at: until }))
+    }
+
+    /// The event of an attempt refused without counting as a failure.
+    fn rejected(&self, factor: Factor, reason: Rejection, ctx: &Context<'_>) -> Event {
+        ctx.event(EventKind::AttemptRejected {
             factor,
-            reason: Rejection::Locked,
+            reason,
             failures: self.failures.consecutive(),
-        });
-        Some(Decision::write(
-            self.clone(),
-            vec![event],
-            Err(MfaError::Locked { retry_at: until }),
-        ))
+        })
     }
 
     /// A failed attempt: one more failure, perhaps a lockout, and their events.
@@ -554,8 +581,10 @@ impl CustomerRecord {
 
 /// Why a state-level step did not go through.
 enum Refused {
-    /// Bad input or a broken setting: nothing changes.
+    /// A broken setting or stored secret: nothing changes.
     Input(MfaError),
+    /// Text that is not a code: logged, not counted as a failure.
+    Malformed(MfaError),
     /// A genuine failed attempt: it counts toward lockout.
     Attempt(Rejection),
 }
@@ -650,21 +679,30 @@ impl Configured {
         let secret = keys
             .open(&self.sealed, ctx.org, ctx.customer)
             .map_err(|e| Refused::Input(MfaError::Seal(e)))?;
-        // With drift learning the window is centred on where this customer's clock has been.
+        // With drift learning the window also reaches as far as this customer's clock has been seen to
+        // drift (RFC 6238 section 6), in that direction only. It always keeps the current step, so a
+        // clock that is put right again still works, and the learnt drift is bounded: a larger jump
+        // needs an administrator's reset (the RFC's "additional authentication").
         let drift = if drift_learning { self.drift } else { 0 };
-        let centre = shift(ctx.now, drift, self.totp.period().as_secs());
+        let widen = |steps: u8, by: i64| {
+            let by = u8::try_from(by.max(0)).unwrap_or(u8::MAX);
+            steps.saturating_add(by).min(Window::MAX_SKEW)
+        };
+        let reach = Window::new(
+            widen(window.behind(), drift.saturating_neg()),
+            widen(window.ahead(), drift),
+        )
+        .unwrap_or(window);
         let matched = self
             .totp
-            .verify(&secret, typed, centre, window)
+            .verify(&secret, typed, ctx.now, reach)
             .map_err(refusal)?;
         // RFC 6238 section 5.2: never accept a second code for a step at or before the last accepted.
         if matched.step <= self.last_step {
             return Err(Refused::Attempt(Rejection::ReplayedCode));
         }
-        let offset = drift.saturating_add(matched.offset);
-        let max = i64::from(Window::MAX_SKEW);
         let drift = if drift_learning {
-            offset.clamp(max.wrapping_neg(), max)
+            matched.offset.clamp(-MAX_LEARNT_DRIFT, MAX_LEARNT_DRIFT)
         } else {
             0
         };
@@ -674,21 +712,28 @@ impl Configured {
                 drift,
                 ..self.clone()
             },
-            offset,
+            matched.offset,
         ))
     }
 
-    fn redeem_backup_code(&self, typed: &str, now: UnixTime) -> Result<(Configured, u32), Refused> {
-        let Some(set) = &self.backup else {
-            // Nothing to match: a failed attempt like any wrong code, so its absence is not revealed.
-            return Err(Refused::Attempt(Rejection::WrongCode));
-        };
-        let slot = set.check(typed).map_err(|error| match error {
+    fn redeem_backup_code(
+        &self,
+        typed: &str,
+        params: BackupHashParams,
+        now: UnixTime,
+    ) -> Result<(Configured, u32), Refused> {
+        let refusal = |error| match error {
             BackupError::NoMatch => Refused::Attempt(Rejection::WrongCode),
             BackupError::AlreadyUsed => Refused::Attempt(Rejection::UsedBackupCode),
-            BackupError::Malformed => Refused::Input(MfaError::InvalidBackupCode),
+            BackupError::Malformed => Refused::Malformed(MfaError::InvalidBackupCode),
             other => Refused::Input(MfaError::Backup(other)),
-        })?;
+        };
+        let Some(set) = &self.backup else {
+            // The same answer, after the same work, as for a set without this code: whether the
+            // customer has backup codes at all is not revealed.
+            return Err(refusal(BackupCodeSet::check_without_set(typed, params)));
+        };
+        let slot = set.check(typed).map_err(refusal)?;
         let mut set = set.clone();
         set.mark_used(slot, now);
         let remaining = count_remaining(&set);
@@ -702,20 +747,10 @@ impl Configured {
     }
 }
 
-/// `now` moved by `drift` periods, saturating at both ends of time.
-fn shift(now: UnixTime, drift: i64, period: u64) -> UnixTime {
-    let secs = drift.unsigned_abs().saturating_mul(period);
-    if drift >= 0 {
-        now.saturating_add(secs)
-    } else {
-        UnixTime::from_secs(now.as_secs().saturating_sub(secs))
-    }
-}
-
 fn refusal(error: VerifyError) -> Refused {
     match error {
         VerifyError::NoMatch => Refused::Attempt(Rejection::WrongCode),
-        VerifyError::InvalidCode(code) => Refused::Input(MfaError::InvalidCode(code)),
+        VerifyError::InvalidCode(code) => Refused::Malformed(MfaError::InvalidCode(code)),
         VerifyError::Time(time) => Refused::Input(MfaError::Time(time)),
     }
 }

@@ -23,7 +23,11 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     match bytes.split_first() {
-        Some((&FORMAT, body)) => postcard::from_bytes(body).map_err(|_| DecodeError::Corrupt),
+        Some((&FORMAT, body)) => match postcard::take_from_bytes(body) {
+            // Bytes left over mean these are not the bytes we wrote.
+            Ok((value, [])) => Ok(value),
+            _ => Err(DecodeError::Corrupt),
+        },
         Some((&other, _)) => Err(DecodeError::UnknownFormat(other)),
         None => Err(DecodeError::Corrupt),
     }

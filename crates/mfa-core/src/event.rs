@@ -21,6 +21,25 @@ pub struct Event {
 }
 
 impl Event {
+    /// A short name of the event's kind (`enrollment_started`, `attempt_rejected`...), for stores to
+    /// index and for people to read.
+    #[must_use]
+    pub const fn kind_name(&self) -> &'static str {
+        match self.kind {
+            EventKind::OrgEnabled { .. } => "org_enabled",
+            EventKind::OrgDisabled { .. } => "org_disabled",
+            EventKind::OrgSettingsChanged { .. } => "org_settings_changed",
+            EventKind::EnrollmentStarted { .. } => "enrollment_started",
+            EventKind::EnrollmentConfirmed { .. } => "enrollment_confirmed",
+            EventKind::TotpAccepted { .. } => "totp_accepted",
+            EventKind::BackupCodeAccepted { .. } => "backup_code_accepted",
+            EventKind::BackupCodesGenerated { .. } => "backup_codes_generated",
+            EventKind::AttemptRejected { .. } => "attempt_rejected",
+            EventKind::LockedOut { .. } => "locked_out",
+            EventKind::Reset { .. } => "reset",
+        }
+    }
+
     /// The byte form stores keep.
     #[must_use]
     pub fn to_bytes(&self) -> alloc::vec::Vec<u8> {
@@ -47,7 +66,8 @@ pub struct StoredEvent {
 
 /// What happened.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+// Externally tagged (the serde default): postcard, the stored form, cannot read internally tagged enums.
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EventKind {
     /// The organisation switched MFA on.
@@ -140,4 +160,65 @@ pub enum Rejection {
     Expired,
     /// The customer was locked out; the code was not even checked.
     Locked,
+    /// The text was not a code at all; it does not count as a failure.
+    Malformed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn every_kind_survives_its_byte_form() {
+        let kinds = vec![
+            EventKind::OrgEnabled { by: "a".into() },
+            EventKind::OrgDisabled { by: "a".into() },
+            EventKind::OrgSettingsChanged { by: "a".into() },
+            EventKind::EnrollmentStarted {
+                expires_at: UnixTime::from_secs(9),
+            },
+            EventKind::EnrollmentConfirmed { step: 7 },
+            EventKind::TotpAccepted {
+                step: u64::MAX,
+                offset: -1,
+            },
+            EventKind::BackupCodeAccepted { remaining: 4 },
+            EventKind::BackupCodesGenerated { count: 5 },
+            EventKind::AttemptRejected {
+                factor: Factor::BackupCode,
+                reason: Rejection::Malformed,
+                failures: 3,
+            },
+            EventKind::LockedOut {
+                until: UnixTime::from_secs(60),
+            },
+            EventKind::Reset { by: "admin".into() },
+        ];
+        let mut names = alloc::collections::BTreeSet::new();
+        for kind in kinds {
+            let event = Event {
+                at: UnixTime::from_secs(1),
+                org: OrgId::new("acme").unwrap(),
+                customer: Some(CustomerId::new("alice").unwrap()),
+                kind,
+            };
+            assert_eq!(Event::from_bytes(&event.to_bytes()), Ok(event.clone()));
+            names.insert(event.kind_name());
+        }
+        assert_eq!(names.len(), 11, "every kind has its own name");
+        let mut bytes = Event {
+            at: UnixTime::EPOCH,
+            org: OrgId::new("a").unwrap(),
+            customer: None,
+            kind: EventKind::Reset { by: "x".into() },
+        }
+        .to_bytes();
+        bytes.push(0);
+        assert_eq!(
+            Event::from_bytes(&bytes),
+            Err(crate::DecodeError::Corrupt),
+            "trailing bytes"
+        );
+    }
 }

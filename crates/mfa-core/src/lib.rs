@@ -54,7 +54,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use code::{Code, CodeError};
 pub use customer::{
     BackupAccepted, Configured, Context, CustomerMfa, CustomerRecord, CustomerStatus, Decision,
-    Enrollment, LoginStep, MfaError, Pending, StateName, Unconfigured,
+    Enrollment, LoginStep, MAX_LEARNT_DRIFT, MfaError, Pending, StateName, Unconfigured,
 };
 pub use encoding::DecodeError;
 pub use event::{Event, EventKind, Factor, Rejection, StoredEvent};
@@ -64,7 +64,10 @@ pub use lockout::{Failures, LockoutRule};
 #[cfg(feature = "std")]
 pub use memory::MemoryStore;
 pub use otpauth::{KeyUri, OtpKind, Part, UriError};
-pub use policy::{MAX_ENROLLMENT_LIFETIME_SECS, OrgPolicy, Settings, SettingsError};
+pub use policy::{
+    MAX_ENROLLMENT_LIFETIME_SECS, MAX_FAILURES_PER_HOUR, MAX_FREE_FAILURES, OrgPolicy, Settings,
+    SettingsError,
+};
 pub use proof::{MfaPassed, PassedBy};
 #[cfg(feature = "qr")]
 pub use qr::{QrError, qr_svg};

@@ -10,19 +10,32 @@ use crate::{
     Versioned, Written,
 };
 
-/// A [`Store`] in memory, behind one mutex. It keeps records in their byte form, as a database
-/// would, so it exercises the same encoding. Everything is lost when it is dropped.
-#[derive(Debug, Default)]
+/// A [`Store`] in memory, behind one mutex. It keeps records and events in their byte form, as a
+/// database would, so it exercises the same encoding. Everything is lost when it is dropped.
+#[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Inner {
     orgs: HashMap<OrgId, (Version, Vec<u8>)>,
     customers: HashMap<(OrgId, CustomerId), (Version, Vec<u8>)>,
-    events: Vec<StoredEvent>,
+    /// Each event's organisation and customer (the index a database would keep) and its bytes.
+    events: Vec<(OrgId, Option<CustomerId>, Vec<u8>)>,
     next_version: u64,
+}
+
+impl core::fmt::Debug for MemoryStore {
+    // Counts only: the records hold sealed secrets and backup-code hashes.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("MemoryStore")
+            .field("orgs", &inner.orgs.len())
+            .field("customers", &inner.customers.len())
+            .field("events", &inner.events.len())
+            .finish()
+    }
 }
 
 impl MemoryStore {
@@ -47,13 +60,8 @@ impl Inner {
 
     fn append(&mut self, events: &[Event]) {
         for event in events {
-            let seq = u64::try_from(self.events.len())
-                .unwrap_or(u64::MAX)
-                .saturating_add(1);
-            self.events.push(StoredEvent {
-                seq,
-                event: event.clone(),
-            });
+            self.events
+                .push((event.org.clone(), event.customer.clone(), event.to_bytes()));
         }
     }
 }
@@ -123,21 +131,39 @@ impl Store for MemoryStore {
         Ok(Written::Stored(version))
     }
 
+    async fn append_events(&self, events: &[Event]) -> Result<(), DecodeError> {
+        self.lock().append(events);
+        Ok(())
+    }
+
     async fn audit(
         &self,
         org: &OrgId,
         query: &AuditQuery,
     ) -> Result<Vec<StoredEvent>, DecodeError> {
         let inner = self.lock();
-        Ok(inner
-            .events
-            .iter()
-            .rev()
-            .filter(|stored| query.before_seq.is_none_or(|before| stored.seq < before))
-            .filter(|stored| &stored.event.org == org)
-            .filter(|stored| query.customer.is_none() || stored.event.customer == query.customer)
-            .take(query.limit)
-            .cloned()
-            .collect())
+        // An event's sequence number is its position in the log, counting from 1.
+        let end = query.before_seq.map_or(inner.events.len(), |before| {
+            usize::try_from(before.saturating_sub(1))
+                .unwrap_or(usize::MAX)
+                .min(inner.events.len())
+        });
+        let mut found = Vec::new();
+        for (index, (event_org, event_customer, bytes)) in
+            inner.events.iter().enumerate().take(end).rev()
+        {
+            if found.len() >= query.limit {
+                break;
+            }
+            if event_org != org || (query.customer.is_some() && *event_customer != query.customer) {
+                continue;
+            }
+            let seq = u64::try_from(index).unwrap_or(u64::MAX).saturating_add(1);
+            found.push(StoredEvent {
+                seq,
+                event: Event::from_bytes(bytes)?,
+            });
+        }
+        Ok(found)
     }
 }

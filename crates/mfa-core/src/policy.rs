@@ -4,7 +4,7 @@ use alloc::string::String;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{BackupHashParams, LockoutRule, Totp, Window};
+use crate::{BackupHashParams, Failures, LockoutRule, Totp, UnixTime, Window};
 
 /// The longest allowed enrollment lifetime: a pending secret must not linger (one day).
 pub const MAX_ENROLLMENT_LIFETIME_SECS: u64 = 86_400;
@@ -67,13 +67,34 @@ impl Settings {
         if issuer.is_empty() || issuer.contains(':') || issuer.len() > crate::MAX_ID_LEN {
             return Err(SettingsError::Issuer);
         }
-        if self.lockout.base_delay_secs == 0
-            || self.lockout.max_delay_secs < self.lockout.base_delay_secs
+        let lockout = &self.lockout;
+        if lockout.base_delay_secs == 0
+            || lockout.max_delay_secs < lockout.base_delay_secs
+            || lockout.free_failures > MAX_FREE_FAILURES
+            || worst_hour(lockout) > MAX_FAILURES_PER_HOUR
         {
             return Err(SettingsError::Lockout);
         }
         Ok(())
     }
+}
+
+/// The most consecutive failures a lockout rule may allow before its first lockout.
+pub const MAX_FREE_FAILURES: u32 = 20;
+
+/// The most failed attempts any account may see in an hour (NIST SP 800-63B 5.2.2, OWASP ASVS 2.2.1).
+pub const MAX_FAILURES_PER_HOUR: u32 = 100;
+
+/// The failures an attacker gets through in the first hour (the worst one: delays only grow),
+/// retrying the moment each lockout ends. Stops counting past the limit.
+fn worst_hour(rule: &LockoutRule) -> u32 {
+    let (mut failures, mut now, mut count) = (Failures::default(), UnixTime::EPOCH, 0u32);
+    while now.as_secs() < 3600 && count <= MAX_FAILURES_PER_HOUR {
+        count = count.saturating_add(1);
+        failures = failures.after_failure(rule, now);
+        now = failures.locked_at(now).unwrap_or(now);
+    }
+    count
 }
 
 /// A setting out of range.
@@ -92,8 +113,9 @@ pub enum SettingsError {
     /// The issuer is empty, too long or contains `:`.
     #[error("the issuer must be 1 to 255 bytes without ':'")]
     Issuer,
-    /// The lockout delays are zero or the cap is below the first delay.
-    #[error("lockout delays must be positive and the cap at least the first delay")]
+    /// The lockout rule would let more than 100 failures an hour through, or its delays are zero or
+    /// capped below the first one.
+    #[error("the lockout rule must allow at most 100 failures an hour, with positive delays")]
     Lockout,
 }
 
@@ -109,12 +131,15 @@ pub struct OrgPolicy {
 
 impl OrgPolicy {
     /// A policy with MFA switched off and these settings.
-    #[must_use]
-    pub const fn new(settings: Settings) -> Self {
-        Self {
+    ///
+    /// # Errors
+    /// [`SettingsError`] when the settings are out of range.
+    pub fn new(settings: Settings) -> Result<Self, SettingsError> {
+        settings.validate()?;
+        Ok(Self {
             enabled: false,
             settings,
-        }
+        })
     }
 
     /// Whether MFA is switched on for the organisation's customers.
@@ -146,7 +171,13 @@ impl OrgPolicy {
     /// # Errors
     /// [`DecodeError`](crate::DecodeError) for bytes this version did not write.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, crate::DecodeError> {
-        crate::encoding::decode(bytes)
+        let policy: Self = crate::encoding::decode(bytes)?;
+        // Stored settings obey the same bounds as new ones: a tampered row cannot switch lockout off.
+        policy
+            .settings
+            .validate()
+            .map_err(|_| crate::DecodeError::Corrupt)?;
+        Ok(policy)
     }
 
     /// The same policy with other settings.
@@ -156,5 +187,62 @@ impl OrgPolicy {
     pub fn with_settings(self, settings: Settings) -> Result<Self, SettingsError> {
         settings.validate()?;
         Ok(Self { settings, ..self })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lockout_rules_that_allow_more_than_100_failures_an_hour_are_refused() {
+        assert_eq!(Settings::default().validate(), Ok(()));
+        assert!(worst_hour(&LockoutRule::default()) < 20);
+        let lax = [
+            LockoutRule {
+                free_failures: u32::MAX,
+                ..LockoutRule::default()
+            },
+            LockoutRule {
+                free_failures: 20,
+                base_delay_secs: 1,
+                max_delay_secs: 1,
+            },
+            LockoutRule {
+                free_failures: 5,
+                base_delay_secs: 10,
+                max_delay_secs: 30,
+            },
+            LockoutRule {
+                base_delay_secs: 0,
+                ..LockoutRule::default()
+            },
+        ];
+        for lockout in lax {
+            let settings = Settings {
+                lockout,
+                ..Settings::default()
+            };
+            assert_eq!(
+                settings.validate(),
+                Err(SettingsError::Lockout),
+                "{lockout:?}"
+            );
+            assert!(OrgPolicy::new(settings).is_err());
+        }
+        // A stored policy with a lax rule does not load.
+        let mut lax = OrgPolicy::default();
+        lax.settings.lockout.free_failures = 1_000;
+        assert_eq!(
+            OrgPolicy::from_bytes(&lax.to_bytes()),
+            Err(crate::DecodeError::Corrupt)
+        );
+    }
+
+    #[test]
+    fn backup_hash_costs_are_bounded() {
+        assert!(BackupHashParams::new(8_000_000, 2, 1).is_err());
+        assert!(BackupHashParams::new(19_456, 1_000_000, 1).is_err());
+        assert!(BackupHashParams::new(19_456, 2, 1).is_ok());
     }
 }

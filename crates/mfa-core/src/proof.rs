@@ -64,6 +64,14 @@ impl MfaPassed {
         self.method
     }
 
+    /// Whether a second factor was actually checked (anything but [`PassedBy::NotRequired`]). A host
+    /// asking for a fresh second factor before a sensitive change (OWASP ASVS 5 7.5.1) needs this to
+    /// be true, not just a proof.
+    #[must_use]
+    pub const fn is_second_factor(&self) -> bool {
+        !matches!(self.method, PassedBy::NotRequired)
+    }
+
     /// When.
     #[must_use]
     pub const fn at(&self) -> UnixTime {

@@ -389,6 +389,13 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
             };
             let (next, events, outcome) = decide(&record, &policy, &ctx).into_parts();
             let Some(next) = next else {
+                // A refusal that changes no record still leaves its audit event.
+                if !events.is_empty() {
+                    self.store
+                        .append_events(&events)
+                        .await
+                        .map_err(ServiceError::Store)?;
+                }
                 return outcome.map_err(ServiceError::Mfa);
             };
             match self

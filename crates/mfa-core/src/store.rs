@@ -30,8 +30,8 @@ pub enum Written {
     Conflict,
 }
 
-/// Which audit events to read.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Which audit events to read. The default reads the newest 100 of the whole organisation.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditQuery {
     /// Only this customer's events (all of the organisation's when `None`).
     pub customer: Option<CustomerId>,
@@ -39,6 +39,16 @@ pub struct AuditQuery {
     pub before_seq: Option<u64>,
     /// At most this many events.
     pub limit: usize,
+}
+
+impl Default for AuditQuery {
+    fn default() -> Self {
+        Self {
+            customer: None,
+            before_seq: None,
+            limit: 100,
+        }
+    }
 }
 
 /// Storage for organisation policies, customer records and the audit log.
@@ -53,8 +63,24 @@ pub struct AuditQuery {
 /// never stored without their record, nor a record without its events. A store that cannot promise
 /// this must not implement the trait: it is what makes every code single-use.
 ///
-/// Records and events are opaque to the store: it keeps [`CustomerRecord::to_bytes`] and friends, and
-/// may index the ids and times they come with.
+/// The details an SQL adapter needs:
+///
+/// - A version is never reused for the same key, even after a row is deleted by hand. An expected
+///   version the store cannot even represent (say `u64::MAX` in a signed column) is a
+///   [`Written::Conflict`], as is an expected version for a record that does not exist.
+/// - A write that loses to a concurrent transaction (SQLite `SQLITE_BUSY` after its timeout,
+///   PostgreSQL serialization failures and deadlocks) has rolled back, so the adapter reports it as
+///   [`Written::Conflict`] and the service retries; it must never report success for it.
+/// - An `Err` from a write may hide a commit that happened (the connection dropped after `COMMIT`):
+///   callers treat it as "unknown", never as "not written".
+/// - Loads are linearizable: they see every write that completed before them (no replicas, no
+///   caches), or a policy switched on could be missed.
+/// - Sequence numbers increase with every event appended; [`AuditQuery::limit`] may be clamped to
+///   what the store can represent.
+///
+/// Records and events are opaque to the store: it keeps [`CustomerRecord::to_bytes`],
+/// [`OrgPolicy::to_bytes`] and [`Event::to_bytes`], and may index the ids, times and
+/// [`Event::kind_name`] they come with.
 pub trait Store: Send + Sync {
     /// The store's own failure (I/O, connection, corruption), with its source chain intact.
     type Error: core::error::Error + Send + Sync + 'static;
@@ -92,6 +118,13 @@ pub trait Store: Send + Sync {
         record: &CustomerRecord,
         events: &[Event],
     ) -> impl Future<Output = Result<Written, Self::Error>> + Send;
+
+    /// Appends audit events that come with no change of record (an attempt refused while locked out,
+    /// or text that was not a code). Atomic: all of them or none.
+    fn append_events(
+        &self,
+        events: &[Event],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// The organisation's audit events matching `query`, newest first.
     fn audit(
@@ -147,5 +180,12 @@ impl<S: Store + ?Sized> Store for alloc::sync::Arc<S> {
         query: &AuditQuery,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Self::Error>> + Send {
         (**self).audit(org, query)
+    }
+
+    fn append_events(
+        &self,
+        events: &[Event],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        (**self).append_events(events)
     }
 }

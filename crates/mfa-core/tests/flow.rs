@@ -385,6 +385,15 @@ async fn drift_learning_centres_the_window_on_the_customers_clock() {
                 ),
                 "{events:?}"
             );
+            // NTP puts her phone right again: the current step is always in reach.
+            clock.advance(90);
+            let _passed = mfa.verify_totp(&org, &alice, &ahead(0)).await.unwrap();
+            // A jump beyond the learnt drift and the window is not followed.
+            clock.advance(30);
+            assert_eq!(
+                mfa_error(mfa.verify_totp(&org, &alice, &ahead(4)).await),
+                MfaError::WrongCode
+            );
         } else {
             assert_eq!(mfa_error(two_ahead), MfaError::WrongCode);
         }
@@ -556,4 +565,98 @@ async fn no_secret_reaches_debug_output() {
             .iter()
             .all(|code| !text.contains(&code.as_str().replace('-', "")))
     );
+}
+
+#[tokio::test]
+async fn refused_attempts_are_logged_without_rewriting_the_record() {
+    let (mfa, clock) = service();
+    let (org, alice, _) = ids();
+    enable_fast(&mfa, &org).await;
+    let enrollment = mfa.start_enrollment(&org, &alice).await.unwrap();
+    let _passed = mfa
+        .confirm_enrollment(&org, &alice, &app_code(&enrollment.uri, &clock))
+        .await
+        .unwrap();
+    clock.advance(30);
+    let all = AuditQuery {
+        customer: Some(alice.clone()),
+        ..AuditQuery::default()
+    };
+
+    // Text that is not a code: refused, logged, not counted.
+    assert!(matches!(
+        mfa_error(mfa.verify_totp(&org, &alice, "12ab56").await),
+        MfaError::InvalidCode(_)
+    ));
+    assert_eq!(
+        mfa_error(mfa.verify_backup_code(&org, &alice, "not-a-code!").await),
+        MfaError::InvalidBackupCode
+    );
+    let events = mfa.audit(&org, &all).await.unwrap();
+    assert!(events[..2].iter().all(|e| matches!(
+        e.event.kind,
+        EventKind::AttemptRejected {
+            reason: Rejection::Malformed,
+            failures: 0,
+            ..
+        }
+    )));
+    assert_eq!(mfa.status(&org, &alice).await.unwrap().0.failures, 0);
+
+    // Locked out: every further attempt is logged, but the record (and its version) stays put.
+    for _ in 0..5 {
+        let _ = mfa.verify_totp(&org, &alice, "000000").await;
+    }
+    let version = mfa
+        .store()
+        .load_customer(&org, &alice)
+        .await
+        .unwrap()
+        .unwrap()
+        .version;
+    let logged = mfa
+        .audit(
+            &org,
+            &AuditQuery {
+                limit: 1_000,
+                ..all.clone()
+            },
+        )
+        .await
+        .unwrap()
+        .len();
+    for _ in 0..50 {
+        assert!(matches!(
+            mfa_error(mfa.verify_totp(&org, &alice, "000000").await),
+            MfaError::Locked { .. }
+        ));
+    }
+    assert_eq!(
+        mfa.store()
+            .load_customer(&org, &alice)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        version
+    );
+    let events = mfa
+        .audit(
+            &org,
+            &AuditQuery {
+                limit: 1_000,
+                ..all
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.len(), logged + 50);
+    assert!(matches!(
+        events[0].event.kind,
+        EventKind::AttemptRejected {
+            reason: Rejection::Locked,
+            failures: 5,
+            ..
+        }
+    ));
 }

@@ -37,6 +37,10 @@ macro_rules! conformance_suite {
             racing_writers_on_one_version_exactly_one_wins,
             racing_sign_ins_with_one_code_exactly_one_wins,
             racing_sign_ins_with_one_backup_code_exactly_one_wins,
+            an_expected_version_for_an_absent_record_conflicts,
+            racing_creators_exactly_one_wins,
+            appended_events_are_logged_in_order,
+            event_bytes_survive_the_store,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {$(
@@ -428,7 +432,24 @@ pub async fn the_whole_story_through_the_service<S: Store>(store: S) {
     ));
     let events = mfa.audit(&o, &all(Some(&alice))).await.expect("audit");
     assert!(matches!(&events[0].event.kind, EventKind::Reset { by } if by == "admin"));
-    assert!(events.len() >= 8, "{events:?}");
+    let names: Vec<_> = events
+        .iter()
+        .rev()
+        .map(|stored| stored.event.kind_name())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "enrollment_started",
+            "enrollment_confirmed",
+            "totp_accepted",
+            "attempt_rejected",
+            "backup_codes_generated",
+            "backup_code_accepted",
+            "attempt_rejected",
+            "reset"
+        ]
+    );
 }
 
 /// Many writers with the same expected version: exactly one stores.
@@ -523,4 +544,136 @@ pub async fn racing_sign_ins_with_one_backup_code_exactly_one_wins<S: Store + 's
         }
     }
     assert_eq!(accepted, 1);
+}
+
+/// Expecting a version for a record that does not exist is a conflict, never an upsert (which would
+/// bring back a row deleted by hand, with an old version).
+pub async fn an_expected_version_for_an_absent_record_conflicts<S: Store>(store: S) {
+    let (o, c) = (org("acme"), customer("alice"));
+    let written = store
+        .write_customer(
+            &o,
+            &c,
+            Some(mfa_core::Version(1)),
+            &CustomerRecord::default(),
+            &[],
+        )
+        .await;
+    assert_eq!(written.expect("write"), Written::Conflict);
+    let written = store
+        .write_org(&o, Some(mfa_core::Version(1)), &OrgPolicy::default(), &[])
+        .await;
+    assert_eq!(written.expect("write"), Written::Conflict);
+    assert_eq!(store.load_customer(&o, &c).await.expect("load"), None);
+    assert_eq!(store.load_org(&o).await.expect("load"), None);
+}
+
+/// Many writers creating the same record at once (the first enrollment's race): exactly one stores.
+pub async fn racing_creators_exactly_one_wins<S: Store + 'static>(store: S) {
+    let store = Arc::new(store);
+    let (o, c) = (org("acme"), customer("alice"));
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (store, o, c) = (Arc::clone(&store), o.clone(), c.clone());
+            tokio::spawn(async move {
+                let events = [event(&o, Some(&c), &format!("creator {i}"))];
+                store
+                    .write_customer(&o, &c, None, &CustomerRecord::default(), &events)
+                    .await
+                    .expect("write")
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for task in tasks {
+        stored += usize::from(matches!(task.await.expect("task"), Written::Stored(_)));
+    }
+    assert_eq!(stored, 1);
+    assert_eq!(
+        store.audit(&o, &all(Some(&c))).await.expect("audit").len(),
+        1
+    );
+}
+
+/// Events appended without a record change are logged after what came before, and a customer's
+/// filter leaves out organisation-level events.
+pub async fn appended_events_are_logged_in_order<S: Store>(store: S) {
+    let (o, c) = (org("acme"), customer("alice"));
+    store
+        .append_events(&[event(&o, None, "org-level")])
+        .await
+        .expect("append");
+    store
+        .append_events(&[event(&o, Some(&c), "first"), event(&o, Some(&c), "second")])
+        .await
+        .expect("append");
+    store.append_events(&[]).await.expect("nothing to append");
+    let mine = store.audit(&o, &all(Some(&c))).await.expect("audit");
+    let names: Vec<_> = mine
+        .iter()
+        .map(|stored| format!("{:?}", stored.event.kind))
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names[0].contains("second") && names[1].contains("first"),
+        "{names:?}"
+    );
+    assert_eq!(store.audit(&o, &all(None)).await.expect("audit").len(), 3);
+    let before = AuditQuery {
+        customer: Some(c.clone()),
+        before_seq: Some(mine[0].seq),
+        limit: 10,
+    };
+    assert_eq!(store.audit(&o, &before).await.expect("audit"), mine[1..]);
+}
+
+/// Every kind of event the service writes reads back whole from the store.
+pub async fn event_bytes_survive_the_store<S: Store>(store: S) {
+    let (mfa, clock) = service(store).await;
+    let uri = configured(&mfa, &clock).await;
+    let (o, alice) = (org("acme"), customer("alice"));
+    let _ = mfa.verify_totp(&o, &alice, "12ab56").await;
+    let _ = mfa
+        .verify_totp(&o, &alice, &app_code(&uri, &clock))
+        .await
+        .expect("sign in");
+    let codes = mfa.generate_backup_codes(&o, &alice).await.expect("codes");
+    let _ = mfa
+        .verify_backup_code(&o, &alice, codes[0].as_str())
+        .await
+        .expect("backup");
+    mfa.reset(&o, &alice, "admin").await.expect("reset");
+    let events = mfa
+        .audit(
+            &o,
+            &AuditQuery {
+                customer: None,
+                before_seq: None,
+                limit: 1_000,
+            },
+        )
+        .await
+        .expect("audit");
+    let kinds: std::collections::BTreeSet<_> = events
+        .iter()
+        .map(|stored| stored.event.kind_name())
+        .collect();
+    for kind in [
+        "org_enabled",
+        "org_settings_changed",
+        "enrollment_started",
+        "enrollment_confirmed",
+        "attempt_rejected",
+        "totp_accepted",
+        "backup_codes_generated",
+        "backup_code_accepted",
+        "reset",
+    ] {
+        assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");
+    }
+    assert!(
+        events
+            .iter()
+            .all(|stored| stored.event.org == o && stored.event.at >= UnixTime::from_secs(T0))
+    );
 }
