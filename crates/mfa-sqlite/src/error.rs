@@ -1,0 +1,51 @@
+//! What can go wrong in the SQLite store, each failure keeping its source.
+
+use mfa_core::DecodeError;
+
+/// Why the SQLite store failed.
+///
+/// A lost race is not an error: it is [`Written::Conflict`](mfa_core::Written::Conflict). An `Err`
+/// from a write may hide a commit that happened (the disk failed after `COMMIT`); treat it as
+/// "unknown", never as "not written".
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SqliteError {
+    /// SQLite refused or failed a statement (I/O error, full disk, corrupt file, a lock held longer
+    /// than [`BUSY_TIMEOUT`](crate::BUSY_TIMEOUT) outside a conditional write...).
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored record or event is not one this version of `mfa-core` can read.
+    #[error("stored record: {0}")]
+    Decode(#[from] DecodeError),
+    /// The database was migrated by a newer version of this crate. It was left untouched: upgrade,
+    /// or restore a backup taken before the upgrade.
+    #[error(
+        "the database has schema version {found}; this version of mfa-sqlite supports up to {supported}"
+    )]
+    NewerSchema {
+        /// The schema version in the file (`PRAGMA user_version`).
+        found: i64,
+        /// The newest schema version this crate knows ([`SCHEMA_VERSION`](crate::SCHEMA_VERSION)).
+        supported: i64,
+    },
+    /// The file is an SQLite database that this crate did not create (another application's id, or
+    /// tables but no id). It was left untouched: give the MFA store a file of its own.
+    #[error(
+        "the database was not created by mfa-sqlite (application id {application_id:#x}); refusing to change it"
+    )]
+    NotOurs {
+        /// The file's `PRAGMA application_id` (0 when none was set).
+        application_id: i32,
+    },
+    /// A row holds a value this crate never writes (a version or sequence number below 1): the
+    /// database was edited by hand or is damaged.
+    #[error("the database holds {0}, which mfa-sqlite never writes")]
+    Corrupt(&'static str),
+    /// The thread that owns the connection has stopped (after [`close`](crate::SqliteStore::close),
+    /// or because a bug made it panic): every later call fails with this.
+    #[error("the database thread has stopped")]
+    WorkerGone,
+    /// The thread that owns the connection could not be started.
+    #[error("could not start the database thread: {0}")]
+    Io(#[source] std::io::Error),
+}

@@ -1,0 +1,255 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+// Panic policy (as in mfa-core): an error means bad input, a panic means a broken invariant, and no
+// input may cause one.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+mod error;
+mod queries;
+mod schema;
+mod worker;
+
+use std::path::{Path, PathBuf};
+
+use mfa_core::{
+    AuditQuery, CustomerId, CustomerRecord, Event, OrgId, OrgPolicy, Store, StoredEvent, Version,
+    Versioned, Written,
+};
+
+pub use error::SqliteError;
+pub use schema::{BUSY_TIMEOUT, SCHEMA_VERSION};
+
+use queries::{CustomerRow, EventRow};
+use worker::Worker;
+
+/// A [`Store`] in one SQLite database file (or in memory, for tests).
+///
+/// # Threads
+///
+/// One connection, owned by a dedicated thread that runs the store's calls one after another; each
+/// call sends a closure over a channel and awaits the answer on a oneshot channel. SQLite calls
+/// block, sometimes for long (`fsync` at every commit, or waiting up to [`BUSY_TIMEOUT`] for another
+/// process's lock), and none of that happens on the runtime's threads.
+///
+/// This rather than `spawn_blocking` with a `Mutex<Connection>`: SQLite lets one writer in at a
+/// time anyway, so a pool of blocking threads would mostly queue on the mutex, each holding a
+/// thread of tokio's blocking pool while it waits; a single owner has no lock to poison, keeps the
+/// prepared-statement cache warm, needs no particular runtime (any executor can await the answer),
+/// and serves an in-memory database, which exists only on the connection that created it. The cost
+/// is that reads queue behind writes in this process; each is a primary-key or index lookup of
+/// microseconds.
+///
+/// Calls queued before the store is dropped still run; the thread then closes the connection.
+/// [`close`](Self::close) does the same and waits for it.
+///
+/// # Atomicity
+///
+/// Each conditional write is one `BEGIN IMMEDIATE` transaction: check the version, store the record,
+/// insert its audit events, commit. `IMMEDIATE` takes the file's write lock first, so writers in
+/// other processes on the same file serialise too. A version that does not match, or a lock still
+/// held by another process after [`BUSY_TIMEOUT`], rolls everything back and gives
+/// [`Written::Conflict`]. Versions start at 1 and grow by one per write; a record deleted by hand
+/// leaves its last version behind (a trigger keeps it), so the key never reuses a version.
+pub struct SqliteStore {
+    worker: Worker,
+    path: Option<PathBuf>,
+}
+
+impl core::fmt::Debug for SqliteStore {
+    // The path only: the rows hold sealed secrets and backup-code hashes.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the database file at `path`, creating it if missing, and migrates it to
+    /// [`SCHEMA_VERSION`]. The connection uses WAL journaling, full sync at every commit, foreign
+    /// keys, and waits up to [`BUSY_TIMEOUT`] for locks held by other processes.
+    ///
+    /// Several processes may open the same file at once: migrations run in one `BEGIN IMMEDIATE`
+    /// transaction, so they take turns and only the first migrates.
+    ///
+    /// # Errors
+    /// [`SqliteError::NewerSchema`] for a file migrated by a newer version of this crate and
+    /// [`SqliteError::NotOurs`] for another application's database, both left untouched;
+    /// [`SqliteError::Sqlite`] when the file cannot be opened, read or migrated;
+    /// [`SqliteError::Io`] when the database thread cannot be started.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, SqliteError> {
+        let path = path.as_ref().to_path_buf();
+        let opened = path.clone();
+        let worker = Worker::start(move || schema::open(Some(&opened))).await?;
+        Ok(Self {
+            worker,
+            path: Some(path),
+        })
+    }
+
+    /// A new, private database in memory, migrated: for tests and examples. It is gone when the store
+    /// is dropped.
+    ///
+    /// # Errors
+    /// [`SqliteError::Sqlite`] if SQLite cannot allocate it; [`SqliteError::Io`] when the database
+    /// thread cannot be started.
+    pub async fn open_in_memory() -> Result<Self, SqliteError> {
+        let worker = Worker::start(|| schema::open(None)).await?;
+        Ok(Self { worker, path: None })
+    }
+
+    /// The database file's path (`None` in memory).
+    #[must_use]
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Runs every call already queued, then closes the connection and stops its thread. Closing the
+    /// last connection to a file checkpoints the write-ahead log into the database file and removes
+    /// the log.
+    ///
+    /// # Errors
+    /// [`SqliteError::Sqlite`] if SQLite reports an error while closing (the connection is closed
+    /// anyway); [`SqliteError::WorkerGone`] if the thread had already stopped.
+    pub async fn close(self) -> Result<(), SqliteError> {
+        self.worker.close().await
+    }
+}
+
+/// A version as stored, checked: writes never store one below 1.
+fn version(stored: i64) -> Result<Version, SqliteError> {
+    u64::try_from(stored)
+        .ok()
+        .filter(|&version| version >= 1)
+        .map(Version)
+        .ok_or(SqliteError::Corrupt("a version below 1"))
+}
+
+fn event_rows(events: &[Event]) -> Vec<EventRow> {
+    events.iter().map(EventRow::new).collect()
+}
+
+impl Store for SqliteStore {
+    type Error = SqliteError;
+
+    async fn load_org(&self, org: &OrgId) -> Result<Option<Versioned<OrgPolicy>>, SqliteError> {
+        let org = org.as_str().to_owned();
+        let Some((stored, bytes)) = self
+            .worker
+            .call(move |connection| queries::load_org(connection, &org))
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Versioned {
+            value: OrgPolicy::from_bytes(&bytes)?,
+            version: version(stored)?,
+        }))
+    }
+
+    async fn write_org(
+        &self,
+        org: &OrgId,
+        expected: Option<Version>,
+        policy: &OrgPolicy,
+        events: &[Event],
+    ) -> Result<Written, SqliteError> {
+        let org = org.as_str().to_owned();
+        let policy = policy.to_bytes();
+        let events = event_rows(events);
+        self.worker
+            .call(move |connection| {
+                queries::write_org(connection, &org, expected, &policy, &events)
+            })
+            .await
+    }
+
+    async fn load_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+    ) -> Result<Option<Versioned<CustomerRecord>>, SqliteError> {
+        let (org, customer) = (org.as_str().to_owned(), customer.as_str().to_owned());
+        let Some((stored, bytes)) = self
+            .worker
+            .call(move |connection| queries::load_customer(connection, &org, &customer))
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Versioned {
+            value: CustomerRecord::from_bytes(&bytes)?,
+            version: version(stored)?,
+        }))
+    }
+
+    async fn write_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        expected: Option<Version>,
+        record: &CustomerRecord,
+        events: &[Event],
+    ) -> Result<Written, SqliteError> {
+        let (org, customer) = (org.as_str().to_owned(), customer.as_str().to_owned());
+        let record = CustomerRow::new(record);
+        let events = event_rows(events);
+        self.worker
+            .call(move |connection| {
+                queries::write_customer(connection, &org, &customer, expected, &record, &events)
+            })
+            .await
+    }
+
+    async fn append_events(&self, events: &[Event]) -> Result<(), SqliteError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let events = event_rows(events);
+        self.worker
+            .call(move |connection| queries::append_events(connection, &events))
+            .await
+    }
+
+    async fn audit(
+        &self,
+        org: &OrgId,
+        query: &AuditQuery,
+    ) -> Result<Vec<StoredEvent>, SqliteError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let org = org.as_str().to_owned();
+        let customer = query.customer.as_ref().map(|c| c.as_str().to_owned());
+        // `seq < before` as `seq <= before - 1`, so no bound is needed when paging is off; values
+        // beyond what SQLite holds are clamped (the trait allows clamping the limit).
+        let last = query.before_seq.map_or(i64::MAX, |before| {
+            i64::try_from(before.saturating_sub(1)).unwrap_or(i64::MAX)
+        });
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let rows = self
+            .worker
+            .call(move |connection| {
+                queries::audit(connection, &org, customer.as_deref(), last, limit)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(seq, bytes)| {
+                Ok(StoredEvent {
+                    seq: u64::try_from(seq)
+                        .map_err(|_| SqliteError::Corrupt("a negative sequence number"))?,
+                    event: Event::from_bytes(&bytes)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,220 @@
+//! Opening a connection: settings, then the embedded, versioned migrations.
+//!
+//! The schema version lives in the file header (`PRAGMA user_version`) and the file is marked as
+//! ours (`PRAGMA application_id`). Both are read before anything is written, so a file from a newer
+//! version of this crate, or another application's database, is refused untouched.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::SqliteError;
+
+/// How long a statement waits for a lock held by another connection (another process on the same
+/// file) before giving up. A conditional write that gives up reports
+/// [`Written::Conflict`](mfa_core::Written::Conflict) and the service retries it.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `PRAGMA application_id` of our files: "MFAs" in ASCII.
+const APPLICATION_ID: i32 = 0x4D46_4173;
+
+/// The migrations, in order: migration `i` takes the schema from version `i` to `i + 1`. Append
+/// only; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: organisations, customers, the audit log.
+    r"
+    CREATE TABLE orgs (
+        org TEXT PRIMARY KEY NOT NULL,
+        version INTEGER NOT NULL,
+        policy BLOB NOT NULL
+    );
+
+    -- state and sealing_key_id repeat what the record says, for admin queries (who is configured,
+    -- which records a retired key still seals); the record bytes are the truth.
+    CREATE TABLE customers (
+        org TEXT NOT NULL,
+        customer TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        sealing_key_id INTEGER NULL,
+        record BLOB NOT NULL,
+        PRIMARY KEY (org, customer)
+    );
+
+    -- AUTOINCREMENT: a sequence number is never handed out twice, even after the newest events
+    -- are deleted.
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        org TEXT NOT NULL,
+        customer TEXT NULL,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        event BLOB NOT NULL
+    );
+    CREATE INDEX events_by_customer ON events (org, customer, seq);
+    CREATE INDEX events_by_org ON events (org, seq);
+
+    -- The last version of each record deleted by hand, so a record created again under the same
+    -- key starts above it: a version is never reused for a key, or a node still holding the old
+    -- version could overwrite the new record.
+    CREATE TABLE retired_orgs (
+        org TEXT PRIMARY KEY NOT NULL,
+        version INTEGER NOT NULL
+    );
+    CREATE TABLE retired_customers (
+        org TEXT NOT NULL,
+        customer TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        PRIMARY KEY (org, customer)
+    );
+    CREATE TRIGGER orgs_retire AFTER DELETE ON orgs BEGIN
+        INSERT INTO retired_orgs (org, version) VALUES (OLD.org, OLD.version)
+        ON CONFLICT (org) DO UPDATE SET version = max(version, excluded.version);
+    END;
+    CREATE TRIGGER customers_retire AFTER DELETE ON customers BEGIN
+        INSERT INTO retired_customers (org, customer, version)
+        VALUES (OLD.org, OLD.customer, OLD.version)
+        ON CONFLICT (org, customer) DO UPDATE SET version = max(version, excluded.version);
+    END;
+    ",
+];
+
+/// The schema version this crate writes: a database opened by [`SqliteStore::open`] is migrated to
+/// it, and one with a higher version is refused with [`SqliteError::NewerSchema`].
+///
+/// [`SqliteStore::open`]: crate::SqliteStore::open
+#[allow(
+    clippy::cast_possible_wrap,
+    reason = "a handful of migrations, far below i64::MAX"
+)]
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Opens (creating if needed) and migrates the database at `path`, or a private in-memory database
+/// for `None`.
+pub(crate) fn open(path: Option<&Path>) -> Result<Connection, SqliteError> {
+    let mut connection = match path {
+        Some(path) => Connection::open(path)?,
+        None => Connection::open_in_memory()?,
+    };
+    // Nothing is written before `identify` has said the file is ours (or empty) and not newer.
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    connection.pragma_update(None, "foreign_keys", true)?;
+    let found = identify(&connection)?;
+    if path.is_some() {
+        // WAL: readers never block the writer, and a commit is one append to the log. A file system
+        // without shared memory keeps the rollback journal, which is just as safe, only slower.
+        let mode: String = connection.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            // Switching needs the file to itself, and SQLite answers "busy" at once rather than
+            // wait for its busy handler (several processes opening a new file at once): wait here.
+            retry_while_busy(|| {
+                connection.pragma_update_and_check(None, "journal_mode", "wal", |row| {
+                    row.get::<_, String>(0)
+                })
+            })?;
+        }
+    }
+    // FULL syncs the log at every commit: an accepted code stays accepted across a power cut, so it
+    // cannot be replayed afterwards. (WAL's usual NORMAL may lose the last commits.)
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    if found < SCHEMA_VERSION {
+        migrate(&mut connection)?;
+    }
+    Ok(connection)
+}
+
+/// Runs `statement` again while SQLite says the database is busy, for up to [`BUSY_TIMEOUT`].
+fn retry_while_busy<T>(mut statement: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match statement() {
+            Err(error)
+                if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// The file's schema version, or why it is not ours to migrate. Reads only.
+fn identify(connection: &Connection) -> Result<i64, SqliteError> {
+    // One statement, so one snapshot: read one at a time, the id could predate another process's
+    // migration and the table count follow it.
+    let (application_id, found, objects): (i32, i64, i64) = connection.query_row(
+        "SELECT (SELECT application_id FROM pragma_application_id),
+                (SELECT user_version FROM pragma_user_version),
+                (SELECT count(*) FROM sqlite_master)",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )?;
+    if application_id != 0 && application_id != APPLICATION_ID {
+        return Err(SqliteError::NotOurs { application_id });
+    }
+    if found > SCHEMA_VERSION {
+        return Err(SqliteError::NewerSchema {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if application_id == APPLICATION_ID && found >= 1 {
+        return Ok(found);
+    }
+    // Not marked as ours: only an empty database may become ours.
+    if found != 0 || objects != 0 {
+        return Err(SqliteError::NotOurs { application_id });
+    }
+    Ok(0)
+}
+
+/// Applies the missing migrations in one `BEGIN IMMEDIATE` transaction: several processes opening a
+/// new file at once take turns, and all but the first find nothing left to do.
+fn migrate(connection: &mut Connection) -> Result<(), SqliteError> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found = identify(&transaction)?;
+    let done =
+        usize::try_from(found).map_err(|_| SqliteError::Corrupt("a negative schema version"))?;
+    for migration in MIGRATIONS.iter().skip(done) {
+        transaction.execute_batch(migration)?;
+    }
+    transaction.pragma_update(None, "application_id", APPLICATION_ID)?;
+    transaction.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    transaction.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pragma(connection: &Connection, name: &str) -> i64 {
+        connection
+            .pragma_query_value(None, name, |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_new_database_is_marked_and_at_the_current_version() {
+        let connection = open(None).unwrap();
+        assert_eq!(pragma(&connection, "user_version"), SCHEMA_VERSION);
+        assert_eq!(
+            pragma(&connection, "application_id"),
+            i64::from(APPLICATION_ID)
+        );
+        assert_eq!(pragma(&connection, "foreign_keys"), 1);
+        assert_eq!(identify(&connection).unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn tables_without_our_mark_are_not_ours() {
+        let connection = Connection::open_in_memory().unwrap();
+        connection.execute_batch("CREATE TABLE t (x)").unwrap();
+        assert!(matches!(
+            identify(&connection),
+            Err(SqliteError::NotOurs { application_id: 0 })
+        ));
+    }
+}

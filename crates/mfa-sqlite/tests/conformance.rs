@@ -1,0 +1,88 @@
+//! The SQLite store passes the store conformance suite, in memory and on files.
+
+mod common;
+
+mod in_memory {
+    mfa_store_tests::conformance_suite!(async {
+        mfa_sqlite::SqliteStore::open_in_memory().await.unwrap()
+    });
+}
+
+/// On a fresh file per test, where WAL, file locks and the busy timeout are real.
+mod on_file {
+    use mfa_core::{
+        AuditQuery, CustomerId, CustomerRecord, Event, OrgId, OrgPolicy, Store, StoredEvent,
+        Version, Versioned, Written,
+    };
+    use mfa_sqlite::{SqliteError, SqliteStore};
+
+    use crate::common::TempDb;
+
+    /// A store on a temporary file, removed when the test drops the store.
+    struct FileStore {
+        // Declared first, so the connection's thread is told to close before the files go.
+        store: SqliteStore,
+        _db: TempDb,
+    }
+
+    impl FileStore {
+        async fn new() -> Self {
+            let db = TempDb::new("conformance");
+            let store = SqliteStore::open(db.path()).await.unwrap();
+            Self { store, _db: db }
+        }
+    }
+
+    impl Store for FileStore {
+        type Error = SqliteError;
+
+        async fn load_org(&self, org: &OrgId) -> Result<Option<Versioned<OrgPolicy>>, SqliteError> {
+            self.store.load_org(org).await
+        }
+
+        async fn write_org(
+            &self,
+            org: &OrgId,
+            expected: Option<Version>,
+            policy: &OrgPolicy,
+            events: &[Event],
+        ) -> Result<Written, SqliteError> {
+            self.store.write_org(org, expected, policy, events).await
+        }
+
+        async fn load_customer(
+            &self,
+            org: &OrgId,
+            customer: &CustomerId,
+        ) -> Result<Option<Versioned<CustomerRecord>>, SqliteError> {
+            self.store.load_customer(org, customer).await
+        }
+
+        async fn write_customer(
+            &self,
+            org: &OrgId,
+            customer: &CustomerId,
+            expected: Option<Version>,
+            record: &CustomerRecord,
+            events: &[Event],
+        ) -> Result<Written, SqliteError> {
+            self.store
+                .write_customer(org, customer, expected, record, events)
+                .await
+        }
+
+        async fn append_events(&self, events: &[Event]) -> Result<(), SqliteError> {
+            self.store.append_events(events).await
+        }
+
+        async fn audit(
+            &self,
+            org: &OrgId,
+            query: &AuditQuery,
+        ) -> Result<Vec<StoredEvent>, SqliteError> {
+            self.store.audit(org, query).await
+        }
+    }
+
+    mfa_store_tests::conformance_suite!(FileStore::new());
+}

@@ -1,0 +1,157 @@
+//! Versions start at 1, grow by one per write, and are never reused for a key, even after its row
+//! is deleted by hand; the indexed columns follow the record.
+
+mod common;
+
+use common::TempDb;
+use mfa_core::{
+    CustomerId, CustomerRecord, KeyId, KeyRing, ManualClock, OrgId, OrgPolicy, SealingKey, Service,
+    Store, UnixTime, Version, Written,
+};
+use mfa_sqlite::SqliteStore;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use rusqlite::Connection;
+
+#[tokio::test]
+async fn a_row_deleted_by_hand_never_gives_its_versions_again() {
+    let db = TempDb::new("versions");
+    let store = SqliteStore::open(db.path()).await.unwrap();
+    let (acme, alice) = (
+        OrgId::new("acme").unwrap(),
+        CustomerId::new("alice").unwrap(),
+    );
+    let record = CustomerRecord::default();
+    let mut expected = None;
+    for version in 1..=3 {
+        let written = store
+            .write_customer(&acme, &alice, expected, &record, &[])
+            .await
+            .unwrap();
+        assert_eq!(written, Written::Stored(Version(version)));
+        expected = Some(Version(version));
+    }
+    assert_eq!(
+        store
+            .write_org(&acme, None, &OrgPolicy::default(), &[])
+            .await
+            .unwrap(),
+        Written::Stored(Version(1))
+    );
+
+    // An operator deletes both rows with the sqlite3 shell while the store is open.
+    let operator = Connection::open(db.path()).unwrap();
+    operator
+        .execute_batch("DELETE FROM customers; DELETE FROM orgs;")
+        .unwrap();
+
+    // A node that read version 3 before the delete must not write over what comes next.
+    assert_eq!(
+        store
+            .write_customer(&acme, &alice, Some(Version(3)), &record, &[])
+            .await
+            .unwrap(),
+        Written::Conflict
+    );
+    assert_eq!(
+        store
+            .write_customer(&acme, &alice, None, &record, &[])
+            .await
+            .unwrap(),
+        Written::Stored(Version(4))
+    );
+    assert_eq!(
+        store
+            .write_org(&acme, None, &OrgPolicy::default(), &[])
+            .await
+            .unwrap(),
+        Written::Stored(Version(2))
+    );
+
+    // Deleted again, and again created: still above every earlier version.
+    operator.execute_batch("DELETE FROM customers;").unwrap();
+    assert_eq!(
+        store
+            .write_customer(&acme, &alice, None, &record, &[])
+            .await
+            .unwrap(),
+        Written::Stored(Version(5))
+    );
+}
+
+#[tokio::test]
+async fn versions_beyond_what_sqlite_holds_are_conflicts() {
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    let (acme, alice) = (
+        OrgId::new("acme").unwrap(),
+        CustomerId::new("alice").unwrap(),
+    );
+    let record = CustomerRecord::default();
+    let _ = store
+        .write_customer(&acme, &alice, None, &record, &[])
+        .await
+        .unwrap();
+    for expected in [u64::MAX, 1 << 63, i64::MAX as u64] {
+        assert_eq!(
+            store
+                .write_customer(&acme, &alice, Some(Version(expected)), &record, &[])
+                .await
+                .unwrap(),
+            Written::Conflict
+        );
+    }
+}
+
+#[tokio::test]
+async fn state_and_key_id_columns_follow_the_record() {
+    let db = TempDb::new("columns");
+    let store = SqliteStore::open(db.path()).await.unwrap();
+    let clock = ManualClock::new(UnixTime::from_secs(1_767_225_600));
+    let keys = KeyRing::new(SealingKey::new(KeyId::new(42), [3; 32]));
+    let mfa = Service::new(store, clock.clone(), keys, ChaCha20Rng::seed_from_u64(5));
+    let (acme, alice) = (
+        OrgId::new("acme").unwrap(),
+        CustomerId::new("alice").unwrap(),
+    );
+    mfa.set_org_enabled(&acme, true, "admin").await.unwrap();
+
+    let row = || {
+        Connection::open(db.path())
+            .unwrap()
+            .query_row(
+                "SELECT state, sealing_key_id FROM customers WHERE org = 'acme' AND customer = 'alice'",
+                [],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<i64>>(1)?)),
+            )
+            .unwrap()
+    };
+    let enrollment = mfa.start_enrollment(&acme, &alice).await.unwrap();
+    assert_eq!(row(), ("pending".to_owned(), Some(42)));
+    let totp = enrollment.uri.as_totp().unwrap();
+    let code = totp
+        .generate(enrollment.uri.secret(), mfa_core::Clock::now(&clock))
+        .unwrap()
+        .to_string();
+    let _ = mfa.confirm_enrollment(&acme, &alice, &code).await.unwrap();
+    assert_eq!(row(), ("configured".to_owned(), Some(42)));
+    mfa.reset(&acme, &alice, "admin").await.unwrap();
+    assert_eq!(row(), ("unconfigured".to_owned(), None));
+
+    let kinds: Vec<String> = Connection::open(db.path())
+        .unwrap()
+        .prepare("SELECT kind FROM events ORDER BY seq")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        kinds,
+        [
+            "org_enabled",
+            "enrollment_started",
+            "enrollment_confirmed",
+            "reset"
+        ]
+    );
+}
