@@ -360,12 +360,7 @@ impl CustomerRecord {
                 let event = ctx.event(EventKind::EnrollmentConfirmed { step });
                 Decision::write(next, vec![event], Ok(ctx.passed(PassedBy::Enrollment)))
             }
-            Err(Refused::Input(error)) => Decision::refuse(error),
-            Err(Refused::Malformed(error)) => Decision::log(
-                self.rejected(Factor::Enrollment, Rejection::Malformed, ctx),
-                error,
-            ),
-            Err(Refused::Attempt(reason)) => self.failed(Factor::Enrollment, reason, policy, ctx),
+            Err(refused) => self.refused(refused, Factor::Enrollment, policy, ctx),
         }
     }
 
@@ -426,12 +421,7 @@ impl CustomerRecord {
                 let event = ctx.event(EventKind::TotpAccepted { step, offset });
                 Decision::write(next, vec![event], Ok(ctx.passed(PassedBy::Totp)))
             }
-            Err(Refused::Input(error)) => Decision::refuse(error),
-            Err(Refused::Malformed(error)) => Decision::log(
-                self.rejected(Factor::Totp, Rejection::Malformed, ctx),
-                error,
-            ),
-            Err(Refused::Attempt(reason)) => self.failed(Factor::Totp, reason, policy, ctx),
+            Err(refused) => self.refused(refused, Factor::Totp, policy, ctx),
         }
     }
 
@@ -461,12 +451,7 @@ impl CustomerRecord {
                 };
                 Decision::write(next, vec![event], Ok(accepted))
             }
-            Err(Refused::Input(error)) => Decision::refuse(error),
-            Err(Refused::Malformed(error)) => Decision::log(
-                self.rejected(Factor::BackupCode, Rejection::Malformed, ctx),
-                error,
-            ),
-            Err(Refused::Attempt(reason)) => self.failed(Factor::BackupCode, reason, policy, ctx),
+            Err(refused) => self.refused(refused, Factor::BackupCode, policy, ctx),
         }
     }
 
@@ -533,6 +518,24 @@ impl CustomerRecord {
         let until = self.failures.locked_at(ctx.now)?;
         let event = self.rejected(factor, Rejection::Locked, ctx);
         Some(Decision::log(event, MfaError::Locked { retry_at: until }))
+    }
+
+    /// The decision for a step that did not go through: bad settings change nothing, text that is not a
+    /// code is logged, a genuine failed attempt counts toward lockout.
+    fn refused<T>(
+        &self,
+        refused: Refused,
+        factor: Factor,
+        policy: &OrgPolicy,
+        ctx: &Context<'_>,
+    ) -> Decision<T> {
+        match refused {
+            Refused::Input(error) => Decision::refuse(error),
+            Refused::Malformed(error) => {
+                Decision::log(self.rejected(factor, Rejection::Malformed, ctx), error)
+            }
+            Refused::Attempt(reason) => self.failed(factor, reason, policy, ctx),
+        }
     }
 
     /// The event of an attempt refused without counting as a failure.
