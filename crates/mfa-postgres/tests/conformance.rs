@@ -1,0 +1,5 @@
+//! The PostgreSQL store passes the store conformance suite, each test in a schema of its own.
+
+mod common;
+
+mfa_store_tests::conformance_suite!(optional common::TestStore::new("conformance"));
