@@ -44,7 +44,9 @@ pub enum PostgresError {
     },
     /// The schema holds tables that this crate did not create. It was left untouched: give the
     /// MFA store a schema of its own.
-    #[error("the schema {schema:?} holds tables mfa-postgres did not create; refusing to change it")]
+    #[error(
+        "the schema {schema:?} holds tables mfa-postgres did not create; refusing to change it"
+    )]
     NotOurs {
         /// The schema's name.
         schema: String,

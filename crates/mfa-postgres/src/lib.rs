@@ -253,8 +253,12 @@ impl PostgresStore {
         parameters: &[&(dyn ToSql + Sync)],
     ) -> Result<Written, PostgresError> {
         let client = self.pool.get().await?;
-        let statement = client.prepare_cached(sql).await?;
-        match client.query_opt(&statement, parameters).await {
+        let answer = async {
+            let statement = client.prepare_cached(sql).await?;
+            client.query_opt(&statement, parameters).await
+        }
+        .await;
+        match discard_if_broken(client, answer) {
             Ok(Some(row)) => Ok(Written::Stored(version(row.try_get(0)?)?)),
             Ok(None) => Ok(Written::Conflict),
             // The transaction rolled back: nothing of this write is stored.
@@ -262,6 +266,29 @@ impl PostgresStore {
             Err(error) => Err(error.into()),
         }
     }
+}
+
+/// Gives `answer` back, first taking `client` out of the pool if the failure says its connection
+/// is gone (closed, or the server ended the session: a restart, a failover, an administrator's
+/// `pg_terminate_backend`). Without this the connection could go back to the pool before its task
+/// has noticed the end, and fail the next call too.
+fn discard_if_broken<T>(
+    client: deadpool_postgres::Client,
+    answer: Result<T, tokio_postgres::Error>,
+) -> Result<T, tokio_postgres::Error> {
+    if let Err(error) = &answer {
+        let session_over = error.is_closed()
+            || error.code().is_some_and(|code| {
+                // Class 08: connection exception; class 57: operator intervention (shutdown,
+                // crash, terminated backend).
+                let class = code.code().get(..2);
+                class == Some("08") || class == Some("57")
+            });
+        if session_over {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+    answer
 }
 
 /// A serialization failure or a deadlock: the server rolled the transaction back, and trying again
@@ -322,8 +349,12 @@ impl Store for PostgresStore {
 
     async fn load_org(&self, org: &OrgId) -> Result<Option<Versioned<OrgPolicy>>, PostgresError> {
         let client = self.pool.get().await?;
-        let statement = client.prepare_cached(&self.sql.load_org).await?;
-        let Some(row) = client.query_opt(&statement, &[&org.as_str()]).await? else {
+        let answer = async {
+            let statement = client.prepare_cached(&self.sql.load_org).await?;
+            client.query_opt(&statement, &[&org.as_str()]).await
+        }
+        .await;
+        let Some(row) = discard_if_broken(client, answer)? else {
             return Ok(None);
         };
         Ok(Some(Versioned {
@@ -357,7 +388,14 @@ impl Store for PostgresStore {
                 self.write(
                     &self.sql.update_org,
                     &[
-                        &org, &policy, &expected, &e.org, &e.customer, &e.at, &e.kind, &e.bytes,
+                        &org,
+                        &policy,
+                        &expected,
+                        &e.org,
+                        &e.customer,
+                        &e.at,
+                        &e.kind,
+                        &e.bytes,
                     ],
                 )
                 .await
@@ -371,11 +409,14 @@ impl Store for PostgresStore {
         customer: &CustomerId,
     ) -> Result<Option<Versioned<CustomerRecord>>, PostgresError> {
         let client = self.pool.get().await?;
-        let statement = client.prepare_cached(&self.sql.load_customer).await?;
-        let Some(row) = client
-            .query_opt(&statement, &[&org.as_str(), &customer.as_str()])
-            .await?
-        else {
+        let answer = async {
+            let statement = client.prepare_cached(&self.sql.load_customer).await?;
+            client
+                .query_opt(&statement, &[&org.as_str(), &customer.as_str()])
+                .await
+        }
+        .await;
+        let Some(row) = discard_if_broken(client, answer)? else {
             return Ok(None);
         };
         Ok(Some(Versioned {
@@ -404,8 +445,16 @@ impl Store for PostgresStore {
                 self.write(
                     &self.sql.insert_customer,
                     &[
-                        &org, &customer, &state, &key_id, &bytes, &e.org, &e.customer, &e.at,
-                        &e.kind, &e.bytes,
+                        &org,
+                        &customer,
+                        &state,
+                        &key_id,
+                        &bytes,
+                        &e.org,
+                        &e.customer,
+                        &e.at,
+                        &e.kind,
+                        &e.bytes,
                     ],
                 )
                 .await
@@ -417,8 +466,17 @@ impl Store for PostgresStore {
                 self.write(
                     &self.sql.update_customer,
                     &[
-                        &org, &customer, &state, &key_id, &bytes, &expected, &e.org, &e.customer,
-                        &e.at, &e.kind, &e.bytes,
+                        &org,
+                        &customer,
+                        &state,
+                        &key_id,
+                        &bytes,
+                        &expected,
+                        &e.org,
+                        &e.customer,
+                        &e.at,
+                        &e.kind,
+                        &e.bytes,
                     ],
                 )
                 .await
@@ -432,10 +490,14 @@ impl Store for PostgresStore {
         }
         let e = EventColumns::new(events);
         let client = self.pool.get().await?;
-        let statement = client.prepare_cached(&self.sql.append_events).await?;
-        client
-            .execute(&statement, &[&e.org, &e.customer, &e.at, &e.kind, &e.bytes])
-            .await?;
+        let answer = async {
+            let statement = client.prepare_cached(&self.sql.append_events).await?;
+            client
+                .execute(&statement, &[&e.org, &e.customer, &e.at, &e.kind, &e.bytes])
+                .await
+        }
+        .await;
+        discard_if_broken(client, answer)?;
         Ok(())
     }
 
@@ -454,20 +516,27 @@ impl Store for PostgresStore {
         });
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let client = self.pool.get().await?;
-        let rows = match &query.customer {
-            Some(customer) => {
-                let statement = client.prepare_cached(&self.sql.audit_customer).await?;
-                client
-                    .query(&statement, &[&org.as_str(), &customer.as_str(), &last, &limit])
-                    .await?
+        let answer = async {
+            match &query.customer {
+                Some(customer) => {
+                    let statement = client.prepare_cached(&self.sql.audit_customer).await?;
+                    client
+                        .query(
+                            &statement,
+                            &[&org.as_str(), &customer.as_str(), &last, &limit],
+                        )
+                        .await
+                }
+                None => {
+                    let statement = client.prepare_cached(&self.sql.audit_org).await?;
+                    client
+                        .query(&statement, &[&org.as_str(), &last, &limit])
+                        .await
+                }
             }
-            None => {
-                let statement = client.prepare_cached(&self.sql.audit_org).await?;
-                client
-                    .query(&statement, &[&org.as_str(), &last, &limit])
-                    .await?
-            }
-        };
+        }
+        .await;
+        let rows = discard_if_broken(client, answer)?;
         rows.iter()
             .map(|row| {
                 let seq: i64 = row.try_get(0)?;

@@ -255,9 +255,12 @@ impl Sql {
                 ))
                 .await?;
         }
-        let done = usize::try_from(found).map_err(|_| PostgresError::Corrupt("a negative schema version"))?;
+        let done = usize::try_from(found)
+            .map_err(|_| PostgresError::Corrupt("a negative schema version"))?;
         for (migration, version) in MIGRATIONS.iter().zip(1..).skip(done) {
-            transaction.batch_execute(&migration.replace("{s}", s)).await?;
+            transaction
+                .batch_execute(&migration.replace("{s}", s))
+                .await?;
             transaction
                 .execute(
                     &format!("INSERT INTO {s}.schema_migrations (version) VALUES ($1)"),

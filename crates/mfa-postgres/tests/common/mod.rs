@@ -30,12 +30,16 @@ pub fn url() -> Option<String> {
                 std::env::var(REQUIRE).as_deref() != Ok("1"),
                 "{REQUIRE}=1 but {URL} is not set: the PostgreSQL tests cannot run"
             );
-            // Written to the real stderr, past the test harness's capture, so the skip is visible.
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: {URL} is not set, so the PostgreSQL tests did not run \
-                 (set {REQUIRE}=1 to fail instead)"
-            );
+            // Written to the real stderr, past the test harness's capture, so the skip is visible;
+            // once per test binary.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipped: {URL} is not set, so the PostgreSQL tests did not run \
+                     (set {REQUIRE}=1 to fail instead)"
+                );
+            });
             None
         }
     }

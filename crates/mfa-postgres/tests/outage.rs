@@ -1,0 +1,387 @@
+//! The database goes away: a connection killed in the middle of a write, a server that cannot be
+//! reached, a network cut while a write is in flight. Each gives a typed error, never a panic or a
+//! wrong answer; nothing is half-written; and the next request works once the database is back.
+//!
+//! "Unreachable" is made with a small TCP proxy between the store and the server, which the test
+//! cuts (closing every connection through it and refusing new ones) and restores.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{TestStore, fresh_schema, raw_client, url};
+use mfa_core::{
+    AuditQuery, BackupHashParams, Clock, CustomerId, EventKind, KeyId, KeyRing, KeyUri,
+    ManualClock, MfaError, OrgId, SealingKey, Service, ServiceError, Settings, Store, UnixTime,
+    Version,
+};
+use mfa_postgres::{PostgresError, PostgresOptions, PostgresStore};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use tokio::net::{TcpListener, TcpStream, UnixStream};
+use tokio::sync::watch;
+use tokio_postgres::config::Host;
+
+type Mfa<S> = Service<S, ManualClock, ChaCha20Rng>;
+
+fn ids() -> (OrgId, CustomerId) {
+    (
+        OrgId::new("acme").unwrap(),
+        CustomerId::new("alice").unwrap(),
+    )
+}
+
+fn service<S: Store>(store: S) -> (Mfa<S>, ManualClock) {
+    let clock = ManualClock::new(UnixTime::from_secs(1_767_225_600));
+    let keys = KeyRing::new(SealingKey::new(KeyId::new(1), [7; 32]));
+    (
+        Service::new(store, clock.clone(), keys, ChaCha20Rng::seed_from_u64(5)),
+        clock,
+    )
+}
+
+/// Switches `acme` on and configures `alice`; returns her key URI, with the clock one step on.
+async fn configured<S: Store>(mfa: &Mfa<S>, clock: &ManualClock) -> KeyUri {
+    let (acme, alice) = ids();
+    let mut settings = Settings::default();
+    settings.backup_hash = BackupHashParams::danger_insecure_fast();
+    mfa.update_settings(&acme, settings, "admin").await.unwrap();
+    mfa.set_org_enabled(&acme, true, "admin").await.unwrap();
+    let enrollment = mfa.start_enrollment(&acme, &alice).await.unwrap();
+    let code = app_code(&enrollment.uri, clock);
+    let _ = mfa.confirm_enrollment(&acme, &alice, &code).await.unwrap();
+    clock.advance(30);
+    enrollment.uri
+}
+
+fn app_code(uri: &KeyUri, clock: &ManualClock) -> String {
+    let totp = uri.as_totp().unwrap();
+    totp.generate(uri.secret(), clock.now())
+        .unwrap()
+        .to_string()
+}
+
+/// Alice's record version and how many sign-ins with an app code the log holds for her.
+async fn written<S: Store>(store: &S) -> (Version, usize) {
+    let (acme, alice) = ids();
+    let version = store
+        .load_customer(&acme, &alice)
+        .await
+        .unwrap()
+        .unwrap()
+        .version;
+    let accepted = store
+        .audit(
+            &acme,
+            &AuditQuery {
+                customer: Some(alice),
+                before_seq: None,
+                limit: 1_000,
+            },
+        )
+        .await
+        .unwrap()
+        .iter()
+        .filter(|stored| matches!(stored.event.kind, EventKind::TotpAccepted { .. }))
+        .count();
+    (version, accepted)
+}
+
+/// Locks Alice's row from another connection, as a long transaction would, so a write to it waits
+/// in the server. Returns the connection; `ROLLBACK` on it lets the write go on.
+async fn hold_row_lock(url: &str, schema: &str) -> tokio_postgres::Client {
+    let client = raw_client(url).await;
+    client
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM \"{schema}\".customers
+             WHERE org = 'acme' AND customer = 'alice' FOR UPDATE;"
+        ))
+        .await
+        .unwrap();
+    client
+}
+
+/// The server process of the connection whose statement waits for a lock on `schema`'s customers.
+async fn waiting_backend(url: &str, schema: &str) -> i32 {
+    let client = raw_client(url).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let row = client
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%customers%'",
+                &[&format!("\"{schema}\"")],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            return row.get(0);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the write never reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_killed_mid_write_leaves_nothing_and_the_next_request_works() {
+    let Some(store) = TestStore::new("killed").await else {
+        return;
+    };
+    let store = Arc::new(store);
+    let (url, schema) = (store.url.clone(), store.schema().to_owned());
+    let (mfa, clock) = service(Arc::clone(&store));
+    let uri = configured(&mfa, &clock).await;
+    let code = app_code(&uri, &clock);
+    let before = written(&store).await;
+
+    let lock = hold_row_lock(&url, &schema).await;
+    let mfa = Arc::new(mfa);
+    let attempt = {
+        let (mfa, code) = (Arc::clone(&mfa), code.clone());
+        tokio::spawn(async move {
+            let (acme, alice) = ids();
+            mfa.verify_totp(&acme, &alice, &code).await
+        })
+    };
+    // The write waits on the lock, inside the server; the server kills its connection.
+    let pid = waiting_backend(&url, &schema).await;
+    let killer = raw_client(&url).await;
+    let killed: bool = killer
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(killed);
+    match attempt.await.unwrap() {
+        Err(ServiceError::Store(PostgresError::Postgres(_))) => {}
+        other => panic!("expected a typed store error, got {other:?}"),
+    }
+    lock.batch_execute("ROLLBACK").await.unwrap();
+
+    // The killed transaction rolled back: the record and the log are as they were.
+    assert_eq!(written(&store).await, before);
+    // The pool drops the dead connection; the same code now works, once.
+    let (acme, alice) = ids();
+    let _ = mfa.verify_totp(&acme, &alice, &code).await.unwrap();
+    assert_eq!(written(&store).await.1, before.1 + 1);
+    assert!(matches!(
+        mfa.verify_totp(&acme, &alice, &code).await,
+        Err(ServiceError::Mfa(MfaError::ReplayedCode))
+    ));
+}
+
+/// A TCP proxy to the test database that can be cut and restored.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    cut: watch::Sender<u64>,
+}
+
+impl Proxy {
+    async fn start(upstream: Upstream) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let (cut, _) = watch::channel(0_u64);
+        let (accepting, cuts) = (Arc::clone(&up), cut.subscribe());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                if !accepting.load(Ordering::SeqCst) {
+                    // Down: the connection is closed at once, as a dead server's port would be.
+                    drop(client);
+                    continue;
+                }
+                let (upstream, mut cuts) = (upstream.clone(), cuts.clone());
+                // Only cuts from now on close this connection.
+                cuts.mark_unchanged();
+                tokio::spawn(async move {
+                    let mut client = client;
+                    let forward = async {
+                        match &upstream {
+                            Upstream::Tcp(address) => {
+                                let mut server = TcpStream::connect(address).await?;
+                                tokio::io::copy_bidirectional(&mut client, &mut server).await
+                            }
+                            Upstream::Unix(path) => {
+                                let mut server = UnixStream::connect(path).await?;
+                                tokio::io::copy_bidirectional(&mut client, &mut server).await
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = forward => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { port, up, cut }
+    }
+
+    /// Closes every connection through the proxy and refuses new ones.
+    fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cut.send_modify(|generation| *generation += 1);
+    }
+
+    fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[derive(Clone)]
+enum Upstream {
+    Tcp(String),
+    Unix(std::path::PathBuf),
+}
+
+/// The test database's address, and a configuration that reaches it through a proxy on `port`.
+fn through_proxy(url: &str) -> (Upstream, impl Fn(u16) -> tokio_postgres::Config) {
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let upstream = match config.get_hosts().first() {
+        Some(Host::Tcp(host)) => Upstream::Tcp(format!("{host}:{port}")),
+        Some(Host::Unix(dir)) => Upstream::Unix(dir.join(format!(".s.PGSQL.{port}"))),
+        None => Upstream::Unix(format!("/var/run/postgresql/.s.PGSQL.{port}").into()),
+    };
+    let make = move |proxy_port: u16| {
+        let mut proxied = tokio_postgres::Config::new();
+        proxied.host("127.0.0.1").port(proxy_port);
+        if let Some(user) = config.get_user() {
+            proxied.user(user);
+        }
+        if let Some(password) = config.get_password() {
+            proxied.password(password);
+        }
+        if let Some(dbname) = config.get_dbname() {
+            proxied.dbname(dbname);
+        }
+        proxied
+    };
+    (upstream, make)
+}
+
+/// The store over the proxy, and the same schema directly (to look at what was written).
+async fn proxied_store(label: &str) -> Option<(Proxy, Arc<PostgresStore>, TestStore)> {
+    let url = url()?;
+    let direct =
+        TestStore::with_options(&url, PostgresOptions::default().schema(fresh_schema(label))).await;
+    let (upstream, make) = through_proxy(&url);
+    let proxy = Proxy::start(upstream).await;
+    let proxied = PostgresStore::connect_with(
+        make(proxy.port),
+        PostgresOptions::default()
+            .schema(direct.schema())
+            .timeout(Duration::from_secs(2)),
+    )
+    .await
+    .unwrap();
+    Some((proxy, Arc::new(proxied), direct))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_is_a_typed_error_and_service_resumes_when_it_is_back() {
+    let Some((proxy, store, direct)) = proxied_store("unreachable").await else {
+        return;
+    };
+    let (mfa, clock) = service(Arc::clone(&store));
+    let uri = configured(&mfa, &clock).await;
+    let code = app_code(&uri, &clock);
+    let (acme, alice) = ids();
+    let before = written(&direct).await;
+
+    proxy.down();
+    for _ in 0..3 {
+        let started = Instant::now();
+        match mfa.verify_totp(&acme, &alice, &code).await {
+            Err(ServiceError::Store(PostgresError::Pool(_) | PostgresError::Postgres(_))) => {}
+            other => panic!("expected a typed store error, got {other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "an outage must not hang a sign-in"
+        );
+        assert!(matches!(
+            mfa.status(&acme, &alice).await,
+            Err(ServiceError::Store(_))
+        ));
+    }
+    assert_eq!(
+        written(&direct).await,
+        before,
+        "nothing was written while down"
+    );
+
+    proxy.up();
+    let _ = mfa.verify_totp(&acme, &alice, &code).await.unwrap();
+    assert_eq!(written(&direct).await.1, before.1 + 1);
+    assert!(matches!(
+        mfa.verify_totp(&acme, &alice, &code).await,
+        Err(ServiceError::Mfa(MfaError::ReplayedCode))
+    ));
+}
+
+/// The network is cut after the write was sent and before its answer came back. The server may
+/// still commit it (the request had reached it whole): the caller sees an error and must treat the
+/// outcome as unknown. Whatever happened, the record and its event are there together or not at
+/// all, and the code is accepted exactly once over both tries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_during_a_write_never_lets_a_code_count_twice() {
+    let Some((proxy, store, direct)) = proxied_store("cut").await else {
+        return;
+    };
+    let (mfa, clock) = service(Arc::clone(&store));
+    let uri = configured(&mfa, &clock).await;
+    let code = app_code(&uri, &clock);
+    let (acme, alice) = ids();
+    let before = written(&direct).await;
+
+    let lock = hold_row_lock(&direct.url, direct.schema()).await;
+    let mfa = Arc::new(mfa);
+    let attempt = {
+        let (mfa, code) = (Arc::clone(&mfa), code.clone());
+        tokio::spawn(async move {
+            let (acme, alice) = ids();
+            mfa.verify_totp(&acme, &alice, &code).await
+        })
+    };
+    let _ = waiting_backend(&direct.url, direct.schema()).await;
+    proxy.down();
+    let first = attempt.await.unwrap();
+    assert!(
+        matches!(first, Err(ServiceError::Store(_))),
+        "the caller cannot know: {first:?}"
+    );
+    // The server goes on with the statement it received once the lock is free.
+    lock.batch_execute("ROLLBACK").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (version, accepted) = written(&direct).await;
+    let committed = accepted == before.1 + 1;
+    assert!(accepted == before.1 || committed, "{accepted}");
+    assert_eq!(
+        version.0 - before.0.0,
+        u64::from(committed),
+        "the record and its event are written together or not at all"
+    );
+
+    proxy.up();
+    let second = mfa.verify_totp(&acme, &alice, &code).await;
+    if committed {
+        assert!(
+            matches!(second, Err(ServiceError::Mfa(MfaError::ReplayedCode))),
+            "{second:?}"
+        );
+    } else {
+        let _ = second.unwrap();
+    }
+    assert_eq!(
+        written(&direct).await.1,
+        before.1 + 1,
+        "accepted exactly once"
+    );
+}
