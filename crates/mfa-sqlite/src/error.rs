@@ -10,8 +10,10 @@ use mfa_core::DecodeError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SqliteError {
-    /// SQLite refused or failed a statement (I/O error, full disk, corrupt file, a lock held longer
-    /// than [`BUSY_TIMEOUT`](crate::BUSY_TIMEOUT) outside a conditional write...).
+    /// SQLite refused or failed a statement (I/O error, full disk or
+    /// [`max_size`](crate::SqliteOptions::max_size) reached, corrupt file, a lock held longer than
+    /// the [busy timeout](crate::SqliteOptions::busy_timeout) outside a conditional write...); its
+    /// [`sqlite_error_code`](rusqlite::Error::sqlite_error_code) says which.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// A stored record or event is not one this version of `mfa-core` can read.

@@ -14,6 +14,7 @@
 )]
 
 mod error;
+mod options;
 mod queries;
 mod schema;
 mod worker;
@@ -26,6 +27,7 @@ use mfa_core::{
 };
 
 pub use error::SqliteError;
+pub use options::SqliteOptions;
 pub use schema::{BUSY_TIMEOUT, SCHEMA_VERSION};
 
 use queries::{CustomerRow, EventRow};
@@ -37,7 +39,7 @@ use worker::Worker;
 ///
 /// One connection, owned by a dedicated thread that runs the store's calls one after another; each
 /// call sends a closure over a channel and awaits the answer on a oneshot channel. SQLite calls
-/// block, sometimes for long (`fsync` at every commit, or waiting up to [`BUSY_TIMEOUT`] for another
+/// block, sometimes for long (`fsync` at every commit, or waiting up to the busy timeout for another
 /// process's lock), and none of that happens on the runtime's threads.
 ///
 /// This rather than `spawn_blocking` with a `Mutex<Connection>`: SQLite lets one writer in at a
@@ -56,9 +58,10 @@ use worker::Worker;
 /// Each conditional write is one `BEGIN IMMEDIATE` transaction: check the version, store the record,
 /// insert its audit events, commit. `IMMEDIATE` takes the file's write lock first, so writers in
 /// other processes on the same file serialise too. A version that does not match, or a lock still
-/// held by another process after [`BUSY_TIMEOUT`], rolls everything back and gives
-/// [`Written::Conflict`]. Versions start at 1 and grow by one per write; a record deleted by hand
-/// leaves its last version behind (a trigger keeps it), so the key never reuses a version.
+/// held by another process after the busy timeout ([`SqliteOptions::busy_timeout`], by default
+/// [`BUSY_TIMEOUT`]), rolls everything back and gives [`Written::Conflict`]. Versions start at 1
+/// and grow by one per write; a record deleted by hand leaves its last version behind (a trigger
+/// keeps it), so the key never reuses a version.
 pub struct SqliteStore {
     worker: Worker,
     path: Option<PathBuf>,
@@ -76,7 +79,8 @@ impl core::fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Opens the database file at `path`, creating it if missing, and migrates it to
     /// [`SCHEMA_VERSION`]. The connection uses WAL journaling, full sync at every commit, foreign
-    /// keys, and waits up to [`BUSY_TIMEOUT`] for locks held by other processes.
+    /// keys, and waits up to [`BUSY_TIMEOUT`] for locks held by other processes: the same as
+    /// [`open_with`](Self::open_with) with the default [`SqliteOptions`].
     ///
     /// Several processes may open the same file at once: migrations run in one `BEGIN IMMEDIATE`
     /// transaction, so they take turns and only the first migrates.
@@ -87,9 +91,22 @@ impl SqliteStore {
     /// [`SqliteError::Sqlite`] when the file cannot be opened, read or migrated;
     /// [`SqliteError::Io`] when the database thread cannot be started.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, SqliteError> {
+        Self::open_with(path, SqliteOptions::default()).await
+    }
+
+    /// Opens the database file at `path` as [`open`](Self::open) does, with `options` (a shorter
+    /// busy timeout, a ceiling on the file's size).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); also [`SqliteError::Sqlite`] (`SQLITE_FULL`) when migrating a new
+    /// file needs more than [`SqliteOptions::max_size`].
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<Self, SqliteError> {
         let path = path.as_ref().to_path_buf();
         let opened = path.clone();
-        let worker = Worker::start(move || schema::open(Some(&opened))).await?;
+        let worker = Worker::start(move || schema::open(Some(&opened), &options)).await?;
         Ok(Self {
             worker,
             path: Some(path),
@@ -103,7 +120,7 @@ impl SqliteStore {
     /// [`SqliteError::Sqlite`] if SQLite cannot allocate it; [`SqliteError::Io`] when the database
     /// thread cannot be started.
     pub async fn open_in_memory() -> Result<Self, SqliteError> {
-        let worker = Worker::start(|| schema::open(None)).await?;
+        let worker = Worker::start(|| schema::open(None, &SqliteOptions::default())).await?;
         Ok(Self { worker, path: None })
     }
 

@@ -318,7 +318,7 @@ mod tests {
 
     #[test]
     fn audit_queries_walk_their_index() {
-        let connection = crate::schema::open(None).unwrap();
+        let connection = crate::schema::open(None, &crate::SqliteOptions::default()).unwrap();
         assert_searches(
             &plan(
                 &connection,
@@ -335,7 +335,7 @@ mod tests {
 
     #[test]
     fn record_lookups_use_the_primary_key() {
-        let connection = crate::schema::open(None).unwrap();
+        let connection = crate::schema::open(None, &crate::SqliteOptions::default()).unwrap();
         for (sql, index) in [
             (
                 "SELECT version, record FROM customers WHERE org = 'a' AND customer = 'b'",

@@ -9,12 +9,19 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::SqliteError;
+use crate::{SqliteError, SqliteOptions};
 
-/// How long a statement waits for a lock held by another connection (another process on the same
-/// file) before giving up. A conditional write that gives up reports
-/// [`Written::Conflict`](mfa_core::Written::Conflict) and the service retries it.
+/// How long a statement waits by default for a lock held by another connection (another process on
+/// the same file) before giving up; [`SqliteOptions::busy_timeout`] changes it. A conditional write
+/// that gives up reports [`Written::Conflict`](mfa_core::Written::Conflict) and the service retries
+/// it.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most pages `PRAGMA max_page_count` takes.
+const MAX_PAGE_COUNT: u64 = 4_294_967_294;
+
+/// The longest busy timeout SQLite takes: it counts milliseconds in a C `int` (about 24.8 days).
+const MAX_BUSY_TIMEOUT: Duration = Duration::from_millis(0x7FFF_FFFF);
 
 /// `PRAGMA application_id` of our files: "MFAs" in ASCII.
 const APPLICATION_ID: i32 = 0x4D46_4173;
@@ -92,14 +99,25 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Opens (creating if needed) and migrates the database at `path`, or a private in-memory database
 /// for `None`.
-pub(crate) fn open(path: Option<&Path>) -> Result<Connection, SqliteError> {
+pub(crate) fn open(
+    path: Option<&Path>,
+    options: &SqliteOptions,
+) -> Result<Connection, SqliteError> {
     let mut connection = match path {
         Some(path) => Connection::open(path)?,
         None => Connection::open_in_memory()?,
     };
     // Nothing is written before `identify` has said the file is ours (or empty) and not newer.
-    connection.busy_timeout(BUSY_TIMEOUT)?;
+    let busy_timeout = options.busy_timeout.min(MAX_BUSY_TIMEOUT);
+    connection.busy_timeout(busy_timeout)?;
     connection.pragma_update(None, "foreign_keys", true)?;
+    if let Some(max_size) = options.max_size {
+        // Per connection, not stored in the file: every process sets its own ceiling.
+        let page_size: i64 = connection.pragma_query_value(None, "page_size", |row| row.get(0))?;
+        let pages = max_size / u64::try_from(page_size).unwrap_or(1).max(1);
+        let pages = i64::try_from(pages.clamp(1, MAX_PAGE_COUNT)).unwrap_or(i64::MAX);
+        connection.pragma_update(None, "max_page_count", pages)?;
+    }
     let found = identify(&connection)?;
     if path.is_some() {
         // WAL: readers never block the writer, and a commit is one append to the log. A file system
@@ -108,7 +126,7 @@ pub(crate) fn open(path: Option<&Path>) -> Result<Connection, SqliteError> {
         if !mode.eq_ignore_ascii_case("wal") {
             // Switching needs the file to itself, and SQLite answers "busy" at once rather than
             // wait for its busy handler (several processes opening a new file at once): wait here.
-            retry_while_busy(|| {
+            retry_while_busy(busy_timeout, || {
                 connection.pragma_update_and_check(None, "journal_mode", "wal", |row| {
                     row.get::<_, String>(0)
                 })
@@ -124,9 +142,12 @@ pub(crate) fn open(path: Option<&Path>) -> Result<Connection, SqliteError> {
     Ok(connection)
 }
 
-/// Runs `statement` again while SQLite says the database is busy, for up to [`BUSY_TIMEOUT`].
-fn retry_while_busy<T>(mut statement: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
-    let deadline = Instant::now() + BUSY_TIMEOUT;
+/// Runs `statement` again while SQLite says the database is busy, for up to `timeout`.
+fn retry_while_busy<T>(
+    timeout: Duration,
+    mut statement: impl FnMut() -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let deadline = Instant::now() + timeout;
     loop {
         match statement() {
             Err(error)
@@ -198,7 +219,7 @@ mod tests {
 
     #[test]
     fn a_new_database_is_marked_and_at_the_current_version() {
-        let connection = open(None).unwrap();
+        let connection = open(None, &SqliteOptions::default()).unwrap();
         assert_eq!(pragma(&connection, "user_version"), SCHEMA_VERSION);
         assert_eq!(
             pragma(&connection, "application_id"),
@@ -206,6 +227,37 @@ mod tests {
         );
         assert_eq!(pragma(&connection, "foreign_keys"), 1);
         assert_eq!(identify(&connection).unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn options_reach_the_connection() {
+        let options = SqliteOptions {
+            busy_timeout: Duration::from_millis(1234),
+            max_size: Some(64 * 4096 + 17),
+        };
+        let connection = open(None, &options).unwrap();
+        assert_eq!(pragma(&connection, "busy_timeout"), 1234);
+        assert_eq!(pragma(&connection, "max_page_count"), 64);
+        let connection = open(None, &SqliteOptions::default()).unwrap();
+        assert_eq!(pragma(&connection, "busy_timeout"), 5000);
+    }
+
+    #[test]
+    fn options_beyond_what_sqlite_takes_are_clamped() {
+        let mut options = SqliteOptions {
+            busy_timeout: Duration::MAX,
+            max_size: Some(u64::MAX),
+        };
+        let connection = open(None, &options).unwrap();
+        assert_eq!(pragma(&connection, "busy_timeout"), i64::from(i32::MAX));
+        assert_eq!(pragma(&connection, "max_page_count"), 4_294_967_294);
+        options.max_size = Some(0);
+        let error = open(None, &options).unwrap_err();
+        assert!(
+            matches!(&error, SqliteError::Sqlite(sqlite)
+                if sqlite.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)),
+            "{error:?}"
+        );
     }
 
     #[test]

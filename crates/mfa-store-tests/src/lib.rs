@@ -10,6 +10,14 @@
 //! The checks cover the compare-and-swap contract of [`Store`], events written with their state (and
 //! never without it), the audit log's order and filters, every transition through the [`Service`],
 //! and many tasks racing to use one code (exactly one wins).
+//!
+//! Then the tests only a real database shows, for stores that other processes can open too:
+//!
+//! - [`processes`] ([`process_suite!`]): separate operating-system processes racing on one code
+//!   (one wins), and a process killed with `SIGKILL` in the middle of a stream of sign-ins (no
+//!   acceptance it reported is lost, none is logged twice, every used code stays used);
+//! - [`outage`]: the database goes away in the middle of a request and comes back (a typed error
+//!   within a deadline, nothing half-written, the next request works).
 
 use std::sync::Arc;
 
@@ -20,6 +28,13 @@ use mfa_core::{
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
+
+mod fixture;
+pub mod outage;
+pub mod processes;
+
+pub use outage::{Outage, requests_fail_cleanly_while_the_database_is_away};
+pub use processes::ProcessStore;
 
 /// Generates the conformance tests for a store; `$make` is an expression (usually an `async` block)
 /// that gives a fresh, empty store each time it is evaluated.

@@ -1,0 +1,174 @@
+//! What the process and outage tests share: one organisation, customers with known secrets and
+//! backup codes, and a reading of the audit log that the checks can compare.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mfa_core::{
+    AuditQuery, BackupHashParams, CustomerId, EventKind, KeyId, KeyRing, ManualClock, OrgId,
+    SealingKey, Secret, Service, Settings, Store, StoredEvent, Totp, UnixTime,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+use crate::T0;
+
+/// Backup codes per customer: the most a set may hold, so a long stream has enough to use.
+pub(crate) const BACKUP_CODES: u8 = 16;
+
+/// The organisation every test here uses.
+pub(crate) fn acme() -> OrgId {
+    OrgId::new("acme").expect("a valid id")
+}
+
+/// A service over `store` with a manual clock at `now` and the one keyring every process of a test
+/// shares (a child must unseal what the parent sealed).
+pub(crate) fn service<S: Store>(
+    store: S,
+    now: u64,
+    seed: u64,
+) -> (Service<S, ManualClock, ChaCha20Rng>, ManualClock) {
+    let clock = ManualClock::new(UnixTime::from_secs(now));
+    let keys = KeyRing::new(SealingKey::new(KeyId::new(1), [9; 32]));
+    let mfa = Service::new(store, clock.clone(), keys, ChaCha20Rng::seed_from_u64(seed));
+    (mfa, clock)
+}
+
+/// Switches `acme` on with fast backup-code hashing, [`BACKUP_CODES`] codes each, and the most
+/// failures the rules allow before a lockout, so re-trying used codes is refused for being used,
+/// not for a lockout.
+pub(crate) async fn switch_on<S: Store>(mfa: &Service<S, ManualClock, ChaCha20Rng>) {
+    let mut settings = Settings::default();
+    settings.backup_hash = BackupHashParams::danger_insecure_fast();
+    settings.backup_code_count = BACKUP_CODES;
+    settings.lockout.free_failures = mfa_core::MAX_FREE_FAILURES;
+    mfa.update_settings(&acme(), settings, "admin")
+        .await
+        .expect("settings");
+    mfa.set_org_enabled(&acme(), true, "admin")
+        .await
+        .expect("enable");
+}
+
+/// A customer whose authenticator app and backup codes the test holds.
+pub(crate) struct Enrolled {
+    pub(crate) id: CustomerId,
+    pub(crate) totp: Totp,
+    pub(crate) secret: Secret,
+    /// The whole set, in the order the tests use them.
+    pub(crate) backup: Vec<String>,
+}
+
+impl Enrolled {
+    /// Enrolls `name` at the clock's time (the confirming step counts as used) and gives it a set of
+    /// backup codes.
+    pub(crate) async fn new<S: Store>(
+        mfa: &Service<S, ManualClock, ChaCha20Rng>,
+        clock: &ManualClock,
+        name: &str,
+    ) -> Self {
+        let id = CustomerId::new(name).expect("a valid id");
+        let enrollment = mfa.start_enrollment(&acme(), &id).await.expect("start");
+        let totp = enrollment.uri.as_totp().expect("a TOTP URI");
+        let secret = enrollment.uri.secret().clone();
+        let code = totp
+            .generate(&secret, mfa_core::Clock::now(clock))
+            .expect("after the epoch");
+        let _passed = mfa
+            .confirm_enrollment(&acme(), &id, &code.to_string())
+            .await
+            .expect("confirm");
+        let backup = mfa
+            .generate_backup_codes(&acme(), &id)
+            .await
+            .expect("backup codes")
+            .iter()
+            .map(|code| code.as_str().to_owned())
+            .collect();
+        Self {
+            id,
+            totp,
+            secret,
+            backup,
+        }
+    }
+
+    /// The app's code for time step `step`.
+    pub(crate) fn code(&self, step: u64) -> String {
+        self.totp.generate_at_step(&self.secret, step).to_string()
+    }
+
+    /// A code the app shows at none of the steps around `step` (within any window the tests use).
+    pub(crate) fn wrong_code(&self, step: u64) -> String {
+        let near: Vec<String> = (step.saturating_sub(2)..=step + 2)
+            .map(|s| self.code(s))
+            .collect();
+        (0u32..)
+            .map(|n| format!("{n:06}"))
+            .find(|candidate| !near.contains(candidate))
+            .expect("a million candidates, five taken")
+    }
+}
+
+/// The start of time step `step` plus `secs` (the clock a test sets to use that step's code).
+pub(crate) fn at_step(step: u64, secs: u64) -> UnixTime {
+    UnixTime::from_secs(step * 30 + secs)
+}
+
+/// The time step the tests start after.
+pub(crate) const fn first_step() -> u64 {
+    T0 / 30
+}
+
+/// Every event of `acme`, oldest first.
+pub(crate) async fn audit<S: Store>(store: &S) -> Vec<StoredEvent> {
+    let query = AuditQuery {
+        customer: None,
+        before_seq: None,
+        limit: usize::MAX,
+    };
+    let mut events = store.audit(&acme(), &query).await.expect("audit");
+    events.reverse();
+    events
+}
+
+/// An acceptance in the audit log, as the checks compare them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Accepted {
+    /// A TOTP code of this step (a sign-in or the enrollment's confirmation).
+    Totp(u64),
+    /// A backup code, leaving this many unused.
+    Backup(u32),
+}
+
+/// The acceptance an event records, with its customer, if it records one.
+pub(crate) fn acceptance(stored: &StoredEvent) -> Option<(String, Accepted)> {
+    let customer = stored.event.customer.as_ref()?.as_str().to_owned();
+    match stored.event.kind {
+        EventKind::TotpAccepted { step, .. } | EventKind::EnrollmentConfirmed { step } => {
+            Some((customer, Accepted::Totp(step)))
+        }
+        EventKind::BackupCodeAccepted { remaining } => {
+            Some((customer, Accepted::Backup(remaining)))
+        }
+        _ => None,
+    }
+}
+
+/// The invariants of a whole audit log: no customer has two acceptances of one time step, nor two
+/// backup-code acceptances leaving the same count (which is what accepting one code twice, or a use
+/// whose record was lost, looks like: the set never shrinks by two in one use). The tests here
+/// never generate a second set, which would start the count again.
+pub(crate) fn assert_no_acceptance_twice(events: &[StoredEvent]) {
+    let mut steps: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    let mut remaining: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+    for (customer, accepted) in events.iter().filter_map(acceptance) {
+        let fresh = match accepted {
+            Accepted::Totp(step) => steps.entry(customer.clone()).or_default().insert(step),
+            Accepted::Backup(left) => remaining.entry(customer.clone()).or_default().insert(left),
+        };
+        assert!(
+            fresh,
+            "{customer}: {accepted:?} is in the audit log twice: {events:#?}"
+        );
+    }
+}
