@@ -187,7 +187,9 @@ impl PostgresStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.timeout);
         }
-        config.application_name("mfa-postgres");
+        if config.get_application_name().is_none() {
+            config.application_name("mfa-postgres");
+        }
         // `Fast` recycling checks only that the connection is still open: a connection the server
         // dropped fails its next statement with an error (never a wrong answer) and is discarded,
         // and the next call gets a fresh one.

@@ -8,10 +8,9 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{TestStore, fresh_schema, raw_client, url};
+use common::{Proxy, TestStore, fresh_schema, raw_client, through_proxy, url};
 use mfa_core::{
     AuditQuery, BackupHashParams, Clock, CustomerId, EventKind, KeyId, KeyRing, KeyUri,
     ManualClock, MfaError, OrgId, SealingKey, Service, ServiceError, Settings, Store, UnixTime,
@@ -20,9 +19,6 @@ use mfa_core::{
 use mfa_postgres::{PostgresError, PostgresOptions, PostgresStore};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use tokio::net::{TcpListener, TcpStream, UnixStream};
-use tokio::sync::watch;
-use tokio_postgres::config::Host;
 
 type Mfa<S> = Service<S, ManualClock, ChaCha20Rng>;
 
@@ -175,97 +171,6 @@ async fn a_connection_killed_mid_write_leaves_nothing_and_the_next_request_works
     ));
 }
 
-/// A TCP proxy to the test database that can be cut and restored.
-struct Proxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-    cut: watch::Sender<u64>,
-}
-
-impl Proxy {
-    async fn start(upstream: Upstream) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
-        let (cut, _) = watch::channel(0_u64);
-        let (accepting, cuts) = (Arc::clone(&up), cut.subscribe());
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                if !accepting.load(Ordering::SeqCst) {
-                    // Down: the connection is closed at once, as a dead server's port would be.
-                    drop(client);
-                    continue;
-                }
-                let (upstream, mut cuts) = (upstream.clone(), cuts.clone());
-                // Only cuts from now on close this connection.
-                cuts.mark_unchanged();
-                tokio::spawn(async move {
-                    let mut client = client;
-                    let forward = async {
-                        match &upstream {
-                            Upstream::Tcp(address) => {
-                                let mut server = TcpStream::connect(address).await?;
-                                tokio::io::copy_bidirectional(&mut client, &mut server).await
-                            }
-                            Upstream::Unix(path) => {
-                                let mut server = UnixStream::connect(path).await?;
-                                tokio::io::copy_bidirectional(&mut client, &mut server).await
-                            }
-                        }
-                    };
-                    tokio::select! {
-                        _ = forward => {}
-                        _ = cuts.changed() => {}
-                    }
-                });
-            }
-        });
-        Self { port, up, cut }
-    }
-
-    /// Closes every connection through the proxy and refuses new ones.
-    fn down(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.cut.send_modify(|generation| *generation += 1);
-    }
-
-    fn up(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
-#[derive(Clone)]
-enum Upstream {
-    Tcp(String),
-    Unix(std::path::PathBuf),
-}
-
-/// The test database's address, and a configuration that reaches it through a proxy on `port`.
-fn through_proxy(url: &str) -> (Upstream, impl Fn(u16) -> tokio_postgres::Config) {
-    let config: tokio_postgres::Config = url.parse().unwrap();
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let upstream = match config.get_hosts().first() {
-        Some(Host::Tcp(host)) => Upstream::Tcp(format!("{host}:{port}")),
-        Some(Host::Unix(dir)) => Upstream::Unix(dir.join(format!(".s.PGSQL.{port}"))),
-        None => Upstream::Unix(format!("/var/run/postgresql/.s.PGSQL.{port}").into()),
-    };
-    let make = move |proxy_port: u16| {
-        let mut proxied = tokio_postgres::Config::new();
-        proxied.host("127.0.0.1").port(proxy_port);
-        if let Some(user) = config.get_user() {
-            proxied.user(user);
-        }
-        if let Some(password) = config.get_password() {
-            proxied.password(password);
-        }
-        if let Some(dbname) = config.get_dbname() {
-            proxied.dbname(dbname);
-        }
-        proxied
-    };
-    (upstream, make)
-}
-
 /// The store over the proxy, and the same schema directly (to look at what was written).
 async fn proxied_store(label: &str) -> Option<(Proxy, Arc<PostgresStore>, TestStore)> {
     let url = url()?;
@@ -295,7 +200,7 @@ async fn an_unreachable_database_is_a_typed_error_and_service_resumes_when_it_is
     let (acme, alice) = ids();
     let before = written(&direct).await;
 
-    proxy.down();
+    proxy.down().await;
     for _ in 0..3 {
         let started = Instant::now();
         match mfa.verify_totp(&acme, &alice, &code).await {
@@ -351,7 +256,7 @@ async fn a_cut_during_a_write_never_lets_a_code_count_twice() {
         })
     };
     let _ = waiting_backend(&direct.url, direct.schema()).await;
-    proxy.down();
+    proxy.down().await;
     let first = attempt.await.unwrap();
     assert!(
         matches!(first, Err(ServiceError::Store(_))),
@@ -383,5 +288,40 @@ async fn a_cut_during_a_write_never_lets_a_code_count_twice() {
         written(&direct).await.1,
         before.1 + 1,
         "accepted exactly once"
+    );
+}
+
+/// The store-generic outage checks of `mfa-store-tests`, with the network to the server cut (every
+/// connection closed, new ones refused) while the database is "away".
+struct Cut(Proxy);
+
+impl mfa_store_tests::Outage for Cut {
+    async fn begin(&self) {
+        self.0.down().await;
+    }
+
+    async fn end(&self) {
+        self.0.up();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_fail_cleanly_while_the_network_is_cut() {
+    let Some((proxy, store, _direct)) = proxied_store("generic").await else {
+        return;
+    };
+    let errors = mfa_store_tests::requests_fail_cleanly_while_the_database_is_away(
+        store,
+        Cut(proxy),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(!errors.is_empty());
+    assert!(
+        errors.iter().all(|error| matches!(
+            error,
+            ServiceError::Store(PostgresError::Pool(_) | PostgresError::Postgres(_))
+        )),
+        "{errors:?}"
     );
 }

@@ -20,10 +20,10 @@ struct SqliteFile {
 impl ProcessStore for SqliteFile {
     type Store = SqliteStore;
 
-    async fn create(label: &str) -> Self {
+    async fn create(label: &str) -> Option<Self> {
         let db = TempDb::new(label);
         let location = db.path().to_str().expect("a UTF-8 path").to_owned();
-        Self { db, location }
+        Some(Self { db, location })
     }
 
     fn location(&self) -> &str {

@@ -7,14 +7,18 @@
 #![allow(unreachable_pub, reason = "a module shared by test crates")]
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use mfa_core::{
     AuditQuery, CustomerId, CustomerRecord, Event, OrgId, OrgPolicy, Store, StoredEvent, Version,
     Versioned, Written,
 };
 use mfa_postgres::{PostgresError, PostgresOptions, PostgresStore};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
+use tokio::sync::watch;
 use tokio_postgres::NoTls;
+use tokio_postgres::config::Host;
 
 /// The variable that names the test database.
 pub const URL: &str = "MFA_TEST_POSTGRES_URL";
@@ -169,4 +173,110 @@ impl Store for TestStore {
     ) -> Result<Vec<StoredEvent>, PostgresError> {
         self.store.audit(org, query).await
     }
+}
+
+/// A TCP proxy to the test database that can be cut and restored.
+pub struct Proxy {
+    pub port: u16,
+    up: Arc<AtomicBool>,
+    cut: watch::Sender<u64>,
+    open: Arc<AtomicUsize>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: Upstream) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let open = Arc::new(AtomicUsize::new(0));
+        let (cut, cuts) = watch::channel(0_u64);
+        let (accepting, counting) = (Arc::clone(&up), Arc::clone(&open));
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                if !accepting.load(Ordering::SeqCst) {
+                    // Down: the connection is closed at once, as a dead server's port would be.
+                    drop(client);
+                    continue;
+                }
+                let (upstream, mut cuts) = (upstream.clone(), cuts.clone());
+                // Only cuts from now on close this connection.
+                cuts.mark_unchanged();
+                counting.fetch_add(1, Ordering::SeqCst);
+                let counting = Arc::clone(&counting);
+                tokio::spawn(async move {
+                    let mut client = client;
+                    let forward = async {
+                        match &upstream {
+                            Upstream::Tcp(address) => {
+                                let mut server = TcpStream::connect(address).await?;
+                                tokio::io::copy_bidirectional(&mut client, &mut server).await
+                            }
+                            Upstream::Unix(path) => {
+                                let mut server = UnixStream::connect(path).await?;
+                                tokio::io::copy_bidirectional(&mut client, &mut server).await
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = forward => {}
+                        _ = cuts.changed() => {}
+                    }
+                    // Both sockets are closed by now.
+                    counting.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Self {
+            port,
+            up,
+            cut,
+            open,
+        }
+    }
+
+    /// Refuses new connections and closes every open one; returns once they are all closed, so
+    /// nothing more reaches the server through the proxy.
+    pub async fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cut.send_modify(|generation| *generation += 1);
+        while self.open.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
+    pub fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[derive(Clone)]
+pub enum Upstream {
+    Tcp(String),
+    Unix(std::path::PathBuf),
+}
+
+/// The test database's address, and a configuration that reaches it through a proxy on `port`.
+pub fn through_proxy(url: &str) -> (Upstream, impl Fn(u16) -> tokio_postgres::Config) {
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let upstream = match config.get_hosts().first() {
+        Some(Host::Tcp(host)) => Upstream::Tcp(format!("{host}:{port}")),
+        Some(Host::Unix(dir)) => Upstream::Unix(dir.join(format!(".s.PGSQL.{port}"))),
+        None => Upstream::Unix(format!("/var/run/postgresql/.s.PGSQL.{port}").into()),
+    };
+    let make = move |proxy_port: u16| {
+        let mut proxied = tokio_postgres::Config::new();
+        proxied.host("127.0.0.1").port(proxy_port);
+        if let Some(user) = config.get_user() {
+            proxied.user(user);
+        }
+        if let Some(password) = config.get_password() {
+            proxied.password(password);
+        }
+        if let Some(dbname) = config.get_dbname() {
+            proxied.dbname(dbname);
+        }
+        proxied
+    };
+    (upstream, make)
 }
