@@ -40,7 +40,7 @@ impl ProcessStore for PostgresSchema {
         let (schema, url) = location.split_once('\t').expect("schema, tab, URL");
         let mut config: tokio_postgres::Config = url.parse().expect("the test database's URL");
         // Names each process's sessions, so the parent can wait for a killed child's to end.
-        config.application_name(&application_name(schema, std::process::id()));
+        config.application_name(application_name(schema, std::process::id()));
         PostgresStore::connect_with(config, PostgresOptions::default().schema(schema))
             .await
             .expect("open the store")
