@@ -16,7 +16,9 @@ macro_rules! id_type {
         pub struct $name(String);
 
         impl $name {
-            #[doc = concat!("A ", $what, " id: 1 to 255 bytes of UTF-8 with no control characters.")]
+            #[doc = concat!("A ", $what, " id: 1 to 255 bytes of UTF-8 with no control characters")]
+            /// and no white space at either end (it would vanish from key URIs and forms, and two
+            /// spellings of one id would be two customers).
             ///
             /// # Errors
             /// [`IdError`] saying which rule the text breaks.
@@ -88,6 +90,9 @@ fn check(id: &str) -> Result<(), IdError> {
     if id.chars().any(char::is_control) {
         return Err(IdError::ControlCharacter);
     }
+    if id.trim() != id {
+        return Err(IdError::SurroundingWhitespace);
+    }
     Ok(())
 }
 
@@ -104,6 +109,9 @@ pub enum IdError {
     /// The id contains a control character.
     #[error("an id must not contain control characters")]
     ControlCharacter,
+    /// The id starts or ends with white space.
+    #[error("an id must not start or end with white space")]
+    SurroundingWhitespace,
 }
 
 #[cfg(test)]
@@ -122,6 +130,14 @@ mod tests {
         assert_eq!(OrgId::new("a".repeat(256)), Err(IdError::TooLong));
         assert!(OrgId::new("a".repeat(255)).is_ok());
         assert_eq!(CustomerId::new("bob\n"), Err(IdError::ControlCharacter));
+        for spaced in [" ", " bob", "bob ", "\u{a0}bob", "bob\u{2003}"] {
+            assert_eq!(
+                CustomerId::new(spaced),
+                Err(IdError::SurroundingWhitespace),
+                "{spaced:?}"
+            );
+        }
+        assert!(CustomerId::new("Bob Smith").is_ok());
         let bytes = postcard::to_allocvec("bad\u{0}id").unwrap();
         assert!(postcard::from_bytes::<CustomerId>(&bytes).is_err());
         let bytes = postcard::to_allocvec(&CustomerId::new("ok").unwrap()).unwrap();

@@ -1,0 +1,267 @@
+//! The signed-in customer's routes: status, enrollment, backup codes and the sign-in code.
+//!
+//! Each handler is the adapter's whole job: ask the host who is calling, hand the input to the
+//! service, turn the outcome into JSON, and hand a proof of MFA to the host.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use mfa_core::{MfaPassed, StateName};
+
+use crate::api::Backend;
+use crate::extract::CustomerCaller;
+use crate::json::{self, JsonBody, NoFields, NoInput};
+use crate::model::{
+    BackupCodes, CodeRequest, EnrollmentStarted, MfaStatus, Next, StateChanged, Verified,
+    VerifyRequest,
+};
+use crate::{Error, ErrorBody, ErrorKind, MfaHost, MfaStage};
+
+/// The signed-in customer's MFA.
+#[utoipa::path(
+    get,
+    path = "/mfa",
+    tag = "customer",
+    responses(
+        (status = 200, description = "The customer's MFA state.", body = MfaStatus),
+        (status = 401, description = "`unauthenticated`: no signed-in session.", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the caller is not a customer.", body = ErrorBody),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+        (status = 503, description = "`unavailable`: a store failed; try again.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn status<A: Backend>(
+    State(app): State<Arc<A>>,
+    caller: CustomerCaller,
+) -> Result<Response, Error> {
+    let (status, org_enabled) = app
+        .service()
+        .status(&caller.org, &caller.customer)
+        .await
+        .map_err(|error| app.refusal(&error))?;
+    Ok(json::response(
+        StatusCode::OK,
+        &MfaStatus {
+            state: status.state,
+            org_enabled,
+            backup_codes_remaining: status.backup_codes_remaining,
+        },
+    ))
+}
+
+/// Starts enrolling an authenticator app.
+///
+/// Issues a fresh secret (replacing a pending one) and returns it once, as a key URI, a QR code and
+/// grouped base32 text. Confirm it with a code within `expires_at`. Only while the organisation has
+/// MFA on, and not once MFA is configured. The body is empty, `{}` or `null`, sent as JSON.
+#[utoipa::path(
+    post,
+    path = "/mfa/enrollment",
+    tag = "customer",
+    request_body(content = Option<NoFields>, content_type = "application/json", description = "Empty, `{}` or `null`."),
+    responses(
+        (status = 201, description = "The new secret, shown once.", body = EnrollmentStarted),
+        (status = 400, description = "`malformed_json`.", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`.", body = ErrorBody),
+        (status = 403, description = "`mfa_disabled`: the organisation has MFA off; `forbidden`: not a customer.", body = ErrorBody),
+        (status = 409, description = "`already_configured`: an administrator must reset MFA first.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: send `Content-Type: application/json`.", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: the body is not `{}`.", body = ErrorBody),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+        (status = 503, description = "`unavailable`.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn start_enrollment<A: Backend>(
+    State(app): State<Arc<A>>,
+    caller: CustomerCaller,
+    _: NoInput,
+) -> Result<Response, Error> {
+    let enrollment = app
+        .service()
+        .start_enrollment(&caller.org, &caller.customer)
+        .await
+        .map_err(|error| app.refusal(&error))?;
+    let uri = &enrollment.uri;
+    let qr_svg = uri.to_qr_svg().map_err(|error| {
+        tracing::error!(%error, "mfa-http: the key URI does not fit in a QR code");
+        crate::error::internal()
+    })?;
+    let body = EnrollmentStarted {
+        otpauth_uri: uri.to_uri_string().as_str().to_owned(),
+        secret: uri.secret().to_base32_grouped().as_str().to_owned(),
+        qr_svg: qr_svg.as_str().to_owned(),
+        expires_at: enrollment.expires_at.as_secs(),
+    };
+    Ok(json::response(StatusCode::CREATED, &body))
+}
+
+/// Confirms the pending enrollment with a code from the app.
+///
+/// On success MFA is configured and the host marks the session as having passed MFA (its headers,
+/// such as a rotated session cookie, come with this answer).
+#[utoipa::path(
+    post,
+    path = "/mfa/enrollment/confirm",
+    tag = "customer",
+    request_body(content = CodeRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "MFA is configured.", body = StateChanged),
+        (status = 400, description = "`malformed_json`.", body = ErrorBody),
+        (status = 401, description = "`invalid_code`: wrong or malformed; `unauthenticated`.", body = ErrorBody),
+        (status = 403, description = "`forbidden`.", body = ErrorBody),
+        (status = 409, description = "`not_pending`: no enrollment to confirm; `already_configured`.", body = ErrorBody),
+        (status = 410, description = "`enrollment_expired`: start again.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`.", body = ErrorBody),
+        (status = 422, description = "`invalid_body`.", body = ErrorBody),
+        (status = 429, description = "`locked`: too many failures.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until attempts are accepted again."))),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+        (status = 503, description = "`unavailable`.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn confirm_enrollment<A: Backend>(
+    State(app): State<Arc<A>>,
+    caller: CustomerCaller,
+    head: Parts,
+    JsonBody(body): JsonBody<CodeRequest>,
+) -> Result<Response, Error> {
+    let passed = app
+        .service()
+        .confirm_enrollment(&caller.org, &caller.customer, &body.code)
+        .await
+        .map_err(|error| app.refusal(&error))?;
+    let state = StateChanged {
+        state: StateName::Configured,
+    };
+    passed_to_host(&*app, head, passed, json::response(StatusCode::OK, &state)).await
+}
+
+/// Generates a new set of backup codes, shown once; the previous set stops working.
+///
+/// Needs a session that passed MFA: a password alone must not mint a way around the second factor.
+#[utoipa::path(
+    post,
+    path = "/mfa/backup-codes",
+    tag = "customer",
+    request_body(content = Option<NoFields>, content_type = "application/json", description = "Empty, `{}` or `null`."),
+    responses(
+        (status = 201, description = "The new codes, shown once.", body = BackupCodes),
+        (status = 400, description = "`malformed_json`.", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`.", body = ErrorBody),
+        (status = 403, description = "`mfa_required`: pass MFA in this session first; `forbidden`.", body = ErrorBody),
+        (status = 409, description = "`not_configured`.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`.", body = ErrorBody),
+        (status = 422, description = "`invalid_body`.", body = ErrorBody),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+        (status = 503, description = "`unavailable`.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn generate_backup_codes<A: Backend>(
+    State(app): State<Arc<A>>,
+    caller: CustomerCaller,
+    _: NoInput,
+) -> Result<Response, Error> {
+    if caller.stage != MfaStage::Passed {
+        return Err(Error::new(
+            ErrorKind::MfaRequired,
+            "pass MFA in this session before generating backup codes",
+        ));
+    }
+    let codes = app
+        .service()
+        .generate_backup_codes(&caller.org, &caller.customer)
+        .await
+        .map_err(|error| app.refusal(&error))?;
+    let body = BackupCodes {
+        codes: codes.iter().map(|code| code.as_str().to_owned()).collect(),
+    };
+    Ok(json::response(StatusCode::CREATED, &body))
+}
+
+/// Gives the sign-in's second factor: a TOTP code, or a backup code.
+///
+/// A wrong, malformed, replayed or already used code all answer 401 `invalid_code`; the audit log
+/// records which it was. Failures count toward a lockout (429 with `Retry-After`). On success the
+/// host marks the session as having passed MFA.
+#[utoipa::path(
+    post,
+    path = "/mfa/verify",
+    tag = "customer",
+    request_body(content = VerifyRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The code was accepted; the session passed MFA.", body = Verified),
+        (status = 400, description = "`malformed_json`.", body = ErrorBody),
+        (status = 401, description = "`invalid_code`: wrong, malformed, replayed or used; `unauthenticated`.", body = ErrorBody),
+        (status = 403, description = "`forbidden`.", body = ErrorBody),
+        (status = 409, description = "`not_configured`: there is nothing to verify.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`.", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: not exactly one of `code` and `backup_code`.", body = ErrorBody),
+        (status = 429, description = "`locked`: too many failures.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until attempts are accepted again."))),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+        (status = 503, description = "`unavailable`.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn verify<A: Backend>(
+    State(app): State<Arc<A>>,
+    caller: CustomerCaller,
+    head: Parts,
+    JsonBody(body): JsonBody<VerifyRequest>,
+) -> Result<Response, Error> {
+    let service = app.service();
+    let (passed, backup_codes_remaining) = match &body {
+        VerifyRequest::Code(CodeRequest { code }) => {
+            // Read before the code is spent: a TOTP code never changes the count, and a store that
+            // is down is better found before a code is used up than after.
+            let (status, _) = service
+                .status(&caller.org, &caller.customer)
+                .await
+                .map_err(|error| app.refusal(&error))?;
+            let passed = service
+                .verify_totp(&caller.org, &caller.customer, code)
+                .await
+                .map_err(|error| app.refusal(&error))?;
+            (passed, status.backup_codes_remaining)
+        }
+        VerifyRequest::BackupCode(request) => {
+            let accepted = service
+                .verify_backup_code(&caller.org, &caller.customer, &request.backup_code)
+                .await
+                .map_err(|error| app.refusal(&error))?;
+            (accepted.passed, accepted.remaining)
+        }
+    };
+    let verified = Verified {
+        next: Next::Done,
+        backup_codes_remaining,
+    };
+    passed_to_host(
+        &*app,
+        head,
+        passed,
+        json::response(StatusCode::OK, &verified),
+    )
+    .await
+}
+
+/// Hands the proof to the host, and adds the host's headers to the success answer.
+async fn passed_to_host<A: Backend>(
+    app: &A,
+    mut head: Parts,
+    passed: MfaPassed,
+    success: Response,
+) -> Result<Response, Error> {
+    let headers = app
+        .host()
+        .mfa_passed(&mut head, passed)
+        .await
+        .map_err(|error| Error::from_host(&error))?;
+    Ok((headers, success).into_response())
+}

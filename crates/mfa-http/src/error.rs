@@ -1,0 +1,303 @@
+//! Every refusal as one JSON shape, `{"error": "<kind>", "message": "..."}`, with a fitting status.
+
+use core::fmt;
+use std::borrow::Cow;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mfa_core::{MfaError, ServiceError, UnixTime};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::HostError;
+
+/// What went wrong, as the `error` field names it. Each kind has one HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// 401: no signed-in session.
+    Unauthenticated,
+    /// 403: the caller may not use this route (not an administrator, not a customer, or refused by
+    /// the host).
+    Forbidden,
+    /// 403: the session must pass MFA first (generating backup codes needs a second factor).
+    MfaRequired,
+    /// 403: the organisation has MFA switched off, so there is nothing to enroll in.
+    MfaDisabled,
+    /// 404: no such route.
+    NotFound,
+    /// 405: the route does not take this method.
+    MethodNotAllowed,
+    /// 400: the body is not JSON (syntax, encoding, nesting too deep).
+    MalformedJson,
+    /// 422: the JSON does not have the expected shape (wrong types, unknown or missing fields).
+    InvalidBody,
+    /// 400: the query string is not valid for this route.
+    InvalidQuery,
+    /// 400: the customer id in the path is not an id.
+    InvalidCustomerId,
+    /// 413: the body is larger than the limit.
+    PayloadTooLarge,
+    /// 415: a body-carrying request without `Content-Type: application/json`.
+    UnsupportedMediaType,
+    /// 409: MFA is already configured (an administrator must reset it first).
+    AlreadyConfigured,
+    /// 409: there is no enrollment to confirm.
+    NotPending,
+    /// 409: the customer has no MFA configured.
+    NotConfigured,
+    /// 410: the pending enrollment expired; start again.
+    EnrollmentExpired,
+    /// 401: the code was wrong, malformed, already used or replayed; the audit log says which.
+    InvalidCode,
+    /// 429: too many failures; see `Retry-After`.
+    Locked,
+    /// 503: a store or the host's sessions failed, or the record was contended; try again.
+    Unavailable,
+    /// 500: something that should not happen; the details are in the server's log.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The HTTP status this kind answers with.
+    #[must_use]
+    pub const fn status(self) -> StatusCode {
+        match self {
+            Self::Unauthenticated | Self::InvalidCode => StatusCode::UNAUTHORIZED,
+            Self::Forbidden | Self::MfaRequired | Self::MfaDisabled => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MalformedJson | Self::InvalidQuery | Self::InvalidCustomerId => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::InvalidBody => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::AlreadyConfigured | Self::NotPending | Self::NotConfigured => {
+                StatusCode::CONFLICT
+            }
+            Self::EnrollmentExpired => StatusCode::GONE,
+            Self::Locked => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The kind as the `error` field spells it (`invalid_code`, `locked`...).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::MfaRequired => "mfa_required",
+            Self::MfaDisabled => "mfa_disabled",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::MalformedJson => "malformed_json",
+            Self::InvalidBody => "invalid_body",
+            Self::InvalidQuery => "invalid_query",
+            Self::InvalidCustomerId => "invalid_customer_id",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::AlreadyConfigured => "already_configured",
+            Self::NotPending => "not_pending",
+            Self::NotConfigured => "not_configured",
+            Self::EnrollmentExpired => "enrollment_expired",
+            Self::InvalidCode => "invalid_code",
+            Self::Locked => "locked",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// What went wrong, for programs.
+    pub error: ErrorKind,
+    /// What went wrong, for people. Never holds a secret, a code, or a server's internals.
+    pub message: String,
+}
+
+/// A refusal, ready to answer with: an [`ErrorKind`], a message and, for a lockout or a contended
+/// record, when to retry.
+///
+/// Hosts can answer their own routes with it too (`Error::new(ErrorKind::Unauthenticated, ...)`),
+/// so that every JSON error of the portal has the same shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    message: Cow<'static, str>,
+    retry_after: Option<u64>,
+}
+
+impl Error {
+    /// An error of `kind` with `message` (keep secrets, codes and internals out of it).
+    #[must_use]
+    pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The same error telling the client to retry after `secs` seconds (`Retry-After`).
+    #[must_use]
+    pub fn with_retry_after(self, secs: u64) -> Self {
+        Self {
+            retry_after: Some(secs),
+            ..self
+        }
+    }
+
+    /// The kind.
+    #[must_use]
+    pub const fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The HTTP status.
+    #[must_use]
+    pub const fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    /// The message.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Seconds after which to retry, if the error says.
+    #[must_use]
+    pub const fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
+
+    /// The answer to a failed service call, at `now`. Rule refusals map to their kinds (a wrong,
+    /// malformed, replayed or used code all to `invalid_code`); store failures are logged and
+    /// answered with a generic 503 or 500 that names no internals.
+    pub(crate) fn from_service<E: core::error::Error + 'static>(
+        error: &ServiceError<E>,
+        now: UnixTime,
+    ) -> Self {
+        match error {
+            ServiceError::Mfa(refusal) => Self::from_mfa(*refusal, now),
+            ServiceError::Store(source) => {
+                tracing::error!(error = %source, "mfa-http: the MFA store failed");
+                unavailable()
+            }
+            ServiceError::Contended => {
+                tracing::warn!("mfa-http: a record stayed contended through every retry");
+                unavailable().with_retry_after(1)
+            }
+            ServiceError::Corrupt(source) => {
+                tracing::error!(error = %source, "mfa-http: a stored MFA record could not be read");
+                internal()
+            }
+            other => {
+                tracing::error!(error = %other, "mfa-http: the MFA service failed");
+                internal()
+            }
+        }
+    }
+
+    fn from_mfa(refusal: MfaError, now: UnixTime) -> Self {
+        match refusal {
+            MfaError::MfaDisabled => Self::new(
+                ErrorKind::MfaDisabled,
+                "MFA is switched off for this organisation",
+            ),
+            MfaError::AlreadyConfigured => Self::new(
+                ErrorKind::AlreadyConfigured,
+                "MFA is already configured; an administrator must reset it first",
+            ),
+            MfaError::NotPending => {
+                Self::new(ErrorKind::NotPending, "no enrollment is pending; start one")
+            }
+            MfaError::NotConfigured => Self::new(ErrorKind::NotConfigured, "MFA is not configured"),
+            MfaError::EnrollmentExpired => Self::new(
+                ErrorKind::EnrollmentExpired,
+                "the enrollment has expired; start again",
+            ),
+            // One answer for every way a code can fail, so the caller learns nothing about which;
+            // the audit event the service wrote records the real reason.
+            MfaError::InvalidCode(_)
+            | MfaError::InvalidBackupCode
+            | MfaError::WrongCode
+            | MfaError::ReplayedCode
+            | MfaError::UsedBackupCode => {
+                Self::new(ErrorKind::InvalidCode, "the code is not valid")
+            }
+            MfaError::Locked { retry_at } => {
+                // Round up, and never 0: "Retry-After: 0" would invite an immediate retry.
+                let secs = retry_at.as_secs().saturating_sub(now.as_secs()).max(1);
+                Self::new(
+                    ErrorKind::Locked,
+                    format!("too many failed attempts; try again in {secs} seconds"),
+                )
+                .with_retry_after(secs)
+            }
+            other => {
+                tracing::error!(error = %other, "mfa-http: the MFA service could not complete a step");
+                internal()
+            }
+        }
+    }
+
+    /// The answer to a host that could not say who is calling.
+    pub(crate) fn from_host(error: &HostError) -> Self {
+        match error {
+            HostError::Unauthenticated => Self::new(ErrorKind::Unauthenticated, "sign in first"),
+            HostError::Forbidden => Self::new(ErrorKind::Forbidden, "the request is refused"),
+            HostError::Unavailable(source) => {
+                tracing::error!(error = %source, "mfa-http: the host's sessions failed");
+                unavailable()
+            }
+        }
+    }
+
+    /// The body, as it is sent.
+    #[must_use]
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.kind,
+            message: self.message.clone().into_owned(),
+        }
+    }
+}
+
+pub(crate) fn unavailable() -> Error {
+    Error::new(
+        ErrorKind::Unavailable,
+        "the service is unavailable; try again shortly",
+    )
+}
+
+pub(crate) fn internal() -> Error {
+    Error::new(ErrorKind::Internal, "an internal error occurred")
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let mut response = crate::json::response(self.status(), &self.body());
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.message)
+    }
+}
+
+impl core::error::Error for Error {}

@@ -1,0 +1,163 @@
+//! What the host tells the router: who is calling, and what to do when a sign-in passes MFA.
+
+use core::fmt;
+use core::future::Future;
+
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use mfa_core::{CustomerId, MfaPassed, OrgId};
+
+/// The host's side of the API: its sessions, which this crate never sees inside.
+///
+/// The billing service implements this once, over its own session store, and hands it to
+/// [`MfaApi::new`](crate::MfaApi::new). It is a trait on a value the host owns rather than an
+/// extractor type parameter because the router needs two things from the host that belong together:
+/// reading the session ([`caller`](Self::caller)) and upgrading it ([`mfa_passed`](Self::mfa_passed)).
+/// Both are required methods with no default, so a host cannot mount the routes and forget to mark
+/// its session when a code is accepted. Both take the request head as [`Parts`], the argument axum's
+/// own [`FromRequestParts`](axum::extract::FromRequestParts) extractors take, so a host can run its
+/// existing extractors (a cookie jar, `tower_sessions::Session`, a bearer-token check) inside them.
+///
+/// This crate never handles passwords: the host signs customers in with its own password check, asks
+/// [`MfaApi::login_step`](crate::MfaApi::login_step) what comes next, and reports the session's stage
+/// through [`Caller`].
+///
+/// # Security
+///
+/// - Report a customer only for a session whose password check passed, and [`MfaStage::Passed`]
+///   only for a session that holds an [`MfaPassed`] proof (from [`mfa_passed`](Self::mfa_passed) or
+///   from [`LoginStep::Done`](mfa_core::LoginStep::Done) at sign-in). Generating backup codes needs
+///   a passed session: a password alone must not mint a way around the second factor.
+/// - Report an administrator only for a fully signed-in administrator session (with its own second
+///   factor, if the host has one): the admin routes switch MFA off for everyone and reset customers.
+/// - Every state-changing route insists on `Content-Type: application/json`, which a cross-site form
+///   or a "simple" cross-origin request cannot send; that is this crate's CSRF defence. A host that
+///   wants more (a CSRF token header) checks it in [`caller`](Self::caller) and answers
+///   [`HostError::Forbidden`].
+pub trait MfaHost: Send + Sync + 'static {
+    /// Who is calling, read from the host's own session (cookie, token...).
+    ///
+    /// # Errors
+    /// [`HostError::Unauthenticated`] when there is no signed-in session (the router answers 401);
+    /// [`HostError::Forbidden`] when the request must be refused anyway (403);
+    /// [`HostError::Unavailable`] when the session store failed (503).
+    fn caller(&self, parts: &mut Parts) -> impl Future<Output = Result<Caller, HostError>> + Send;
+
+    /// The calling session's customer just passed MFA (confirmed an enrollment, or gave a TOTP or a
+    /// backup code): mark the session, so that [`caller`](Self::caller) reports
+    /// [`MfaStage::Passed`] from now on and the host lets the customer in.
+    ///
+    /// `parts` is the head of the request that passed, after [`caller`](Self::caller) ran on it, and
+    /// `proof` is about the customer `caller` reported for it (check [`MfaPassed::customer`] against
+    /// the session all the same). The headers returned go on the success response: a rotated
+    /// session cookie, say, since a session that gained a privilege should get a fresh id (OWASP
+    /// Session Management Cheat Sheet). Return an empty map when there is nothing to add.
+    ///
+    /// # Errors
+    /// Any [`HostError`]: the router answers with it (503 for [`HostError::Unavailable`]). The code
+    /// was used up all the same, so the customer tries again with the next one.
+    fn mfa_passed(
+        &self,
+        parts: &mut Parts,
+        proof: MfaPassed,
+    ) -> impl Future<Output = Result<HeaderMap, HostError>> + Send;
+}
+
+/// Who is calling, as the host's session says: the organisation (one customer portal), and the
+/// customer, the administrator, or both.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    org: OrgId,
+    customer: Option<(CustomerId, MfaStage)>,
+    admin: Option<String>,
+}
+
+/// How far a customer's session got through sign-in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MfaStage {
+    /// The password was checked; the second factor was not (yet). Such a session may read its MFA
+    /// state, enroll, confirm and verify, and nothing else.
+    Pending,
+    /// The session holds an [`MfaPassed`] proof: a code was accepted, or none is required.
+    Passed,
+}
+
+impl Caller {
+    /// A customer of `org`, signed in to `stage`.
+    #[must_use]
+    pub const fn customer(org: OrgId, customer: CustomerId, stage: MfaStage) -> Self {
+        Self {
+            org,
+            customer: Some((customer, stage)),
+            admin: None,
+        }
+    }
+
+    /// An administrator of `org`; `name` goes into the audit log as who did it.
+    #[must_use]
+    pub fn admin(org: OrgId, name: impl Into<String>) -> Self {
+        Self {
+            org,
+            customer: None,
+            admin: Some(name.into()),
+        }
+    }
+
+    /// The same caller, also an administrator named `name` (a customer who administers the portal).
+    #[must_use]
+    pub fn with_admin(self, name: impl Into<String>) -> Self {
+        Self {
+            admin: Some(name.into()),
+            ..self
+        }
+    }
+
+    /// The organisation.
+    #[must_use]
+    pub const fn org(&self) -> &OrgId {
+        &self.org
+    }
+
+    /// The customer and how far their session got, if the caller is a customer.
+    #[must_use]
+    pub fn customer_session(&self) -> Option<(&CustomerId, MfaStage)> {
+        self.customer.as_ref().map(|(id, stage)| (id, *stage))
+    }
+
+    /// The administrator's name, if the caller is one.
+    #[must_use]
+    pub fn admin_name(&self) -> Option<&str> {
+        self.admin.as_deref()
+    }
+}
+
+/// The host could not, or would not, tell who is calling.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HostError {
+    /// No signed-in session: 401 `unauthenticated`.
+    Unauthenticated,
+    /// The request is refused (a failed CSRF check, a session of the wrong kind): 403 `forbidden`.
+    Forbidden,
+    /// The host's session store failed: 503 `unavailable`. The source is logged, never sent.
+    Unavailable(Box<dyn core::error::Error + Send + Sync>),
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unauthenticated => f.write_str("no signed-in session"),
+            Self::Forbidden => f.write_str("the request is refused"),
+            Self::Unavailable(_) => f.write_str("the session store is unavailable"),
+        }
+    }
+}
+
+impl core::error::Error for HostError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Unavailable(source) => Some(&**source),
+            _ => None,
+        }
+    }
+}

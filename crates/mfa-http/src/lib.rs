@@ -1,0 +1,32 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+// Panic policy (as mfa-core states it): an error means bad input, a panic means a broken invariant,
+// and no request may cause one.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+mod admin;
+mod api;
+mod customer;
+mod error;
+mod extract;
+mod host;
+mod json;
+pub mod model;
+mod openapi;
+
+pub use api::MfaApi;
+pub use error::{Error, ErrorBody, ErrorKind};
+pub use host::{Caller, HostError, MfaHost, MfaStage};
+pub use json::MAX_BODY_BYTES;
+/// The core this crate adapts: its ids, proofs and login steps are this API's own types.
+pub use mfa_core;
+pub use mfa_core::{CustomerId, LoginStep, MfaPassed, OrgId, PassedBy};

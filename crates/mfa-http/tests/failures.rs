@@ -1,0 +1,271 @@
+//! When the store fails or stays contended, the API answers 503 with a generic message that names
+//! no internals, and a failing host hook is reported without the session being marked.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, request::Parts};
+use axum::http::{Request, StatusCode, header};
+use common::{ADMIN, ALICE, ORG, T0, TestHost};
+use mfa_http::mfa_core::{
+    AuditQuery, CustomerId, CustomerRecord, DecodeError, Event, KeyId, KeyRing, ManualClock,
+    MemoryStore, OrgId, OrgPolicy, SealingKey, Service, Store, StoredEvent, UnixTime, Version,
+    Versioned, Written,
+};
+use mfa_http::{Caller, HostError, MfaApi, MfaHost, MfaPassed};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const WORKS: u8 = 0;
+const FAILS: u8 = 1;
+const CONFLICTS: u8 = 2;
+
+/// The in-memory store, which can be told to fail every call, or to lose every write race.
+#[derive(Default)]
+struct Flaky {
+    inner: MemoryStore,
+    mode: AtomicU8,
+}
+
+#[derive(Debug)]
+enum FlakyError {
+    Down,
+    Memory(DecodeError),
+}
+
+impl std::fmt::Display for FlakyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // What a real driver might say, with something nobody outside should see.
+            Self::Down => f.write_str("connect postgres://mfa:hunter2@10.1.2.3/mfa: refused"),
+            Self::Memory(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for FlakyError {}
+
+impl Flaky {
+    fn check(&self) -> Result<(), FlakyError> {
+        match self.mode.load(Ordering::SeqCst) {
+            FAILS => Err(FlakyError::Down),
+            _ => Ok(()),
+        }
+    }
+
+    fn conflicts(&self) -> bool {
+        self.mode.load(Ordering::SeqCst) == CONFLICTS
+    }
+}
+
+impl Store for Flaky {
+    type Error = FlakyError;
+
+    async fn load_org(&self, org: &OrgId) -> Result<Option<Versioned<OrgPolicy>>, FlakyError> {
+        self.check()?;
+        self.inner.load_org(org).await.map_err(FlakyError::Memory)
+    }
+
+    async fn write_org(
+        &self,
+        org: &OrgId,
+        expected: Option<Version>,
+        policy: &OrgPolicy,
+        events: &[Event],
+    ) -> Result<Written, FlakyError> {
+        self.check()?;
+        if self.conflicts() {
+            return Ok(Written::Conflict);
+        }
+        self.inner
+            .write_org(org, expected, policy, events)
+            .await
+            .map_err(FlakyError::Memory)
+    }
+
+    async fn load_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+    ) -> Result<Option<Versioned<CustomerRecord>>, FlakyError> {
+        self.check()?;
+        self.inner
+            .load_customer(org, customer)
+            .await
+            .map_err(FlakyError::Memory)
+    }
+
+    async fn write_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        expected: Option<Version>,
+        record: &CustomerRecord,
+        events: &[Event],
+    ) -> Result<Written, FlakyError> {
+        self.check()?;
+        if self.conflicts() {
+            return Ok(Written::Conflict);
+        }
+        self.inner
+            .write_customer(org, customer, expected, record, events)
+            .await
+            .map_err(FlakyError::Memory)
+    }
+
+    async fn append_events(&self, events: &[Event]) -> Result<(), FlakyError> {
+        self.check()?;
+        self.inner
+            .append_events(events)
+            .await
+            .map_err(FlakyError::Memory)
+    }
+
+    async fn audit(&self, org: &OrgId, query: &AuditQuery) -> Result<Vec<StoredEvent>, FlakyError> {
+        self.check()?;
+        self.inner
+            .audit(org, query)
+            .await
+            .map_err(FlakyError::Memory)
+    }
+}
+
+/// A host whose session store fails when it is asked to mark a session.
+#[derive(Clone, Default)]
+struct ForgetfulHost(TestHost);
+
+impl MfaHost for ForgetfulHost {
+    async fn caller(&self, parts: &mut Parts) -> Result<Caller, HostError> {
+        self.0.caller(parts).await
+    }
+
+    async fn mfa_passed(&self, _: &mut Parts, _: MfaPassed) -> Result<HeaderMap, HostError> {
+        Err(HostError::Unavailable(
+            "redis://:hunter2@cache: timeout".into(),
+        ))
+    }
+}
+
+type FlakyApi = MfaApi<Arc<Flaky>, ManualClock, ChaCha20Rng, ForgetfulHost>;
+
+fn api() -> (FlakyApi, Arc<Flaky>) {
+    let store = Arc::new(Flaky::default());
+    let mut seed = ChaCha20Rng::seed_from_u64(1);
+    let keys = KeyRing::new(SealingKey::generate(KeyId::new(1), &mut seed));
+    let service = Service::new(
+        Arc::clone(&store),
+        ManualClock::new(UnixTime::from_secs(T0)),
+        keys,
+        ChaCha20Rng::seed_from_u64(2),
+    )
+    .with_max_attempts(3);
+    (
+        MfaApi::new(Arc::new(service), ForgetfulHost::default()),
+        store,
+    )
+}
+
+async fn send(api: &FlakyApi, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
+    let response = api.router().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    (
+        parts.status,
+        parts.headers,
+        serde_json::from_slice(&bytes).unwrap(),
+    )
+}
+
+fn as_alice(request: axum::http::request::Builder) -> axum::http::request::Builder {
+    request
+        .header("x-customer", ALICE)
+        .header("x-session", "s1")
+        .header("x-admin", ADMIN)
+        .header(header::CONTENT_TYPE, "application/json")
+}
+
+#[tokio::test]
+async fn a_failing_store_is_a_generic_503() {
+    let (api, store) = api();
+    store.mode.store(FAILS, Ordering::SeqCst);
+    let requests = [
+        as_alice(Request::get("/mfa")).body(Body::empty()),
+        as_alice(Request::post("/mfa/enrollment")).body(Body::from("{}")),
+        as_alice(Request::post("/mfa/verify")).body(Body::from(r#"{"code":"123456"}"#)),
+        as_alice(Request::post("/mfa/verify"))
+            .body(Body::from(r#"{"backup_code":"AAAA-AAAA-AAAA"}"#)),
+        as_alice(Request::put("/admin/mfa")).body(Body::from(r#"{"enabled":true}"#)),
+        as_alice(Request::get("/admin/audit")).body(Body::empty()),
+    ];
+    for request in requests {
+        let (status, _, body) = send(&api, request.unwrap()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"], "unavailable");
+        assert!(!body.to_string().contains("hunter2"), "{body}");
+        assert!(!body.to_string().contains("postgres"), "{body}");
+    }
+    // The sign-in helper answers the same way.
+    let error = api
+        .login_step(&OrgId::new(ORG).unwrap(), &CustomerId::new(ALICE).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!error.to_string().contains("hunter2"));
+}
+
+#[tokio::test]
+async fn a_contended_record_asks_for_a_retry() {
+    let (api, store) = api();
+    store.mode.store(CONFLICTS, Ordering::SeqCst);
+    let request = as_alice(Request::put("/admin/mfa"))
+        .body(Body::from(r#"{"enabled":true}"#))
+        .unwrap();
+    let (status, headers, body) = send(&api, request).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "unavailable");
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+}
+
+#[tokio::test]
+async fn a_host_that_cannot_mark_the_session_is_reported() {
+    let (api, store) = api();
+    store.mode.store(WORKS, Ordering::SeqCst);
+    let (status, _, _) = send(
+        &api,
+        as_alice(Request::put("/admin/mfa"))
+            .body(Body::from(r#"{"enabled":true}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, started) = send(
+        &api,
+        as_alice(Request::post("/mfa/enrollment"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let uri = mfa_http::mfa_core::KeyUri::parse(started["otpauth_uri"].as_str().unwrap()).unwrap();
+    let code = uri
+        .as_totp()
+        .unwrap()
+        .generate(uri.secret(), UnixTime::from_secs(T0))
+        .unwrap()
+        .to_string();
+    let (status, _, body) = send(
+        &api,
+        as_alice(Request::post("/mfa/enrollment/confirm"))
+            .body(Body::from(json!({ "code": code }).to_string()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(!body.to_string().contains("hunter2"), "{body}");
+    assert!(api.host().0.proofs().is_empty(), "no session was marked");
+}
