@@ -18,6 +18,11 @@ pub enum PostgresError {
     /// every connection stayed busy past the pool's timeout).
     #[error("postgres connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+    /// A statement got no answer within the query timeout
+    /// ([`PostgresOptions::query_timeout`](crate::PostgresOptions::query_timeout)); its connection
+    /// was closed. A write that timed out may still have been committed.
+    #[error("postgres: no answer within the query timeout")]
+    Timeout,
     /// The connection pool could not be built from the configuration.
     #[error("postgres connection pool configuration: {0}")]
     Build(#[from] deadpool_postgres::BuildError),

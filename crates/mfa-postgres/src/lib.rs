@@ -41,15 +41,18 @@ pub struct PostgresOptions {
     schema: String,
     max_connections: usize,
     timeout: Duration,
+    query_timeout: Duration,
 }
 
 impl Default for PostgresOptions {
-    /// Schema `mfa`, at most 16 connections, 5 s timeouts.
+    /// Schema `mfa`, at most 16 connections, 5 s to connect or get a connection, 10 s per
+    /// statement.
     fn default() -> Self {
         Self {
             schema: "mfa".to_owned(),
             max_connections: 16,
             timeout: Duration::from_secs(5),
+            query_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -76,6 +79,17 @@ impl PostgresOptions {
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long one statement may take before the call fails with [`PostgresError::Timeout`]
+    /// (default 10 s): a server or network that stops answering without closing the connection
+    /// (a partition, a frozen host) gives an error instead of a request that hangs. The
+    /// connection is then closed, not reused. Every statement of the store is an index lookup of
+    /// milliseconds; only a row lock held for long by another transaction comes near this.
+    #[must_use]
+    pub fn query_timeout(mut self, timeout: Duration) -> Self {
+        self.query_timeout = timeout;
         self
     }
 }
@@ -108,6 +122,7 @@ impl PostgresOptions {
 pub struct PostgresStore {
     pool: Pool,
     sql: Arc<Sql>,
+    query_timeout: Duration,
 }
 
 impl core::fmt::Debug for PostgresStore {
@@ -207,19 +222,22 @@ impl PostgresStore {
             .create_timeout(Some(options.timeout))
             .recycle_timeout(Some(options.timeout))
             .build()?;
-        Self::open(pool, sql).await
+        Self::open(pool, sql, options.query_timeout).await
     }
 
-    /// Uses the host's own pool and creates or migrates `schema` in its database. Give the pool
-    /// timeouts (and a runtime for them), or a call waits as long as the pool does.
+    /// Uses the host's own pool and creates or migrates the schema `options` names in its
+    /// database; of the other options only [`PostgresOptions::query_timeout`] applies. Give the
+    /// pool timeouts (and a runtime for them), or a call waits for a connection as long as the
+    /// pool lets it.
     ///
     /// # Errors
     /// As [`connect_with`](Self::connect_with).
-    pub async fn from_pool(pool: Pool, schema: &str) -> Result<Self, PostgresError> {
-        Self::open(pool, Sql::new(schema)?).await
+    pub async fn from_pool(pool: Pool, options: PostgresOptions) -> Result<Self, PostgresError> {
+        let sql = Sql::new(&options.schema)?;
+        Self::open(pool, sql, options.query_timeout).await
     }
 
-    async fn open(pool: Pool, sql: Sql) -> Result<Self, PostgresError> {
+    async fn open(pool: Pool, sql: Sql, query_timeout: Duration) -> Result<Self, PostgresError> {
         let mut client = pool.get().await?;
         let transaction = client.transaction().await?;
         sql.migrate(&transaction).await?;
@@ -228,6 +246,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             sql: Arc::new(sql),
+            query_timeout,
         })
     }
 
@@ -255,42 +274,51 @@ impl PostgresStore {
         parameters: &[&(dyn ToSql + Sync)],
     ) -> Result<Written, PostgresError> {
         let client = self.pool.get().await?;
-        let answer = async {
+        let answer = tokio::time::timeout(self.query_timeout, async {
             let statement = client.prepare_cached(sql).await?;
             client.query_opt(&statement, parameters).await
-        }
+        })
         .await;
         match discard_if_broken(client, answer) {
             Ok(Some(row)) => Ok(Written::Stored(version(row.try_get(0)?)?)),
             Ok(None) => Ok(Written::Conflict),
             // The transaction rolled back: nothing of this write is stored.
-            Err(error) if lost_race(&error) => Ok(Written::Conflict),
-            Err(error) => Err(error.into()),
+            Err(PostgresError::Postgres(error)) if lost_race(&error) => Ok(Written::Conflict),
+            Err(error) => Err(error),
         }
     }
 }
 
-/// Gives `answer` back, first taking `client` out of the pool if the failure says its connection
-/// is gone (closed, or the server ended the session: a restart, a failover, an administrator's
-/// `pg_terminate_backend`). Without this the connection could go back to the pool before its task
-/// has noticed the end, and fail the next call too.
+/// Gives `answer` back, first taking `client` out of the pool if its connection cannot be trusted
+/// again: the statement took longer than the query timeout (its answer may still come, on a
+/// connection nobody reads), or the failure says the session is over (closed, or the server ended
+/// it: a restart, a failover, an administrator's `pg_terminate_backend`). Without this such a
+/// connection could go back to the pool before its task has noticed the end, and fail the next
+/// call too.
 fn discard_if_broken<T>(
     client: deadpool_postgres::Client,
-    answer: Result<T, tokio_postgres::Error>,
-) -> Result<T, tokio_postgres::Error> {
-    if let Err(error) = &answer {
-        let session_over = error.is_closed()
-            || error.code().is_some_and(|code| {
-                // Class 08: connection exception; class 57: operator intervention (shutdown,
-                // crash, terminated backend).
-                let class = code.code().get(..2);
-                class == Some("08") || class == Some("57")
-            });
-        if session_over {
+    answer: Result<Result<T, tokio_postgres::Error>, tokio::time::error::Elapsed>,
+) -> Result<T, PostgresError> {
+    match answer {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => {
+            let session_over = error.is_closed()
+                || error.code().is_some_and(|code| {
+                    // Class 08: connection exception; class 57: operator intervention (shutdown,
+                    // crash, terminated backend).
+                    let class = code.code().get(..2);
+                    class == Some("08") || class == Some("57")
+                });
+            if session_over {
+                drop(deadpool_postgres::Object::take(client));
+            }
+            Err(error.into())
+        }
+        Err(_) => {
             drop(deadpool_postgres::Object::take(client));
+            Err(PostgresError::Timeout)
         }
     }
-    answer
 }
 
 /// A serialization failure or a deadlock: the server rolled the transaction back, and trying again
@@ -351,10 +379,10 @@ impl Store for PostgresStore {
 
     async fn load_org(&self, org: &OrgId) -> Result<Option<Versioned<OrgPolicy>>, PostgresError> {
         let client = self.pool.get().await?;
-        let answer = async {
+        let answer = tokio::time::timeout(self.query_timeout, async {
             let statement = client.prepare_cached(&self.sql.load_org).await?;
             client.query_opt(&statement, &[&org.as_str()]).await
-        }
+        })
         .await;
         let Some(row) = discard_if_broken(client, answer)? else {
             return Ok(None);
@@ -411,12 +439,12 @@ impl Store for PostgresStore {
         customer: &CustomerId,
     ) -> Result<Option<Versioned<CustomerRecord>>, PostgresError> {
         let client = self.pool.get().await?;
-        let answer = async {
+        let answer = tokio::time::timeout(self.query_timeout, async {
             let statement = client.prepare_cached(&self.sql.load_customer).await?;
             client
                 .query_opt(&statement, &[&org.as_str(), &customer.as_str()])
                 .await
-        }
+        })
         .await;
         let Some(row) = discard_if_broken(client, answer)? else {
             return Ok(None);
@@ -492,12 +520,12 @@ impl Store for PostgresStore {
         }
         let e = EventColumns::new(events);
         let client = self.pool.get().await?;
-        let answer = async {
+        let answer = tokio::time::timeout(self.query_timeout, async {
             let statement = client.prepare_cached(&self.sql.append_events).await?;
             client
                 .execute(&statement, &[&e.org, &e.customer, &e.at, &e.kind, &e.bytes])
                 .await
-        }
+        })
         .await;
         discard_if_broken(client, answer)?;
         Ok(())
@@ -518,7 +546,7 @@ impl Store for PostgresStore {
         });
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let client = self.pool.get().await?;
-        let answer = async {
+        let answer = tokio::time::timeout(self.query_timeout, async {
             match &query.customer {
                 Some(customer) => {
                     let statement = client.prepare_cached(&self.sql.audit_customer).await?;
@@ -536,7 +564,7 @@ impl Store for PostgresStore {
                         .await
                 }
             }
-        }
+        })
         .await;
         let rows = discard_if_broken(client, answer)?;
         rows.iter()

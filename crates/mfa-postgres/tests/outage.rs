@@ -173,19 +173,25 @@ async fn a_connection_killed_mid_write_leaves_nothing_and_the_next_request_works
 
 /// The store over the proxy, and the same schema directly (to look at what was written).
 async fn proxied_store(label: &str) -> Option<(Proxy, Arc<PostgresStore>, TestStore)> {
+    proxied_store_with(
+        label,
+        PostgresOptions::default().timeout(Duration::from_secs(2)),
+    )
+    .await
+}
+
+async fn proxied_store_with(
+    label: &str,
+    options: PostgresOptions,
+) -> Option<(Proxy, Arc<PostgresStore>, TestStore)> {
     let url = url()?;
     let direct =
         TestStore::with_options(&url, PostgresOptions::default().schema(fresh_schema(label))).await;
     let (upstream, make) = through_proxy(&url);
     let proxy = Proxy::start(upstream).await;
-    let proxied = PostgresStore::connect_with(
-        make(proxy.port),
-        PostgresOptions::default()
-            .schema(direct.schema())
-            .timeout(Duration::from_secs(2)),
-    )
-    .await
-    .unwrap();
+    let proxied = PostgresStore::connect_with(make(proxy.port), options.schema(direct.schema()))
+        .await
+        .unwrap();
     Some((proxy, Arc::new(proxied), direct))
 }
 
@@ -324,4 +330,46 @@ async fn requests_fail_cleanly_while_the_network_is_cut() {
         )),
         "{errors:?}"
     );
+}
+
+/// The server stops answering without closing anything (a partition, a frozen host): statements get
+/// no answer, new connections no handshake. Requests fail with a typed error once the query or
+/// connect timeout passes, instead of hanging, and work again when the network does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_times_out_instead_of_hanging() {
+    let options = PostgresOptions::default()
+        .timeout(Duration::from_millis(500))
+        .query_timeout(Duration::from_millis(500));
+    let Some((proxy, store, direct)) = proxied_store_with("silent", options).await else {
+        return;
+    };
+    let (mfa, clock) = service(Arc::clone(&store));
+    let uri = configured(&mfa, &clock).await;
+    let code = app_code(&uri, &clock);
+    let (acme, alice) = ids();
+    let before = written(&direct).await;
+
+    proxy.freeze();
+    for _ in 0..3 {
+        let started = Instant::now();
+        match mfa.verify_totp(&acme, &alice, &code).await {
+            Err(ServiceError::Store(PostgresError::Timeout | PostgresError::Pool(_))) => {}
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        written(&direct).await,
+        before,
+        "nothing was written while silent"
+    );
+
+    proxy.thaw();
+    let _ = mfa.verify_totp(&acme, &alice, &code).await.unwrap();
+    assert_eq!(written(&direct).await.1, before.1 + 1);
+    proxy.down().await;
 }

@@ -181,6 +181,8 @@ pub struct Proxy {
     up: Arc<AtomicBool>,
     cut: watch::Sender<u64>,
     open: Arc<AtomicUsize>,
+    frozen: Arc<AtomicBool>,
+    freeze: watch::Sender<u64>,
 }
 
 impl Proxy {
@@ -190,7 +192,10 @@ impl Proxy {
         let up = Arc::new(AtomicBool::new(true));
         let open = Arc::new(AtomicUsize::new(0));
         let (cut, cuts) = watch::channel(0_u64);
-        let (accepting, counting) = (Arc::clone(&up), Arc::clone(&open));
+        let frozen = Arc::new(AtomicBool::new(false));
+        let (freeze, freezes) = watch::channel(0_u64);
+        let (accepting, counting, is_frozen) =
+            (Arc::clone(&up), Arc::clone(&open), Arc::clone(&frozen));
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if !accepting.load(Ordering::SeqCst) {
@@ -198,9 +203,19 @@ impl Proxy {
                     drop(client);
                     continue;
                 }
-                let (upstream, mut cuts) = (upstream.clone(), cuts.clone());
-                // Only cuts from now on close this connection.
+                let (upstream, mut cuts, mut freezes) =
+                    (upstream.clone(), cuts.clone(), freezes.clone());
+                // Only cuts and freezes from now on reach this connection.
                 cuts.mark_unchanged();
+                freezes.mark_unchanged();
+                if is_frozen.load(Ordering::SeqCst) {
+                    // Frozen: accepted, never answered, until cut.
+                    tokio::spawn(async move {
+                        let _held = client;
+                        let _ = cuts.changed().await;
+                    });
+                    continue;
+                }
                 counting.fetch_add(1, Ordering::SeqCst);
                 let counting = Arc::clone(&counting);
                 tokio::spawn(async move {
@@ -217,9 +232,14 @@ impl Proxy {
                             }
                         }
                     };
-                    tokio::select! {
-                        _ = forward => {}
-                        _ = cuts.changed() => {}
+                    let frozen = tokio::select! {
+                        _ = forward => false,
+                        _ = cuts.changed() => false,
+                        _ = freezes.changed() => true,
+                    };
+                    if frozen {
+                        // The server side is gone; the client's socket stays open and silent.
+                        let _ = cuts.changed().await;
                     }
                     // Both sockets are closed by now.
                     counting.fetch_sub(1, Ordering::SeqCst);
@@ -231,7 +251,21 @@ impl Proxy {
             up,
             cut,
             open,
+            frozen,
+            freeze,
         }
+    }
+
+    /// Stops answering without closing anything, as a partitioned network or a frozen host does:
+    /// open connections go silent, new ones are accepted and never answered.
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+        self.freeze.send_modify(|generation| *generation += 1);
+    }
+
+    /// New connections work again (the frozen ones stay silent until cut).
+    pub fn thaw(&self) {
+        self.frozen.store(false, Ordering::SeqCst);
     }
 
     /// Refuses new connections and closes every open one; returns once they are all closed, so
