@@ -41,7 +41,31 @@ pub(crate) fn response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> R
 /// that is not JSON (bad syntax, invalid UTF-8, trailing bytes, nesting past serde_json's limit of
 /// 128), and 422 `invalid_body` for JSON of the wrong shape (types, unknown, missing or duplicate
 /// fields). Messages give the position, never the offending text: it may hold a code.
-pub(crate) struct JsonBody<T>(pub(crate) T);
+///
+/// Hosts can take their own JSON routes' bodies with it (a sign-in route beside the MFA routes,
+/// say), so that every JSON route of the service refuses bad input the same way and in the same
+/// shape. Like the MFA routes, such a route then cannot be reached by a cross-site form.
+///
+/// ```
+/// use axum::Router;
+/// use axum::routing::post;
+/// use mfa_http::JsonBody;
+///
+/// #[derive(serde::Deserialize)]
+/// #[serde(deny_unknown_fields)]
+/// struct SignIn {
+///     email: String,
+///     password: String,
+/// }
+///
+/// async fn sign_in(JsonBody(body): JsonBody<SignIn>) -> String {
+///     format!("{} ({} bytes of password)", body.email, body.password.len())
+/// }
+///
+/// let app: Router = Router::new().route("/session", post(sign_in));
+/// ```
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = Error;
@@ -54,7 +78,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
 /// The body of a route that takes no input: empty, `{}` or `null`. It still needs the JSON content
 /// type: that is what keeps cross-site forms away from state-changing routes.
-pub(crate) struct NoInput;
+///
+/// Hosts can put it on their own state-changing routes without input (a sign-out, say), with the
+/// same rejections as [`JsonBody`].
+#[derive(Clone, Copy, Debug)]
+pub struct NoInput;
 
 /// The empty object `{}`: the optional body of routes that take no input.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]

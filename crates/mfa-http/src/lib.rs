@@ -26,7 +26,7 @@ mod openapi;
 pub use api::MfaApi;
 pub use error::{Error, ErrorBody, ErrorKind};
 pub use host::{Caller, HostError, MfaHost, MfaStage};
-pub use json::MAX_BODY_BYTES;
+pub use json::{JsonBody, MAX_BODY_BYTES, NoInput};
 /// The core this crate adapts: its ids, proofs and login steps are this API's own types.
 pub use mfa_core;
 pub use mfa_core::{CustomerId, LoginStep, MfaPassed, OrgId, PassedBy};

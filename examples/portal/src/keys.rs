@@ -1,0 +1,275 @@
+//! The key that seals TOTP secrets at rest: from `MFA_SEALING_KEY`, or from a key file the portal
+//! creates (mode 0600) on its first start. The key itself is never printed or logged.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use data_encoding::{BASE64, BASE64_NOPAD, BASE64URL, BASE64URL_NOPAD, HEXLOWER_PERMISSIVE};
+use mfa_core::{KeyId, KeyRing, SealingKey};
+use zeroize::Zeroizing;
+
+/// The environment variable that holds the sealing key.
+pub const KEY_ENV: &str = "MFA_SEALING_KEY";
+
+/// The id of the portal's sealing key. A second key would get id 2, and the old one stay in the
+/// ring until every secret is resealed (see `KeyRing`).
+pub const KEY_ID: KeyId = KeyId::new(1);
+
+/// Key bytes.
+const KEY_LEN: usize = 32;
+
+/// Where the key came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// The environment variable [`KEY_ENV`].
+    Env,
+    /// A key file that already existed.
+    File(PathBuf),
+    /// A key file created just now, with a fresh random key.
+    Created(PathBuf),
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Env => write!(f, "from {KEY_ENV}"),
+            Self::File(path) => write!(f, "from {}", path.display()),
+            Self::Created(path) => write!(f, "created in {} (mode 0600)", path.display()),
+        }
+    }
+}
+
+/// The key could not be had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The text is neither 64 hex digits nor base64 of 32 bytes. (It is not repeated: it is a key.)
+    #[error("{0} must be 32 bytes as 64 hex digits or as base64")]
+    Malformed(String),
+    /// The key file is readable or writable by others.
+    #[error("{} is accessible to other users (mode {mode:o}); run: chmod 600 {}", path.display(), path.display())]
+    Permissions {
+        /// The file.
+        path: PathBuf,
+        /// Its mode.
+        mode: u32,
+    },
+    /// The key file could not be read or created.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The sealing keyring: the key from `env_value` (the value of [`KEY_ENV`], if set and not empty),
+/// or else from `key_file`, created with a fresh random key (mode 0600) if it does not exist.
+///
+/// # Errors
+/// [`KeyError::Malformed`] for a key that is not 32 bytes in hex or base64;
+/// [`KeyError::Permissions`] for a key file other users may read; [`KeyError::Io`] when the file
+/// cannot be read or created.
+pub fn load(env_value: Option<&str>, key_file: &Path) -> Result<(KeyRing, KeySource), KeyError> {
+    let (bytes, source) = match env_value.filter(|value| !value.trim().is_empty()) {
+        Some(value) => (parse(value, KEY_ENV)?, KeySource::Env),
+        None => from_file(key_file)?,
+    };
+    let key = SealingKey::from_slice(KEY_ID, &bytes[..])
+        .map_err(|_| KeyError::Malformed(KEY_ENV.to_owned()))?;
+    Ok((KeyRing::new(key), source))
+}
+
+/// 32 bytes from 64 hex digits, or from base64 (standard or URL-safe, padded or not). `what` names
+/// the source in the error.
+///
+/// # Errors
+/// [`KeyError::Malformed`].
+pub fn parse(text: &str, what: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    let text = text.trim().as_bytes();
+    let malformed = || KeyError::Malformed(what.to_owned());
+    let decoded = if text.len() == 2 * KEY_LEN {
+        HEXLOWER_PERMISSIVE.decode(text).ok()
+    } else {
+        [&BASE64, &BASE64_NOPAD, &BASE64URL, &BASE64URL_NOPAD]
+            .iter()
+            .find_map(|encoding| encoding.decode(text).ok())
+    };
+    let decoded = Zeroizing::new(decoded.ok_or_else(malformed)?);
+    if decoded.len() == KEY_LEN {
+        Ok(decoded)
+    } else {
+        Err(malformed())
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> KeyError + '_ {
+    move |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn from_file(path: &Path) -> Result<(Zeroizing<Vec<u8>>, KeySource), KeyError> {
+    match create(path) {
+        Ok(bytes) => return Ok((bytes, KeySource::Created(path.to_path_buf()))),
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(io_error(path)(error)),
+    }
+    let mut file = File::open(path).map_err(io_error(path))?;
+    check_permissions(&file, path)?;
+    let mut text = Zeroizing::new(String::new());
+    // A key file is 65 bytes; anything much longer is not one.
+    (&mut file)
+        .take(1024)
+        .read_to_string(&mut text)
+        .map_err(io_error(path))?;
+    let bytes = parse(&text, &path.display().to_string())?;
+    Ok((bytes, KeySource::File(path.to_path_buf())))
+}
+
+/// Creates the key file with a fresh key, failing with `AlreadyExists` if it is there. Written as
+/// hex and synced before it is used, so that a crash cannot leave secrets sealed under a key that
+/// was never saved.
+fn create(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    let mut bytes = Zeroizing::new(vec![0u8; KEY_LEN]);
+    rand::fill(&mut bytes[..]);
+    let mut text = Zeroizing::new(data_encoding::HEXLOWER.encode(&bytes));
+    text.push('\n');
+    let written = file
+        .write_all(text.as_bytes())
+        .and_then(|()| file.sync_all());
+    if let Err(error) = written {
+        // Leave no half-written key behind to be read at the next start.
+        drop(file);
+        let _ = std::fs::remove_file(path);
+        return Err(error);
+    }
+    Ok(bytes)
+}
+
+#[cfg(unix)]
+fn check_permissions(file: &File, path: &Path) -> Result<(), KeyError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = file
+        .metadata()
+        .map_err(io_error(path))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyError::Permissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_permissions(_file: &File, _path: &Path) -> Result<(), KeyError> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_and_base64() {
+        let hex = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
+        let bytes = parse(hex, "k").unwrap();
+        assert_eq!(bytes[0], 0x00);
+        assert_eq!(bytes[31], 0xff);
+        let b64 = BASE64.encode(&bytes);
+        assert_eq!(*parse(&b64, "k").unwrap(), *bytes);
+        assert_eq!(
+            *parse(&BASE64URL_NOPAD.encode(&bytes), "k").unwrap(),
+            *bytes
+        );
+        assert_eq!(*parse(&format!(" {b64}\n"), "k").unwrap(), *bytes);
+        for bad in [
+            "",
+            "00",
+            &hex[..62],
+            &BASE64.encode(&[0u8; 31]),
+            "zz".repeat(32).as_str(),
+        ] {
+            let error = parse(bad, "k").unwrap_err();
+            assert!(matches!(error, KeyError::Malformed(_)), "{bad}");
+            if !bad.is_empty() {
+                assert!(
+                    !error.to_string().contains(bad),
+                    "the key is never repeated"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_key_file_is_created_once_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portal.key");
+        let (ring, source) = load(None, &path).unwrap();
+        assert_eq!(source, KeySource::Created(path.clone()));
+        assert_eq!(ring.active_id(), KEY_ID);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.trim().len(), 64);
+        let (_, source) = load(Some(""), &path).unwrap();
+        assert_eq!(source, KeySource::File(path.clone()));
+        // The same key: a secret sealed under the first opens under the second.
+        let (again, _) = load(None, &path).unwrap();
+        let mut rng = rand::rng();
+        let secret = mfa_core::Secret::generate(mfa_core::Algorithm::Sha1, &mut rng);
+        let (org, alice) = (
+            mfa_core::OrgId::new("acme").unwrap(),
+            mfa_core::CustomerId::new("alice@acme.test").unwrap(),
+        );
+        let sealed = ring.seal(&secret, &org, &alice, &mut rng);
+        assert_eq!(again.open(&sealed, &org, &alice).unwrap(), secret);
+        std::fs::write(dir.path().join("garbage.key"), "not a key").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let garbage = dir.path().join("garbage.key");
+            std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o600)).unwrap();
+            assert!(matches!(load(None, &garbage), Err(KeyError::Malformed(_))));
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(matches!(
+                load(None, &path),
+                Err(KeyError::Permissions { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn the_environment_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("never.key");
+        let (_, source) = load(Some(&"ab".repeat(32)), &path).unwrap();
+        assert_eq!(source, KeySource::Env);
+        assert!(
+            !path.exists(),
+            "no file is created when the environment has the key"
+        );
+        assert!(load(Some("short"), &path).is_err());
+    }
+}

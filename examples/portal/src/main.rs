@@ -1,0 +1,186 @@
+//! `portal`: the customer portal, on SQLite by default (`cargo run -p portal`), or on PostgreSQL.
+
+#![forbid(unsafe_code)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use mfa_core::{KeyRing, OrgId, Store, SystemClock};
+use mfa_postgres::{PostgresOptions, PostgresStore};
+use mfa_sqlite::SqliteStore;
+use portal::accounts::Accounts;
+use portal::database::Database;
+use portal::keys::{self, KeySource};
+use portal::{Config, DEMO_ACCOUNTS, Portal};
+
+/// A customer portal with multi-factor authentication: HTML pages and a JSON API.
+#[derive(Parser)]
+#[command(name = "portal", version)]
+struct Cli {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The database: sqlite://PATH (created on first start) or postgres://USER@HOST/DB.
+    #[arg(long, default_value = "sqlite://portal.db")]
+    database_url: String,
+    /// The file holding the key that seals TOTP secrets (64 hex digits), created with mode 0600 on
+    /// first start. Ignored when MFA_SEALING_KEY is set (32 bytes as 64 hex digits or as base64).
+    #[arg(long, default_value = "portal.key")]
+    key_file: PathBuf,
+    /// The portal is served over HTTPS (directly or behind a TLS proxy): Secure, __Host- cookies
+    /// and HSTS.
+    #[arg(long)]
+    secure_cookies: bool,
+    /// Cheapest argon2 for passwords and backup codes, for tests and load tests only: never with
+    /// real customers. Applies to what is created while it is on (demo accounts, organisation
+    /// settings).
+    #[arg(long)]
+    danger_insecure_fast_hashes: bool,
+}
+
+const ORG: &str = "acme";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    match start(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("portal: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Picks the store, then runs the one generic portal on it.
+async fn start(cli: Cli) -> Result<(), BoxError> {
+    let database = Database::parse(&cli.database_url)?;
+    let env_key = std::env::var(keys::KEY_ENV).ok();
+    let (keys, key_source) = keys::load(env_key.as_deref(), &cli.key_file)?;
+    let mut config = Config::new(OrgId::new(ORG)?);
+    config.secure = cli.secure_cookies;
+    config.danger_insecure_fast_hashes = cli.danger_insecure_fast_hashes;
+    let setup = Setup {
+        listen: cli.listen,
+        database: database.to_string(),
+        key_source,
+        keys,
+        config,
+    };
+    match database {
+        Database::Sqlite(path) => {
+            portal::database::create_private(&path)?;
+            // The MFA store first: it takes only a new file or one of its own.
+            let store = SqliteStore::open(&path).await?;
+            let accounts = Accounts::sqlite(&path).await?;
+            run(store, accounts, setup).await
+        }
+        Database::Postgres(url) => {
+            let store = PostgresStore::connect_with(*url, PostgresOptions::default()).await?;
+            let accounts = Accounts::postgres(store.pool().clone(), "portal").await?;
+            run(store, accounts, setup).await
+        }
+    }
+}
+
+struct Setup {
+    listen: SocketAddr,
+    database: String,
+    key_source: KeySource,
+    keys: KeyRing,
+    config: Config,
+}
+
+async fn run<S: Store + 'static>(
+    store: S,
+    accounts: Accounts,
+    setup: Setup,
+) -> Result<(), BoxError> {
+    let Setup {
+        listen,
+        database,
+        key_source,
+        keys,
+        config,
+    } = setup;
+    let insecure = config.danger_insecure_fast_hashes;
+    let (portal, created) = Portal::start(store, accounts, SystemClock, keys, config).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let address = listener.local_addr()?;
+
+    println!("Acme Billing customer portal: http://{address}");
+    println!("  database     {database}");
+    println!("  sealing key  {key_source}");
+    if created {
+        println!(
+            "  first start: created the organisation \"{ORG}\" with MFA off, and these accounts"
+        );
+    } else {
+        println!("  demo accounts (created at the first start)");
+    }
+    for (email, password, role) in DEMO_ACCOUNTS {
+        println!("    {email:<18} {password:<12} {}", role.as_str());
+    }
+    if insecure {
+        println!("  WARNING: --danger-insecure-fast-hashes is on: for tests only.");
+    }
+    println!("  Sign in as admin@acme.test to switch MFA on; stop with Ctrl+C.");
+
+    // Expired sessions leave memory even when nobody comes back for them.
+    let sweeper = {
+        let portal = std::sync::Arc::clone(&portal);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                portal
+                    .sessions()
+                    .sweep(mfa_core::Clock::now(&SystemClock).as_secs());
+            }
+        })
+    };
+    let served = axum::serve(listener, portal.router())
+        .with_graceful_shutdown(shutdown())
+        .await;
+    sweeper.abort();
+    served?;
+    println!("portal: stopped");
+    Ok(())
+}
+
+/// Ctrl+C, or SIGTERM on Unix.
+async fn shutdown() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,967 @@
+//! The HTML pages: sign-in, the MFA set-up and the code prompt, the account, the administrator's
+//! settings. Plain server-rendered HTML; `/static/app.js` drives the MFA steps through the JSON API.
+//!
+//! The forms that post here (sign-in, sign-out, the administrator's) carry the session's CSRF token
+//! in a hidden field, checked in constant time before anything else; the session cookie is
+//! `SameSite=Strict` as well.
+
+// Helpers return the page to answer with as their error, once per request: boxing it would only add
+// an allocation to every refusal.
+#![allow(
+    clippy::result_large_err,
+    reason = "an error here is the response itself, built once per request"
+)]
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::State;
+use axum::extract::rejection::FormRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use mfa_core::{AuditQuery, CustomerStatus, LoginStep, StateName, Store};
+use mfa_http::model::{AuditEvent, Next};
+use serde::Deserialize;
+use zeroize::Zeroize;
+
+use crate::accounts::Role;
+use crate::html::{self, Header, escape, slug};
+use crate::portal::{DEMO_ACCOUNTS, Portal, PortalClock, SignInError};
+use crate::sessions::{Session, SessionId, SignedIn};
+
+/// The largest form body read (the sign-in form is well under 2 KiB).
+pub(crate) const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// Audit events shown on the settings page.
+const AUDIT_SHOWN: usize = 25;
+
+type Shared<S, C> = State<Arc<Portal<S, C>>>;
+
+/// The request's session, looked up once.
+struct Visit {
+    id: Option<SessionId>,
+    session: Option<Session>,
+}
+
+impl Visit {
+    fn of<S: Store + 'static, C: PortalClock>(portal: &Portal<S, C>, headers: &HeaderMap) -> Self {
+        match portal.sessions.lookup(headers, portal.now()) {
+            Some((id, session)) => Self {
+                id: Some(id),
+                session: Some(session),
+            },
+            None => Self {
+                id: None,
+                session: None,
+            },
+        }
+    }
+
+    fn user(&self) -> Option<&SignedIn> {
+        self.session
+            .as_ref()
+            .and_then(|session| session.user.as_ref())
+    }
+
+    fn csrf(&self) -> &str {
+        self.session.as_ref().map_or("", Session::csrf)
+    }
+
+    /// Whether the form's token is this session's.
+    fn csrf_ok(&self, token: &str) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|session| session.csrf_matches(token))
+    }
+
+    fn header(&self) -> Option<Header<'_>> {
+        self.user().map(|user| Header {
+            email: user.email.as_str(),
+            csrf: self.csrf(),
+            admin: user.role == Role::Admin,
+            complete: user.is_complete(),
+        })
+    }
+
+    /// The one-time message, taken from the session.
+    fn take_flash<S: Store + 'static, C: PortalClock>(
+        &self,
+        portal: &Portal<S, C>,
+    ) -> Option<String> {
+        let id = self.id.as_ref()?;
+        self.session.as_ref()?.flash.as_ref()?;
+        let mut flash = None;
+        portal
+            .sessions
+            .update(id, |session| flash = session.flash.take());
+        flash
+    }
+}
+
+fn see_other(path: &str) -> Response {
+    Redirect::to(path).into_response()
+}
+
+fn with_cookie(mut response: Response, cookie: HeaderValue) -> Response {
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    response
+}
+
+/// Where a signed-in user's account lives.
+const fn home(user: &SignedIn) -> &'static str {
+    match user.role {
+        Role::Admin => "/admin",
+        Role::Customer => "/account",
+    }
+}
+
+/// The error page for a store that failed (the error is logged, not shown).
+fn unavailable(error: &dyn std::fmt::Display) -> Response {
+    tracing::error!(%error, "portal: a store failed");
+    message_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again shortly",
+        "The portal cannot reach its database right now. Try again in a moment.",
+    )
+}
+
+fn message_page(status: StatusCode, title: &str, text: &str) -> Response {
+    let body = format!(
+        r#"<section class="card narrow"><h1>{}</h1><p>{}</p><p><a href="/">Back to the portal</a></p></section>"#,
+        escape(title),
+        escape(text)
+    );
+    html::page(status, title, "message", None, &body)
+}
+
+/// Where a customer whose session has not passed MFA goes next: the set-up, the code prompt, or
+/// (when the organisation switched MFA off meanwhile and the customer never set it up) straight in,
+/// with the session marked and its id renewed.
+async fn pending_step<S: Store + 'static, C: PortalClock>(
+    portal: &Portal<S, C>,
+    user: &SignedIn,
+) -> Result<Next, Response> {
+    let step = portal
+        .mfa
+        .login_step(&user.org, &user.email)
+        .await
+        .map_err(|error| unavailable(&error))?;
+    Ok(match &step {
+        LoginStep::Done(proof) if proof.customer() == &user.email => Next::Done,
+        LoginStep::Done(_) => Next::Verify,
+        step => Next::from(step),
+    })
+}
+
+/// Marks a session whose customer needs no second factor as passed, with a new id.
+fn mark_passed<S: Store + 'static, C: PortalClock>(
+    portal: &Portal<S, C>,
+    visit: &Visit,
+) -> Option<HeaderValue> {
+    let id = visit.id.as_ref()?;
+    let new_id =
+        portal
+            .sessions
+            .rotate(id, portal.now(), |session| match session.user.as_mut() {
+                Some(user) if user.role == Role::Customer => {
+                    user.mfa_passed = true;
+                    true
+                }
+                _ => false,
+            })?;
+    Some(portal.sessions.set_cookie(&new_id))
+}
+
+/// Sends a signed-in customer to the page for where their sign-in stands.
+async fn route_customer<S: Store + 'static, C: PortalClock>(
+    portal: &Portal<S, C>,
+    visit: &Visit,
+    user: &SignedIn,
+) -> Response {
+    if user.mfa_passed {
+        return see_other("/account");
+    }
+    match pending_step(portal, user).await {
+        Ok(Next::Enroll) => see_other("/mfa/setup"),
+        Ok(Next::Verify) => see_other("/mfa/verify"),
+        Ok(Next::Done) => match mark_passed(portal, visit) {
+            Some(cookie) => with_cookie(see_other("/account"), cookie),
+            None => see_other("/signin"),
+        },
+        Err(response) => response,
+    }
+}
+
+/// `GET /`: wherever the visitor's session stands.
+pub(crate) async fn root<S: Store + 'static, C: PortalClock>(
+    State(portal): Shared<S, C>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::of(&portal, &headers);
+    match visit.user() {
+        None => see_other("/signin"),
+        Some(user) if user.role == Role::Admin => see_other("/admin"),
+        Some(user) => route_customer(&portal, &visit, &user.clone()).await,
+    }
+}
+
+/// The sign-in form.
+#[derive(Deserialize)]
+pub(crate) struct SignInForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+impl Drop for SignInForm {
+    fn drop(&mut self) {
+        self.password.zeroize();
+    }
+}
+
+fn signin_form(csrf: &str, email: &str, notice: Option<(&str, &str)>) -> String {
+    let mut body = String::from(
+        r#"<section class="card narrow" id="signin">
+<h1>Sign in</h1>
+<p class="muted">to the Acme Billing customer portal</p>
+"#,
+    );
+    if let Some((class, text)) = notice {
+        let _ = writeln!(
+            body,
+            r#"<p id="notice" class="{class}" role="alert">{}</p>"#,
+            escape(text)
+        );
+    }
+    let _ = write!(
+        body,
+        r#"<form method="post" action="/signin" id="signin-form">
+<input type="hidden" name="csrf" value="{csrf}">
+<label for="email">Email</label>
+<input id="email" name="email" type="email" autocomplete="username" required maxlength="254" value="{email}" autofocus>
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required maxlength="1024">
+<div class="actions"><button type="submit" id="sign-in" class="primary">Sign in</button></div>
+</form>
+</section>
+<section class="card narrow demo" id="demo-accounts">
+<h2>Demo accounts</h2>
+<table><tbody>
+"#,
+        csrf = escape(csrf),
+        email = escape(email),
+    );
+    for (email, password, role) in DEMO_ACCOUNTS {
+        let role = match role {
+            Role::Admin => "administrator",
+            Role::Customer => "customer",
+        };
+        let _ = writeln!(
+            body,
+            "<tr><td><code>{email}</code></td><td><code>{password}</code></td><td>{role}</td></tr>"
+        );
+    }
+    body.push_str("</tbody></table>\n</section>");
+    body
+}
+
+/// The sign-in page in a session of its own (one is made when the request has none, for the CSRF
+/// token), with a cookie for it when it is new.
+fn signin_response<S: Store + 'static, C: PortalClock>(
+    portal: &Portal<S, C>,
+    visit: &Visit,
+    status: StatusCode,
+    email: &str,
+    notice: Option<(&str, &str)>,
+) -> Response {
+    let (csrf, cookie) = match &visit.session {
+        Some(session) => (session.csrf().to_owned(), None),
+        None => {
+            let (id, session) = portal.sessions.create(None, portal.now());
+            (
+                session.csrf().to_owned(),
+                Some(portal.sessions.set_cookie(&id)),
+            )
+        }
+    };
+    let response = html::page(
+        status,
+        "Sign in",
+        "signin",
+        None,
+        &signin_form(&csrf, email, notice),
+    );
+    match cookie {
+        Some(cookie) => with_cookie(response, cookie),
+        None => response,
+    }
+}
+
+/// `GET /signin`.
+pub(crate) async fn signin_page<S: Store + 'static, C: PortalClock>(
+    State(portal): Shared<S, C>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::of(&portal, &headers);
+    if let Some(user) = visit.user().filter(|user| user.is_complete()) {
+        return see_other(home(user));
+    }
+    let flash = visit.take_flash(&portal);
+    let notice = flash.as_deref().map(|text| ("notice", text));
+    signin_response(&portal, &visit, StatusCode::OK, "", notice)
+}
+
+/// `POST /signin` (form: `csrf`, `email`, `password`).
+pub(crate) async fn signin_submit<S: Store + 'static, C: PortalClock>(
+    State(portal): Shared<S, C>,
+    headers: HeaderMap,
+    form: Result<Form<SignInForm>, FormRejection>,
+) -> Response {
+    let visit = Visit::of(&portal, &headers);
+    let Ok(Form(form)) = form else {
+        return signin_response(
+            &portal,
+            &visit,
+            StatusCode::BAD_REQUEST,
+            "",
+            Some(("error", "The form could not be read. Please try again.")),
+        );
+    };
+    if !visit.csrf_ok(&form.csrf) {
+        // No session, or a token from another: a stale tab, or a cross-site post. The form comes
+        // back with this session's token (or a new session's); the session itself is left alone.
+        return signin_response(
+            &portal,
+            &visit,
+            StatusCode::FORBIDDEN,
+            &form.email,
+            Some(("error", "This sign-in form has expired. Please try again.")),
+        );
+    }
+    match portal.sign_in(&form.email, &form.password).await {
+        Ok((user, next)) => {
+            let path = match next {
+                Next::Enroll => "/mfa/setup",
+                Next::Verify => "/mfa/verify",
+                Next::Done => home(&user),
+            };
+            let id = portal.open_session(visit.id.as_ref(), user);
+            with_cookie(see_other(path), portal.sessions.set_cookie(&id))
+        }
+        Err(SignInError::Wrong) => signin_response(
+            &portal,
+            &visit,
+            StatusCode::UNAUTHORIZED,
+            &form.email,
+            Some(("error", "Wrong email or password.")),
+        ),
+        Err(SignInError::Throttled(secs)) => {
+            let text = format!("Too many wrong passwords. Try again in {secs} seconds.");
+            let mut response = signin_response(
+                &portal,
+                &visit,
+                StatusCode::TOO_MANY_REQUESTS,
+                &form.email,
+                Some(("error", &text)),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+        }
+        Err(SignInError::Unavailable(error)) => unavailable(&error),
+    }
+}
+
+/// A form that carries only the CSRF token.
+#[derive(Deserialize)]
+pub(crate) struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /signout` (form: `csrf`).
+pub(crate) async fn signout<S: Store + 'static, C: PortalClock>(
+    State(portal): Shared<S, C>,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
+    let visit = Visit::of(&portal, &headers);
+    let Some(id) = &visit.id else {
+        return see_other("/signin");
+    };
+    if !form.is_ok_and(|Form(form)| visit.csrf_ok(&form.csrf)) {
+        return message_page(
+            StatusCode::FORBIDDEN,
+            "Sign out again",
+            "This page has expired. Go back, reload it, and sign out again.",
+        );
+    }
+    portal.sessions.remove(id);
+    // A session of its own for the sign-in page, with the message.
+    let (new_id, _) = portal.sessions.create(None, portal.now());
+    portal.sessions.update(&new_id, |session| {
+        session.flash = Some("You have signed out.".to_owned());
+    });
+    with_cookie(see_other("/signin"), portal.sessions.set_cookie(&new_id))
+}
+
+/// The signed-in customer of this visit, or the answer that sends everyone else away.
+fn customer_of(visit: &Visit) -> Result<SignedIn, Response> {
+    match visit.user() {
+        None => Err(see_other("/signin")),
+        Some(user) if user.role == Role::Admin => Err(see_other("/admin")),
+        Some(user) => Ok(user.clone()),
+    }
+}
+
+/// `GET /mfa/setup`: "Enable MFA for your account", then the QR code and key, the code, and the
+/// backup codes, one step at a time (`/static/app.js` calls the API).
+pub(crate) async fn setup<S: Store + 'static, C: PortalClock>(
+    State(portal): Shared<S, C>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::of(&portal, &headers);
+    let user = match customer_of(&visit) {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    if user.mfa_passed {
+        // Signed in while MFA was off, and the organisation switched it on since: set it up now.
+        match portal.service().status(&user.org, &user.email).await {
+            Ok((status, true)) if status.state != StateName::Configured => {}
+            Ok(_) => return see_other("/account"),
+            Err(error) => return unavailable(&error),
+        }
+    } else {
+        match pending_step(&portal, &user).await {
+            Ok(Next::Enroll) => {}
+            Ok(_) => return route_customer(&portal, &visit, &user).await,
+            Err(response) => return response,
+        }
+    }
+    let body = format!(
+        r#"<section class="card narrow" id="setup" data-account="{email}">
+<noscript><p class="error">This page needs JavaScript to show the QR code.</p></noscript>
+<div class="step" id="step-start">
+<p class="eyebrow">Step 1 of 4</p>
+<h1>Enable MFA for your account</h1>
+<p>Acme Billing asks for a second step at sign-in: a code from an authenticator app on your phone
+(Google Authenticator, Microsoft Authenticator, 1Password, Authy or any other TOTP app).</p>
+<p class="error" id="configure-error" role="alert" hidden></p>
+<div class="actions"><button type="button" id="configure" class="primary">Configure</button></div>
+</div>
+<div class="step" id="step-scan" hidden>
+<p class="eyebrow">Step 2 of 4</p>
+<h1>Scan the QR code</h1>
+<p>In your authenticator app, add an account and scan this code.</p>
+<div id="qr" class="qr"></div>
+<p>Can't scan it? Enter this key by hand (time-based, 6 digits, 30 seconds):</p>
+<p class="key-line"><code id="secret" class="key"></code></p>
+<p class="muted small"><a id="otpauth-link" href="/mfa/setup">Open in an authenticator app on this device</a></p>
+<div class="actions"><button type="button" id="next" class="primary">Next</button></div>
+</div>
+<div class="step" id="step-code" hidden>
+<p class="eyebrow">Step 3 of 4</p>
+<h1>Enter the code</h1>
+<p>Enter the 6-digit code your app now shows for Acme Billing.</p>
+<label for="code">Code</label>
+<input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" maxlength="10" placeholder="123456" spellcheck="false">
+<p class="error" id="code-error" role="alert" hidden></p>
+<div class="actions"><button type="button" id="back">Back</button><button type="button" id="verify" class="primary">Verify</button></div>
+</div>
+<div class="step" id="step-enabled" hidden>
+<p class="eyebrow">Step 4 of 4</p>
+<h1>MFA is enabled</h1>
+<p class="success" id="enabled-message">Your app is verified and MFA is on for your account. From now on, signing in takes your password and a code from your app.</p>
+<p>Backup codes let you sign in when your phone is not at hand. Each works once.</p>
+<p class="error" id="backup-error" role="alert" hidden></p>
+<div class="actions"><button type="button" id="skip">Skip</button><button type="button" id="generate-backup-codes" class="primary">Generate Backup Codes</button></div>
+</div>
+{backup}
+</section>"#,
+        email = escape(user.email.as_str()),
+        backup = backup_codes_step(true),
+    );
+    let header = visit.header();
+    html::page(
+        StatusCode::OK,
+        "Enable MFA",
+        "setup",
+        header.as_ref(),
+        &body,
+    )
+}
+
+/// The backup codes, filled in by the script once generated.
+fn backup_codes_step(continue_to_sign_in: bool) -> String {
+    let finish = if continue_to_sign_in {
+        r#"<div class="actions"><button type="button" id="continue" class="primary">Continue to Sign In</button></div>"#
+    } else {
+        ""
+    };
+    format!(
+        r#"<div class="step" id="step-backup" hidden>
+<h2>Your backup codes</h2>
+<p>Keep these somewhere safe, such as a password manager. Each code signs you in once without your
+phone. They are shown only now; generating a new set makes these stop working.</p>
+<ol id="backup-codes" class="codes"></ol>
+<div class="actions"><button type="button" id="download">Download</button><button type="button" id="copy">Copy</button><span id="copy-status" class="muted" role="status"></span></div>
+{finish}
+</div>"#
+    )
+}
+
+/// `GET /mfa/verify`: the code prompt at sign-in, with "use a backup code instead".
+pub(crate) async fn verify<S: Store + 'static, C: PortalClock>(
+    State(portal): Shared<S, C>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::of(&portal, &headers);
+    let user = match customer_of(&visit) {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    if user.mfa_passed {
+        return see_other("/account");
+    }
+    match pending_step(&portal, &user).await {
+        Ok(Next::Verify) => {}
+        Ok(_) => return route_customer(&portal, &visit, &user).await,
+        Err(response) => return response,
+    }
+    let body = r#"<section class="card narrow" id="challenge">
+<noscript><p class="error">This page needs JavaScript.</p></noscript>
+<div id="totp-panel">
+<h1>Two-step verification</h1>
+<p>Open your authenticator app and enter the 6-digit code for Acme Billing.</p>
+<label for="code">Code</label>
+<input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code" maxlength="10" placeholder="123456" spellcheck="false" autofocus>
+<div class="actions"><button type="button" id="verify" class="primary">Verify</button></div>
+<p><button type="button" id="use-backup-code" class="link">Use a backup code instead</button></p>
+</div>
+<div id="backup-panel" hidden>
+<h1>Use a backup code</h1>
+<p>Enter one of the backup codes you saved when you set up MFA. Each code works once.</p>
+<label for="backup-code">Backup code</label>
+<input id="backup-code" name="backup-code" type="text" autocomplete="off" maxlength="40" placeholder="XXXX-XXXX-XXXX" spellcheck="false">
+<div class="actions"><button type="button" id="verify-backup" class="primary">Verify</button></div>
+<p><button type="button" id="use-code" class="link">Use your authenticator app instead</button></p>
+</div>
+<p class="error" id="error" role="alert" hidden></p>
+</section>"#;
+    let header = visit.header();
+    html::page(
+        StatusCode::OK,
+        "Two-step verification",
+        "verify",
+        header.as_ref(),
+        body,
+    )
+}
+
+fn state_label(status: &CustomerStatus) -> &'static str {
+    match status.state {
+        StateName::Configured => "On",
+        StateName::Pending => "Being set up",
+        StateName::Unconfigured => "Not set up",
+    }
+}
+
+/// `GET /account`: what MFA protects.
+pub(crate) async fn account<S: Store + 'static, C: PortalClock>(
+    State(portal): Shared<S, C>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::of(&portal, &headers);
+    let user = match customer_of(&visit) {
+        Ok(user) => user,
+        Err(response) => return response,
+    };
+    if !user.mfa_passed {
+        return route_customer(&portal, &visit, &user).await;
+    }
+    let (status, org_enabled) = match portal.service().status(&user.org, &user.email).await {
+        Ok(status) => status,
+        Err(error) => return unavailable(&error),
+    };
+    let action = match (status.state, org_enabled) {
+        (StateName::Configured, _) => format!(
+            r#"<p class="error" id="backup-error" role="alert" hidden></p>
+<p class="muted small">Lost them, or used most? A new set replaces the old one.</p>
+<div class="actions"><button type="button" id="generate-backup-codes">Generate Backup Codes</button></div>
+{}"#,
+            backup_codes_step(false)
+        ),
+        (_, true) => r#"<p class="notice">Acme Billing now requires MFA.</p>
+<div class="actions"><a class="button primary" id="setup-mfa" href="/mfa/setup">Set up MFA</a></div>"#
+            .to_owned(),
+        (_, false) => {
+            r#"<p class="muted">Your organisation has not switched on MFA.</p>"#.to_owned()
+        }
+    };
+    let flash = visit
+        .take_flash(&portal)
+        .map(|text| format!(r#"<p class="notice" role="status">{}</p>"#, escape(&text)))
+        .unwrap_or_default();
+    let body = format!(
+        r#"<section class="card" id="account">
+{flash}<h1>Your account</h1>
+<p class="muted">Signed in as <strong id="account-email">{email}</strong></p>
+</section>
+<section class="card" id="security">
+<h2>Sign-in security</h2>
+<dl class="facts">
+<dt>Multi-factor authentication</dt><dd id="mfa-state">{state}</dd>
+<dt>Backup codes left</dt><dd id="backup-codes-remaining">{remaining}</dd>
+</dl>
+{action}
+</section>
+<section class="card" id="billing">
+<h2>Billing</h2>
+<p class="muted">Invoices and payment methods would be here. This page, and <code>GET /api/me</code>,
+answer only once the session has passed every required sign-in step.</p>
+</section>"#,
+        email = escape(user.email.as_str()),
+        state = state_label(&status),
+        remaining = status.backup_codes_remaining,
+    );
+    let header = visit.header();
+    html::page(
+        StatusCode::OK,
+        "Your account",
+        "account",
+        header.as_ref(),
+        &body,
+    )
+}
+
+/// The signed-in administrator of this visit, or the answer that sends everyone else away.
+fn admin_of(visit: &Visit) -> Result<SignedIn, Response> {
+    match visit.user() {
+        Some(user) if user.role == Role::Admin => Ok(user.clone()),
+        Some(_) => Err(message_page(
+            StatusCode::FORBIDDEN,
+            "Administrators only",
+            "This page is for the portal's administrators.",
+        )),
+        None => Err(see_other("/signin")),
+    }
+}
+
+/// One audit event's details as `name: value` pairs.
+fn details(event: &AuditEvent) -> String {
+    match &event.details {
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .map(|(name, value)| match value {
+                serde_json::Value::String(text) => format!("{name}: {text}"),
+                other => format!("{name}: {other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => String::new(),
+    }
+}
+
+/// `GET /admin`: the organisation's MFA switch, its customers, and its audit log.
+pub(crate) async fn admin<S: Store + 'static, C: PortalClock>(
+    State(portal): Shared<S, C>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::of(&portal, &headers);
+    let admin = match admin_of(&visit) {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    let service = portal.service();
+    let policy = match service.org_policy(&admin.org).await {
+        Ok(policy) => policy,
+        Err(error) => return unavailable(&error),
+    };
+    let customers = match portal.accounts.list(&admin.org, Role::Customer).await {
+        Ok(customers) => customers,
+        Err(error) => return unavailable(&error),
+    };
+    let csrf = escape(visit.csrf());
+    let mut rows = String::new();
+    for customer in &customers {
+        let (status, _) = match service.status(&admin.org, customer).await {
+            Ok(status) => status,
+            Err(error) => return unavailable(&error),
+        };
+        let locked = status
+            .locked_until
+            .map(|until| {
+                format!(
+                    r#"<br><span class="small muted">locked until {}</span>"#,
+                    html::utc(until.as_secs())
+                )
+            })
+            .unwrap_or_default();
+        let email = escape(customer.as_str());
+        let row_id = slug(customer.as_str());
+        let _ = write!(
+            rows,
+            r#"<tr id="customer-{row_id}" data-customer="{email}">
+<td>{email}</td>
+<td class="state" data-state="{state}">{label}{locked}</td>
+<td>{remaining}</td>
+<td class="right"><form method="post" action="/admin/customers/reset" class="inline">
+<input type="hidden" name="csrf" value="{csrf}">
+<input type="hidden" name="customer" value="{email}">
+<button type="submit" id="reset-{row_id}" class="danger" data-customer="{email}"{disabled}>Reset Portal MFA</button>
+</form></td>
+</tr>
+"#,
+            state = status.state.as_str(),
+            label = state_label(&status),
+            remaining = status.backup_codes_remaining,
+            disabled = if status.state == StateName::Unconfigured {
+                " disabled"
+            } else {
+                ""
+            },
+        );
+    }
+    let query = AuditQuery {
+        limit: AUDIT_SHOWN,
+        ..AuditQuery::default()
+    };
+    let events = match service.audit(&admin.org, &query).await {
+        Ok(events) => events,
+        Err(error) => return unavailable(&error),
+    };
+    let mut audit = String::new();
+    for stored in &events {
+        let event = AuditEvent::from(stored);
+        let _ = writeln!(
+            audit,
+            r#"<tr data-kind="{kind}"><td class="nowrap small">{at}</td><td>{customer}</td><td><code>{kind}</code></td><td class="small">{details}</td></tr>"#,
+            at = html::utc(event.at),
+            customer = escape(event.customer.as_deref().unwrap_or("")),
+            kind = escape(&event.kind),
+            details = escape(&details(&event)),
+        );
+    }
+    let flash = visit
+        .take_flash(&portal)
+        .map(|text| {
+            format!(
+                r#"<p class="notice" id="flash" role="status">{}</p>"#,
+                escape(&text)
+            )
+        })
+        .unwrap_or_default();
+    let body = format!(
+        r#"<section class="card" id="settings">
+{flash}<h1>Settings</h1>
+<h2>Security</h2>
+<form method="post" action="/admin/settings" id="settings-form">
+<input type="hidden" name="csrf" value="{csrf}">
+<label class="check"><input type="checkbox" id="mfa-enabled" name="mfa_enabled" value="on"{checked}> Enable multi-factor authentication (MFA)</label>
+<p class="muted small">Every customer then sets up an authenticator app at their next sign-in. Switching it
+off again does not remove MFA from customers who set it up: reset them below.</p>
+<div class="actions"><button type="submit" id="save" class="primary">Save</button></div>
+</form>
+</section>
+<section class="card" id="customers-card">
+<h2>Customers</h2>
+<table id="customers">
+<thead><tr><th>Customer</th><th>MFA</th><th>Backup codes</th><th></th></tr></thead>
+<tbody>
+{rows}</tbody>
+</table>
+</section>
+<section class="card" id="audit-card">
+<h2>Audit log</h2>
+<p class="muted small">The latest {AUDIT_SHOWN} events, newest first; all of them at <code>GET /api/admin/audit</code>.</p>
+<table id="audit">
+<thead><tr><th>When</th><th>Customer</th><th>Event</th><th>Details</th></tr></thead>
+<tbody>
+{audit}</tbody>
+</table>
+</section>"#,
+        checked = if policy.enabled() { " checked" } else { "" },
+    );
+    let header = visit.header();
+    html::page(StatusCode::OK, "Settings", "admin", header.as_ref(), &body)
+}
+
+/// `POST /admin/settings` (form: `csrf`, `mfa_enabled=on` when ticked).
+#[derive(Deserialize)]
+pub(crate) struct SettingsForm {
+    #[serde(default)]
+    csrf: String,
+    mfa_enabled: Option<String>,
+}
+
+/// Checks that the visit is an administrator's and the form's token is the session's.
+fn admin_post(visit: &Visit, csrf: Option<&str>) -> Result<SignedIn, Response> {
+    let admin = admin_of(visit)?;
+    if csrf.is_some_and(|csrf| visit.csrf_ok(csrf)) {
+        Ok(admin)
+    } else {
+        Err(message_page(
+            StatusCode::FORBIDDEN,
+            "Try again",
+            "This page has expired. Go back, reload it, and try again.",
+        ))
+    }
+}
+
+fn flash_and_return<S: Store + 'static, C: PortalClock>(
+    portal: &Portal<S, C>,
+    visit: &Visit,
+    text: String,
+) -> Response {
+    if let Some(id) = &visit.id {
+        portal
+            .sessions
+            .update(id, |session| session.flash = Some(text));
+    }
+    see_other("/admin")
+}
+
+/// `POST /admin/settings`: switches MFA on or off for the organisation.
+pub(crate) async fn admin_settings<S: Store + 'static, C: PortalClock>(
+    State(portal): Shared<S, C>,
+    headers: HeaderMap,
+    form: Result<Form<SettingsForm>, FormRejection>,
+) -> Response {
+    let visit = Visit::of(&portal, &headers);
+    let form = form.ok().map(|Form(form)| form);
+    let admin = match admin_post(&visit, form.as_ref().map(|form| form.csrf.as_str())) {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    let Some(form) = form else {
+        return message_page(
+            StatusCode::BAD_REQUEST,
+            "Try again",
+            "The form could not be read.",
+        );
+    };
+    let enabled = match form.mfa_enabled.as_deref() {
+        None => false,
+        Some("on") => true,
+        Some(_) => {
+            return message_page(
+                StatusCode::BAD_REQUEST,
+                "Try again",
+                "The form could not be read.",
+            );
+        }
+    };
+    let service = portal.service();
+    let current = match service.org_policy(&admin.org).await {
+        Ok(policy) => policy.enabled(),
+        Err(error) => return unavailable(&error),
+    };
+    if current != enabled
+        && let Err(error) = service
+            .set_org_enabled(&admin.org, enabled, admin.email.as_str())
+            .await
+    {
+        return unavailable(&error);
+    }
+    let text = if enabled {
+        "Saved: MFA is on. Customers set it up at their next sign-in."
+    } else {
+        "Saved: MFA is off. Customers who set it up still give a code until you reset them."
+    };
+    flash_and_return(&portal, &visit, text.to_owned())
+}
+
+/// `POST /admin/customers/reset` (form: `csrf`, `customer`).
+#[derive(Deserialize)]
+pub(crate) struct ResetForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    customer: String,
+}
+
+/// `POST /admin/customers/reset`: "Reset Portal MFA" for one customer.
+pub(crate) async fn admin_reset<S: Store + 'static, C: PortalClock>(
+    State(portal): Shared<S, C>,
+    headers: HeaderMap,
+    form: Result<Form<ResetForm>, FormRejection>,
+) -> Response {
+    let visit = Visit::of(&portal, &headers);
+    let form = form.ok().map(|Form(form)| form);
+    let admin = match admin_post(&visit, form.as_ref().map(|form| form.csrf.as_str())) {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    let Some(form) = form else {
+        return message_page(
+            StatusCode::BAD_REQUEST,
+            "Try again",
+            "The form could not be read.",
+        );
+    };
+    // Only the organisation's own customers.
+    let customer = match portal.accounts.find(&form.customer).await {
+        Ok(Some(account)) if account.role == Role::Customer && account.org == admin.org => {
+            account.email
+        }
+        Ok(_) => {
+            return message_page(
+                StatusCode::NOT_FOUND,
+                "No such customer",
+                "There is no such customer in this portal.",
+            );
+        }
+        Err(error) => return unavailable(&error),
+    };
+    if let Err(error) = portal
+        .service()
+        .reset(&admin.org, &customer, admin.email.as_str())
+        .await
+    {
+        return unavailable(&error);
+    }
+    let text = format!(
+        "MFA was reset for {}: they set it up again at their next sign-in.",
+        customer.as_str()
+    );
+    flash_and_return(&portal, &visit, text)
+}
+
+/// Every other path.
+pub(crate) async fn not_found() -> Response {
+    message_page(
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is no page at this address.",
+    )
+}
+
+/// `GET /static/app.js`.
+pub(crate) async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../static/app.js"),
+    )
+        .into_response()
+}
+
+/// `GET /static/style.css`.
+pub(crate) async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../static/style.css"),
+    )
+        .into_response()
+}

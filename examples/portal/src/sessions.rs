@@ -1,0 +1,558 @@
+//! Sessions: random 256-bit ids in a cookie, the state on the server, in memory.
+//!
+//! The cookie is `HttpOnly`, `SameSite=Strict` and `Path=/`; behind TLS it is also `Secure` and named
+//! with the `__Host-` prefix (so no subdomain can set it). Each session carries a CSRF token for the
+//! HTML forms, and a sign-in or a passed second factor gives the session a fresh id (OWASP Session
+//! Management Cheat Sheet: renew the id on any privilege change), so an id planted before sign-in is
+//! worth nothing after it.
+//!
+//! In memory is enough for one process. Several portal nodes behind a load balancer need a shared
+//! session store (the database, Redis...) instead, with the same interface.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use data_encoding::BASE64URL_NOPAD;
+use mfa_core::{Clock, CustomerId, MfaPassed, OrgId};
+use mfa_http::{Caller, HostError, MfaHost, MfaStage};
+use subtle::ConstantTimeEq;
+
+use crate::accounts::Role;
+
+/// Random bytes in a session id or a CSRF token (256 bits).
+const TOKEN_BYTES: usize = 32;
+/// Their length in base64url without padding.
+const TOKEN_CHARS: usize = 43;
+
+/// A fresh 256-bit random token, base64url without padding.
+fn token() -> String {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    rand::fill(&mut bytes[..]);
+    BASE64URL_NOPAD.encode(&bytes)
+}
+
+/// Whether `text` has the shape of a token: anything else is not looked up at all.
+fn is_token(text: &str) -> bool {
+    text.len() == TOKEN_CHARS
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A session id. Its `Debug` is redacted: the id is a bearer credential.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// The id as the cookie carries it.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionId(redacted)")
+    }
+}
+
+/// Who a session belongs to, once the password checked out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedIn {
+    /// The account's organisation.
+    pub org: OrgId,
+    /// The account's email: the customer id in MFA.
+    pub email: CustomerId,
+    /// Customer or administrator.
+    pub role: Role,
+    /// Whether the session passed every required second factor. Administrators have none in
+    /// this example (see the README).
+    pub mfa_passed: bool,
+}
+
+impl SignedIn {
+    /// Whether the session may see the account: signed in, and past MFA.
+    #[must_use]
+    pub const fn is_complete(&self) -> bool {
+        self.mfa_passed
+    }
+}
+
+/// One session's state.
+#[derive(Clone)]
+pub struct Session {
+    /// The CSRF token the session's HTML forms carry.
+    csrf: String,
+    /// The account, once signed in.
+    pub user: Option<SignedIn>,
+    /// A one-time message for the next page.
+    pub flash: Option<String>,
+    created: u64,
+    last_seen: u64,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("user", &self.user)
+            .field("created", &self.created)
+            .field("last_seen", &self.last_seen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// The CSRF token, to put in a form.
+    #[must_use]
+    pub fn csrf(&self) -> &str {
+        &self.csrf
+    }
+
+    /// Whether `token` is this session's CSRF token, compared in constant time.
+    #[must_use]
+    pub fn csrf_matches(&self, token: &str) -> bool {
+        self.csrf.as_bytes().ct_eq(token.as_bytes()).into()
+    }
+}
+
+/// How long sessions live, and how many there may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// A session unused this long is gone (30 minutes).
+    pub idle_secs: u64,
+    /// Any session is gone after this long (12 hours).
+    pub max_age_secs: u64,
+    /// At most this many sessions at once (100,000). When full, expired sessions go first, then
+    /// the least recently used sessions that never signed in, then the least recently used of all.
+    pub max_sessions: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            idle_secs: 30 * 60,
+            max_age_secs: 12 * 3600,
+            max_sessions: 100_000,
+        }
+    }
+}
+
+/// The session store, in memory.
+pub struct Sessions {
+    map: Mutex<HashMap<SessionId, Session>>,
+    limits: SessionLimits,
+    secure: bool,
+}
+
+impl fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions")
+            .field("count", &self.len())
+            .field("limits", &self.limits)
+            .field("secure", &self.secure)
+            .finish()
+    }
+}
+
+impl Sessions {
+    /// An empty store. `secure` (the portal is served over TLS) adds `Secure` and the `__Host-`
+    /// prefix to the cookie.
+    #[must_use]
+    pub fn new(limits: SessionLimits, secure: bool) -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+            limits,
+            secure,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<SessionId, Session>> {
+        // Every change under the lock is a single insert, remove or field update, so a panic elsewhere
+        // while it was held cannot have left a session half-changed.
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The cookie's name.
+    #[must_use]
+    pub const fn cookie_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-portal_session"
+        } else {
+            "portal_session"
+        }
+    }
+
+    /// How many sessions there are (expired ones included until they are swept).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// The accounts of the signed-in sessions, with whether each passed MFA: for a status page, or a
+    /// test that checks nothing changed.
+    #[must_use]
+    pub fn signed_in(&self) -> Vec<SignedIn> {
+        self.lock()
+            .values()
+            .filter_map(|session| session.user.clone())
+            .collect()
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn expired(&self, session: &Session, now: u64) -> bool {
+        now.saturating_sub(session.last_seen) >= self.limits.idle_secs
+            || now.saturating_sub(session.created) >= self.limits.max_age_secs
+            // A clock that went back by more than a session's life: start over.
+            || session.created > now.saturating_add(self.limits.idle_secs)
+    }
+
+    /// The session the request's cookie names, if it is live; its last use becomes `now`. Every
+    /// cookie of the right name is tried (a browser may send two after a subdomain set one), and
+    /// values that are not tokens are not looked up.
+    #[must_use]
+    pub fn lookup(&self, headers: &HeaderMap, now: u64) -> Option<(SessionId, Session)> {
+        let name = self.cookie_name();
+        let mut map = self.lock();
+        for value in cookie_values(headers, name) {
+            let id = SessionId(value.to_owned());
+            let Some(session) = map.get_mut(&id) else {
+                continue;
+            };
+            if self.expired(session, now) {
+                map.remove(&id);
+                continue;
+            }
+            session.last_seen = now;
+            return Some((id, session.clone()));
+        }
+        None
+    }
+
+    /// A new session, for `user` (or nobody yet), with a fresh id and CSRF token.
+    pub fn create(&self, user: Option<SignedIn>, now: u64) -> (SessionId, Session) {
+        let session = Session {
+            csrf: token(),
+            user,
+            flash: None,
+            created: now,
+            last_seen: now,
+        };
+        let id = SessionId(token());
+        let mut map = self.lock();
+        if map.len() >= self.limits.max_sessions {
+            self.make_room(&mut map, now);
+        }
+        map.insert(id.clone(), session.clone());
+        (id, session)
+    }
+
+    fn make_room(&self, map: &mut HashMap<SessionId, Session>, now: u64) {
+        map.retain(|_, session| !self.expired(session, now));
+        while map.len() >= self.limits.max_sessions {
+            let oldest = map
+                .iter()
+                .min_by_key(|(_, session)| (session.user.is_some(), session.last_seen))
+                .map(|(id, _)| id.clone());
+            match oldest {
+                Some(id) => map.remove(&id),
+                None => break,
+            };
+        }
+    }
+
+    /// Drops every expired session.
+    pub fn sweep(&self, now: u64) {
+        self.lock().retain(|_, session| !self.expired(session, now));
+    }
+
+    /// Ends a session.
+    pub fn remove(&self, id: &SessionId) {
+        self.lock().remove(id);
+    }
+
+    /// Changes a session in place; whether it still existed.
+    pub fn update(&self, id: &SessionId, change: impl FnOnce(&mut Session)) -> bool {
+        match self.lock().get_mut(id) {
+            Some(session) => {
+                change(session);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Moves a session to a fresh id with a fresh CSRF token, after `change` accepted it (returned
+    /// `true`) and changed it; the old id stops working. `None` if the session is gone or `change`
+    /// refused (it must then leave the session as it was: it stays under its old id).
+    pub fn rotate(
+        &self,
+        id: &SessionId,
+        now: u64,
+        change: impl FnOnce(&mut Session) -> bool,
+    ) -> Option<SessionId> {
+        let mut map = self.lock();
+        let mut session = map.remove(id)?;
+        if !change(&mut session) {
+            map.insert(id.clone(), session);
+            return None;
+        }
+        session.csrf = token();
+        session.last_seen = now;
+        let new_id = SessionId(token());
+        map.insert(new_id.clone(), session);
+        Some(new_id)
+    }
+
+    /// The `Set-Cookie` value that gives the browser `id`.
+    #[must_use]
+    pub fn set_cookie(&self, id: &SessionId) -> HeaderValue {
+        self.cookie(id.as_str(), "")
+    }
+
+    /// The `Set-Cookie` value that makes the browser forget the session.
+    #[must_use]
+    pub fn clear_cookie(&self) -> HeaderValue {
+        self.cookie("", "; Max-Age=0")
+    }
+
+    fn cookie(&self, value: &str, extra: &str) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let text = format!(
+            "{}={value}; Path=/; HttpOnly; SameSite=Strict{secure}{extra}",
+            self.cookie_name()
+        );
+        // A token is base64url and the rest is fixed ASCII: always a valid header value.
+        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
+
+/// The values of the cookies named `name` in every `Cookie` header, that have the shape of a token.
+fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|line| line.split(';'))
+        .filter_map(move |pair| {
+            let (key, value) = pair.split_once('=')?;
+            (key.trim() == name).then(|| value.trim().trim_matches('"'))
+        })
+        .filter(|value| is_token(value))
+        // No request needs more than a couple; a header stuffed with thousands is not worth reading.
+        .take(8)
+}
+
+/// The portal's side of `mfa-http`: who is calling, from the session cookie, and the session
+/// upgrade when a code passes.
+pub struct PortalHost<C> {
+    sessions: Arc<Sessions>,
+    clock: C,
+}
+
+impl<C> fmt::Debug for PortalHost<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PortalHost")
+            .field("sessions", &self.sessions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Clock> PortalHost<C> {
+    /// The host over `sessions`, reading time from `clock`.
+    #[must_use]
+    pub const fn new(sessions: Arc<Sessions>, clock: C) -> Self {
+        Self { sessions, clock }
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now().as_secs()
+    }
+}
+
+impl<C: Clock + 'static> MfaHost for PortalHost<C> {
+    async fn caller(&self, parts: &mut Parts) -> Result<Caller, HostError> {
+        let (_, session) = self
+            .sessions
+            .lookup(&parts.headers, self.now())
+            .ok_or(HostError::Unauthenticated)?;
+        let user = session.user.ok_or(HostError::Unauthenticated)?;
+        Ok(match user.role {
+            Role::Customer => {
+                let stage = if user.mfa_passed {
+                    MfaStage::Passed
+                } else {
+                    MfaStage::Pending
+                };
+                Caller::customer(user.org, user.email, stage)
+            }
+            Role::Admin => Caller::admin(user.org, user.email.as_str()),
+        })
+    }
+
+    async fn mfa_passed(
+        &self,
+        parts: &mut Parts,
+        proof: MfaPassed,
+    ) -> Result<HeaderMap, HostError> {
+        let now = self.now();
+        let (id, _) = self
+            .sessions
+            .lookup(&parts.headers, now)
+            .ok_or(HostError::Unauthenticated)?;
+        let new_id = self
+            .sessions
+            .rotate(&id, now, |session| match &mut session.user {
+                Some(user) if user.role == Role::Customer && &user.email == proof.customer() => {
+                    user.mfa_passed = true;
+                    true
+                }
+                _ => false,
+            })
+            .ok_or(HostError::Forbidden)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(header::SET_COOKIE, self.sessions.set_cookie(&new_id));
+        Ok(headers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice() -> SignedIn {
+        SignedIn {
+            org: OrgId::new("acme").unwrap(),
+            email: CustomerId::new("alice@acme.test").unwrap(),
+            role: Role::Customer,
+            mfa_passed: false,
+        }
+    }
+
+    fn with_cookie(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn cookies_are_strict_and_secure_when_asked() {
+        let plain = Sessions::new(SessionLimits::default(), false);
+        let (id, _) = plain.create(None, 0);
+        let cookie = plain.set_cookie(&id);
+        let cookie = cookie.to_str().unwrap();
+        assert!(cookie.starts_with(&format!("portal_session={}", id.as_str())));
+        assert!(cookie.contains("; Path=/; HttpOnly; SameSite=Strict"));
+        assert!(!cookie.contains("Secure"));
+        let secure = Sessions::new(SessionLimits::default(), true);
+        let (id, _) = secure.create(None, 0);
+        let cookie = secure.set_cookie(&id);
+        assert!(
+            cookie
+                .to_str()
+                .unwrap()
+                .starts_with("__Host-portal_session=")
+        );
+        assert!(cookie.to_str().unwrap().ends_with("; Secure"));
+        assert!(
+            secure
+                .clear_cookie()
+                .to_str()
+                .unwrap()
+                .ends_with("; Secure; Max-Age=0")
+        );
+        assert_eq!(format!("{id:?}"), "SessionId(redacted)");
+    }
+
+    #[test]
+    fn lookup_takes_only_live_tokens() {
+        let sessions = Sessions::new(SessionLimits::default(), false);
+        let (id, session) = sessions.create(Some(alice()), 100);
+        let good = format!("other=1; portal_session={}", id.as_str());
+        assert!(sessions.lookup(&with_cookie(&good), 101).is_some());
+        // Forged, truncated, padded or stuffed values are not sessions.
+        for bad in [
+            "portal_session=".to_owned(),
+            format!("portal_session={}x", id.as_str()),
+            format!("portal_session={}", &id.as_str()[1..]),
+            format!("portal_session={}", "A".repeat(43)),
+            format!("PORTAL_SESSION={}", id.as_str()),
+            format!("portal_session={}", "\u{e9}".repeat(43)),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(&bad) {
+                let mut headers = HeaderMap::new();
+                headers.insert(header::COOKIE, value);
+                assert!(sessions.lookup(&headers, 101).is_none(), "{bad}");
+            }
+        }
+        // A stale cookie first, then the live one: the live one is found.
+        let two = format!(
+            "portal_session={}; portal_session={}",
+            "B".repeat(43),
+            id.as_str()
+        );
+        assert!(sessions.lookup(&with_cookie(&two), 102).is_some());
+        assert!(session.csrf_matches(session.csrf()));
+        assert!(!session.csrf_matches(""));
+        assert!(!session.csrf_matches(&session.csrf()[1..]));
+    }
+
+    #[test]
+    fn sessions_expire_and_rotate() {
+        let limits = SessionLimits {
+            idle_secs: 10,
+            max_age_secs: 100,
+            max_sessions: 3,
+        };
+        let sessions = Sessions::new(limits, false);
+        let (id, before) = sessions.create(Some(alice()), 0);
+        let cookie = with_cookie(&format!("portal_session={}", id.as_str()));
+        for now in (5..95).step_by(5) {
+            assert!(sessions.lookup(&cookie, now).is_some(), "used at {now}");
+        }
+        assert!(sessions.lookup(&cookie, 100).is_none(), "too old");
+        let (id, _) = sessions.create(Some(alice()), 200);
+        let cookie = with_cookie(&format!("portal_session={}", id.as_str()));
+        assert!(sessions.lookup(&cookie, 210).is_none(), "idle");
+
+        let (id, _) = sessions.create(Some(alice()), 300);
+        assert!(sessions.rotate(&id, 301, |_| false).is_none(), "refused");
+        let new_id = sessions
+            .rotate(&id, 301, |session| {
+                session.flash = Some("x".into());
+                true
+            })
+            .unwrap();
+        assert_ne!(new_id, id);
+        let old = with_cookie(&format!("portal_session={}", id.as_str()));
+        assert!(sessions.lookup(&old, 302).is_none(), "the old id is gone");
+        let new = with_cookie(&format!("portal_session={}", new_id.as_str()));
+        let (_, after) = sessions.lookup(&new, 302).unwrap();
+        assert_ne!(after.csrf(), before.csrf());
+        assert_eq!(after.flash.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn a_full_store_drops_anonymous_sessions_first() {
+        let limits = SessionLimits {
+            max_sessions: 2,
+            ..SessionLimits::default()
+        };
+        let sessions = Sessions::new(limits, false);
+        let (signed_in, _) = sessions.create(Some(alice()), 0);
+        for now in 1..50 {
+            let _ = sessions.create(None, now);
+            assert!(sessions.len() <= 2);
+        }
+        let cookie = with_cookie(&format!("portal_session={}", signed_in.as_str()));
+        assert!(sessions.lookup(&cookie, 50).is_some());
+    }
+}

@@ -1,0 +1,496 @@
+//! The HTML pages as a browser uses them: the forms with their CSRF tokens, the redirects between
+//! the steps of a sign-in, the element ids the browser test drives, the cookies and the security
+//! headers.
+
+mod common;
+
+use common::{ALICE, Client, TestPortal};
+use mfa_core::{KeyUri, OrgId, Store};
+use serde_json::json;
+
+/// The ids the pages promise (the README lists them for browser tests).
+#[track_caller]
+fn has_ids(html: &str, ids: &[&str]) {
+    for id in ids {
+        assert!(
+            html.contains(&format!(r#"id="{id}""#)),
+            "no #{id} in {html}"
+        );
+    }
+}
+
+async fn form_sign_in(client: &mut Client, email: &str, password: &str) -> common::Reply {
+    let page = client.get("/signin").await;
+    page.expect(200, None);
+    let csrf = page.csrf();
+    client
+        .form(
+            "/signin",
+            &[("csrf", &csrf), ("email", email), ("password", password)],
+        )
+        .await
+}
+
+async fn enabled<S: Store + 'static>(t: &TestPortal<S>) -> bool {
+    t.portal
+        .service()
+        .org_policy(&OrgId::new("acme").unwrap())
+        .await
+        .unwrap()
+        .enabled()
+}
+
+#[tokio::test]
+async fn a_customer_and_an_administrator_click_through() {
+    let t = common::sqlite().await;
+
+    // The sign-in page, in a session of its own for the CSRF token.
+    let mut admin = t.client();
+    let page = admin.get("/signin").await;
+    page.expect(200, None);
+    has_ids(
+        &page.text(),
+        &["email", "password", "sign-in", "demo-accounts"],
+    );
+    let cookie = page.header("set-cookie").unwrap().to_owned();
+    assert!(
+        cookie.contains("; Path=/; HttpOnly; SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert!(page.header("strict-transport-security").is_none());
+    assert!(!page.text().contains("<script>"), "no inline script");
+    assert!(!page.text().contains("style="), "no inline style");
+
+    // The administrator signs in with the form and gets a new session id.
+    let anonymous = admin.cookie().unwrap().to_owned();
+    let reply = form_sign_in(&mut admin, "ADMIN@acme.test ", "admin-pass").await;
+    reply.expect(303, None);
+    assert_eq!(reply.location(), Some("/admin"));
+    assert_ne!(admin.cookie().unwrap(), anonymous);
+    let page = admin.get("/admin").await;
+    page.expect(200, None);
+    let html = page.text();
+    has_ids(
+        &html,
+        &[
+            "mfa-enabled",
+            "save",
+            "customers",
+            "customer-alice-acme-test",
+            "reset-alice-acme-test",
+            "reset-bob-acme-test",
+            "audit",
+            "sign-out",
+        ],
+    );
+    assert!(html.contains("Enable multi-factor authentication (MFA)"));
+    assert!(html.contains("Reset Portal MFA"));
+    assert!(!html.contains(r#"value="on" checked"#));
+    let csrf = page.csrf();
+    // A wrong token changes nothing.
+    admin
+        .form(
+            "/admin/settings",
+            &[("csrf", "forged"), ("mfa_enabled", "on")],
+        )
+        .await
+        .expect(403, None);
+    assert!(!enabled(&t).await);
+    let reply = admin
+        .form("/admin/settings", &[("csrf", &csrf), ("mfa_enabled", "on")])
+        .await;
+    reply.expect(303, None);
+    assert_eq!(reply.location(), Some("/admin"));
+    assert!(enabled(&t).await);
+    let html = admin.get("/admin").await.text();
+    assert!(html.contains(r#"value="on" checked"#), "{html}");
+    assert!(html.contains(r#"id="flash""#) && html.contains("MFA is on"));
+    assert!(
+        !admin.get("/admin").await.text().contains(r#"id="flash""#),
+        "shown once"
+    );
+
+    // Alice signs in: the set-up, then the account.
+    let mut alice = t.client();
+    let reply = form_sign_in(&mut alice, ALICE, "alice-pass").await;
+    reply.expect(303, None);
+    assert_eq!(reply.location(), Some("/mfa/setup"));
+    for path in ["/account", "/mfa/verify", "/"] {
+        let reply = alice.get(path).await;
+        reply.expect(303, None);
+        assert_eq!(reply.location(), Some("/mfa/setup"), "{path}");
+    }
+    alice.get("/admin").await.expect(403, None);
+    let page = alice.get("/mfa/setup").await;
+    page.expect(200, None);
+    let html = page.text();
+    assert!(html.contains("Enable MFA for your account"));
+    has_ids(
+        &html,
+        &[
+            "configure",
+            "step-scan",
+            "qr",
+            "secret",
+            "next",
+            "code",
+            "verify",
+            "step-enabled",
+            "generate-backup-codes",
+            "backup-codes",
+            "download",
+            "copy",
+            "continue",
+        ],
+    );
+    for label in [
+        "Configure",
+        ">Next<",
+        ">Verify<",
+        "Generate Backup Codes",
+        ">Download<",
+        ">Copy<",
+        "Continue to Sign In",
+    ] {
+        assert!(html.contains(label), "{label}");
+    }
+    // What the script does on that page.
+    let started = alice.post("/api/mfa/enrollment", &json!({})).await;
+    started.expect(201, None);
+    let uri = KeyUri::parse(started.json()["otpauth_uri"].as_str().unwrap()).unwrap();
+    alice
+        .post(
+            "/api/mfa/enrollment/confirm",
+            &json!({"code": t.code(&uri)}),
+        )
+        .await
+        .expect(200, None);
+    alice
+        .post("/api/mfa/backup-codes", &json!({}))
+        .await
+        .expect(201, None);
+    let page = alice.get("/account").await;
+    page.expect(200, None);
+    let html = page.text();
+    has_ids(
+        &html,
+        &[
+            "account-email",
+            "mfa-state",
+            "backup-codes-remaining",
+            "generate-backup-codes",
+            "sign-out",
+        ],
+    );
+    assert!(html.contains(r#"<dd id="mfa-state">On</dd>"#), "{html}");
+    assert!(html.contains(r#"<dd id="backup-codes-remaining">5</dd>"#));
+    // The set-up is done: its page sends her to the account.
+    let reply = alice.get("/mfa/setup").await;
+    assert_eq!(reply.location(), Some("/account"));
+
+    // Signing out, with the form's token.
+    let csrf = page.csrf();
+    alice
+        .form("/signout", &[("csrf", "wrong")])
+        .await
+        .expect(403, None);
+    alice.get("/account").await.expect(200, None);
+    let reply = alice.form("/signout", &[("csrf", &csrf)]).await;
+    reply.expect(303, None);
+    assert_eq!(reply.location(), Some("/signin"));
+    let reply = alice.get("/account").await;
+    assert_eq!(reply.location(), Some("/signin"));
+    assert!(
+        alice
+            .get("/signin")
+            .await
+            .text()
+            .contains("You have signed out.")
+    );
+
+    // Signing in again: the code prompt, with "use a backup code instead".
+    let reply = form_sign_in(&mut alice, ALICE, "alice-pass").await;
+    assert_eq!(reply.location(), Some("/mfa/verify"));
+    let page = alice.get("/mfa/verify").await;
+    page.expect(200, None);
+    let html = page.text();
+    has_ids(
+        &html,
+        &[
+            "code",
+            "verify",
+            "use-backup-code",
+            "backup-code",
+            "verify-backup",
+            "use-code",
+            "error",
+        ],
+    );
+    assert!(html.contains("Use a backup code instead"));
+    assert_eq!(
+        alice.get("/mfa/setup").await.location(),
+        Some("/mfa/verify")
+    );
+    t.clock.advance(30);
+    alice
+        .post("/api/mfa/verify", &json!({"code": t.code(&uri)}))
+        .await
+        .expect(200, None);
+    alice.get("/account").await.expect(200, None);
+
+    // The administrator resets her with the button's form.
+    let page = admin.get("/admin").await;
+    assert!(page.text().contains(r#"data-state="configured""#));
+    let csrf = page.csrf();
+    admin
+        .form(
+            "/admin/customers/reset",
+            &[("csrf", &csrf), ("customer", "mallory@acme.test")],
+        )
+        .await
+        .expect(404, None);
+    let reply = admin
+        .form(
+            "/admin/customers/reset",
+            &[("csrf", &csrf), ("customer", ALICE)],
+        )
+        .await;
+    reply.expect(303, None);
+    let html = admin.get("/admin").await.text();
+    assert!(html.contains("MFA was reset for alice@acme.test"));
+    assert!(
+        html.contains(r#"<code>reset</code>"#),
+        "the audit log shows it"
+    );
+    let mut alice = t.client();
+    let reply = form_sign_in(&mut alice, ALICE, "alice-pass").await;
+    assert_eq!(reply.location(), Some("/mfa/setup"));
+}
+
+#[tokio::test]
+async fn the_sign_in_form_needs_its_token() {
+    let t = common::sqlite().await;
+    let mut client = t.client();
+    // No session at all (a cross-site post, or a form from yesterday): refused, with a fresh form.
+    let reply = client
+        .form(
+            "/signin",
+            &[("csrf", ""), ("email", ALICE), ("password", "alice-pass")],
+        )
+        .await;
+    reply.expect(403, None);
+    assert!(reply.text().contains("expired"));
+    let fresh = reply.csrf();
+    assert!(!fresh.is_empty());
+    // Another session's token: refused too.
+    let mut other = t.client();
+    let foreign = other.get("/signin").await.csrf();
+    let reply = client
+        .form(
+            "/signin",
+            &[
+                ("csrf", &foreign),
+                ("email", ALICE),
+                ("password", "alice-pass"),
+            ],
+        )
+        .await;
+    reply.expect(403, None);
+    let fresh = reply.csrf();
+    assert_eq!(client.get("/api/me").await.status, 401);
+    // Its own: in.
+    let reply = client
+        .form(
+            "/signin",
+            &[
+                ("csrf", &fresh),
+                ("email", ALICE),
+                ("password", "alice-pass"),
+            ],
+        )
+        .await;
+    reply.expect(303, None);
+    assert_eq!(client.get("/api/me").await.status, 200);
+    // A wrong password re-renders the form with the email kept, and no session.
+    let mut client = t.client();
+    let reply = form_sign_in(&mut client, ALICE, "wrong").await;
+    reply.expect(401, None);
+    assert!(reply.text().contains("Wrong email or password."));
+    assert!(reply.text().contains(r#"value="alice@acme.test""#));
+    assert_eq!(client.get("/api/me").await.status, 401);
+}
+
+#[tokio::test]
+async fn wrong_passwords_make_the_next_sign_in_wait() {
+    let t = common::sqlite().await;
+    let mut client = t.client();
+    for _ in 0..5 {
+        client
+            .post(
+                "/api/session",
+                &json!({"email": ALICE, "password": "guess"}),
+            )
+            .await
+            .expect(401, Some("unauthenticated"));
+    }
+    // Even the right password waits now; so does the form.
+    let reply = client
+        .post(
+            "/api/session",
+            &json!({"email": ALICE, "password": "alice-pass"}),
+        )
+        .await;
+    reply.expect(429, Some("locked"));
+    assert_eq!(reply.header("retry-after"), Some("30"));
+    let reply = form_sign_in(&mut client, ALICE, "alice-pass").await;
+    reply.expect(429, None);
+    assert!(reply.text().contains("Try again in 30 seconds"));
+    // Other accounts are not held up.
+    assert_eq!(t.client().sign_in(common::BOB, "bob-pass").await, "done");
+    t.clock.advance(30);
+    assert_eq!(t.client().sign_in(ALICE, "alice-pass").await, "done");
+}
+
+#[tokio::test]
+async fn a_pending_session_goes_in_once_mfa_is_switched_off() {
+    let t = common::sqlite().await;
+    let mut admin = t.client();
+    admin.sign_in(common::ADMIN, "admin-pass").await;
+    let set = |enabled: bool| json!({ "enabled": enabled });
+    admin
+        .json(axum::http::Method::PUT, "/api/admin/mfa", &set(true))
+        .await
+        .expect(200, None);
+    let mut alice = t.client();
+    assert_eq!(alice.sign_in(ALICE, "alice-pass").await, "enroll");
+    let pending = alice.cookie().unwrap().to_owned();
+    admin
+        .json(axum::http::Method::PUT, "/api/admin/mfa", &set(false))
+        .await
+        .expect(200, None);
+    // Nothing to enroll in any more, and nothing configured: straight in, with a new session id.
+    let reply = alice.get("/mfa/setup").await;
+    reply.expect(303, None);
+    assert_eq!(reply.location(), Some("/account"));
+    assert_ne!(alice.cookie().unwrap(), pending);
+    assert_eq!(alice.get("/api/me").await.status, 200);
+}
+
+#[tokio::test]
+async fn sessions_end_when_idle() {
+    let t = common::sqlite().await;
+    let mut bob = t.client();
+    assert_eq!(bob.sign_in(common::BOB, "bob-pass").await, "done");
+    t.clock.advance(29 * 60);
+    assert_eq!(bob.get("/api/me").await.status, 200);
+    t.clock.advance(29 * 60);
+    assert_eq!(
+        bob.get("/api/me").await.status,
+        200,
+        "each use restarts the wait"
+    );
+    t.clock.advance(30 * 60);
+    assert_eq!(bob.get("/api/me").await.status, 401);
+    assert_eq!(bob.get("/account").await.location(), Some("/signin"));
+}
+
+#[tokio::test]
+async fn behind_tls_the_cookie_is_secure_and_host_only() {
+    let mut config = common::config();
+    config.secure = true;
+    let t = common::sqlite_with(config).await;
+    let mut client = t.client();
+    let page = client.get("/signin").await;
+    let cookie = page.header("set-cookie").unwrap();
+    assert!(cookie.starts_with("__Host-portal_session="), "{cookie}");
+    assert!(
+        cookie.contains("; Path=/; HttpOnly; SameSite=Strict; Secure"),
+        "{cookie}"
+    );
+    assert!(page.header("strict-transport-security").is_some());
+    // The plain name means nothing to this portal.
+    let id = cookie
+        .trim_start_matches("__Host-portal_session=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let reply = client
+        .send(
+            axum::http::Request::post("/api/session")
+                .header("content-type", "application/json")
+                .header("cookie", format!("__Host-portal_session={id}"))
+                .body(axum::body::Body::from(
+                    json!({"email": common::BOB, "password": "bob-pass"}).to_string(),
+                ))
+                .unwrap(),
+        )
+        .await;
+    reply.expect(200, None);
+    let signed_in = reply.header("set-cookie").unwrap();
+    assert!(signed_in.starts_with("__Host-portal_session="));
+    assert!(!signed_in.contains(&id), "a new id at sign-in");
+}
+
+#[tokio::test]
+async fn static_assets_and_unknown_paths() {
+    let t = common::sqlite().await;
+    let mut client = t.client();
+    let script = client.get("/static/app.js").await;
+    script.expect(200, None);
+    assert_eq!(
+        script.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert!(script.text().contains("/mfa/enrollment/confirm"));
+    let style = client.get("/static/style.css").await;
+    style.expect(200, None);
+    assert_eq!(
+        style.header("content-type"),
+        Some("text/css; charset=utf-8")
+    );
+    let page = client.get("/no/such/page").await;
+    page.expect(404, None);
+    assert!(page.text().contains("Page not found"));
+    client
+        .get("/api/no/such/route")
+        .await
+        .expect(404, Some("not_found"));
+    client
+        .get("/api/session")
+        .await
+        .expect(405, Some("method_not_allowed"));
+    let document = client.get("/api/openapi.json").await;
+    document.expect(200, None);
+    assert_eq!(document.json()["servers"][0]["url"], "/api");
+    assert_eq!(client.get("/").await.location(), Some("/signin"));
+}
+
+#[tokio::test]
+async fn it_serves_over_a_real_socket() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = common::sqlite().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(axum::serve(listener, t.app.clone()).into_future());
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /signin HTTP/1.1\r\nHost: portal\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("id=\"sign-in\""));
+    server.abort();
+}
