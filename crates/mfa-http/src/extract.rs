@@ -66,6 +66,14 @@ impl<A: Backend> FromRequestParts<Arc<A>> for AdminCaller {
                 "this route is for administrators",
             ));
         };
+        // An administrator who signed in as a customer acts with that session: until its second
+        // factor passed, a password alone must not switch MFA off or reset anyone's (its own).
+        if let Some((_, MfaStage::Pending)) = caller.customer_session() {
+            return Err(Error::new(
+                ErrorKind::MfaRequired,
+                "this session must pass its second factor before administering the portal",
+            ));
+        }
         Ok(Self {
             name: name.to_owned(),
             org: caller.org().clone(),

@@ -185,6 +185,11 @@ fn as_alice(request: axum::http::request::Builder) -> axum::http::request::Build
     request
         .header("x-customer", ALICE)
         .header("x-session", "s1")
+        .header(header::CONTENT_TYPE, "application/json")
+}
+
+fn as_admin(request: axum::http::request::Builder) -> axum::http::request::Builder {
+    request
         .header("x-admin", ADMIN)
         .header(header::CONTENT_TYPE, "application/json")
 }
@@ -199,8 +204,8 @@ async fn a_failing_store_is_a_generic_503() {
         as_alice(Request::post("/mfa/verify")).body(Body::from(r#"{"code":"123456"}"#)),
         as_alice(Request::post("/mfa/verify"))
             .body(Body::from(r#"{"backup_code":"AAAA-AAAA-AAAA"}"#)),
-        as_alice(Request::put("/admin/mfa")).body(Body::from(r#"{"enabled":true}"#)),
-        as_alice(Request::get("/admin/audit")).body(Body::empty()),
+        as_admin(Request::put("/admin/mfa")).body(Body::from(r#"{"enabled":true}"#)),
+        as_admin(Request::get("/admin/audit")).body(Body::empty()),
     ];
     for request in requests {
         let (status, _, body) = send(&api, request.unwrap()).await;
@@ -222,7 +227,7 @@ async fn a_failing_store_is_a_generic_503() {
 async fn a_contended_record_asks_for_a_retry() {
     let (api, store) = api();
     store.mode.store(CONFLICTS, Ordering::SeqCst);
-    let request = as_alice(Request::put("/admin/mfa"))
+    let request = as_admin(Request::put("/admin/mfa"))
         .body(Body::from(r#"{"enabled":true}"#))
         .unwrap();
     let (status, headers, body) = send(&api, request).await;
@@ -237,7 +242,7 @@ async fn a_host_that_cannot_mark_the_session_is_reported() {
     store.mode.store(WORKS, Ordering::SeqCst);
     let (status, _, _) = send(
         &api,
-        as_alice(Request::put("/admin/mfa"))
+        as_admin(Request::put("/admin/mfa"))
             .body(Body::from(r#"{"enabled":true}"#))
             .unwrap(),
     )

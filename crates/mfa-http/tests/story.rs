@@ -447,7 +447,18 @@ async fn who_may_call_what() {
             .await
             .expect(403, Some("forbidden"));
     }
+    // An administrator who is also a customer acts through that customer's session: with only the
+    // password checked, it may not administer (say, switch MFA off or reset its own).
+    for req in &admin_routes {
+        h.call(req.clone().customer(ALICE, "s1").admin())
+            .await
+            .expect(403, Some("mfa_required"));
+    }
     assert_eq!(h.snapshot().await, before, "refused calls change nothing");
+    h.host.mark_passed("s1");
+    h.call(Req::get("/admin/mfa").customer(ALICE, "s1").admin())
+        .await
+        .expect(200, None);
 
     // An administrator of another organisation sees only that organisation.
     h.call(
