@@ -75,7 +75,7 @@ pub use seal::{KeyId, KeyRing, SealError, SealedSecret, SealingKey};
 pub use secret::{MIN_ENROLL_SECRET_BITS, Secret, SecretError};
 #[cfg(feature = "std")]
 pub use service::{DEFAULT_MAX_ATTEMPTS, Service, ServiceError};
-pub use store::{AuditQuery, Store, Version, Versioned, Written};
+pub use store::{AuditQuery, OrgAndCustomer, Store, Version, Versioned, Written};
 pub use time::UnixTime;
 pub use totp::{Match, Period, TimeError, Totp, VerifyError, Window};
 

@@ -381,10 +381,13 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
     ) -> Result<T, S::Error> {
         for _ in 0..self.max_attempts {
             // Both at once: on a networked store that is one round trip instead of two.
-            let (policy, loaded) =
-                futures_util::future::join(self.org_policy(org), self.load_customer(org, customer))
-                    .await;
-            let (policy, (record, version)) = (policy?, loaded?);
+            let (policy, loaded) = self
+                .store
+                .load_org_and_customer(org, customer)
+                .await
+                .map_err(ServiceError::Store)?;
+            let policy = policy.map(|v| v.value).unwrap_or_default();
+            let (record, version) = split(loaded);
             let ctx = Context {
                 org,
                 customer,

@@ -20,6 +20,13 @@ pub struct Versioned<T> {
     pub version: Version,
 }
 
+/// What [`Store::load_org_and_customer`] reads: the organisation's policy and the customer's record,
+/// each `None` if it was never written.
+pub type OrgAndCustomer = (
+    Option<Versioned<OrgPolicy>>,
+    Option<Versioned<CustomerRecord>>,
+);
+
 /// How a conditional write ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use]
@@ -108,6 +115,25 @@ pub trait Store: Send + Sync {
         customer: &CustomerId,
     ) -> impl Future<Output = Result<Option<Versioned<CustomerRecord>>, Self::Error>> + Send;
 
+    /// The organisation's policy and the customer's record, each with its version: what every
+    /// step of a customer's begins with.
+    ///
+    /// The default reads them with [`Store::load_org`] and [`Store::load_customer`] at once. A
+    /// networked store should answer both with one query on one connection: a sign-in then costs
+    /// one round trip to read and one to write.
+    fn load_org_and_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+    ) -> impl Future<Output = Result<OrgAndCustomer, Self::Error>> + Send {
+        async move {
+            let (policy, record) =
+                futures_util::future::join(self.load_org(org), self.load_customer(org, customer))
+                    .await;
+            Ok((policy?, record?))
+        }
+    }
+
     /// Stores `record` and `events` if the record is still at `expected` (see the trait's atomicity
     /// contract).
     fn write_customer(
@@ -161,6 +187,14 @@ impl<S: Store + ?Sized> Store for alloc::sync::Arc<S> {
         customer: &CustomerId,
     ) -> impl Future<Output = Result<Option<Versioned<CustomerRecord>>, Self::Error>> + Send {
         (**self).load_customer(org, customer)
+    }
+
+    fn load_org_and_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+    ) -> impl Future<Output = Result<OrgAndCustomer, Self::Error>> + Send {
+        (**self).load_org_and_customer(org, customer)
     }
 
     fn write_customer(

@@ -1,8 +1,22 @@
-//! The thread that owns the connection: it runs closures sent over a channel, one at a time, and
-//! answers each through a oneshot channel, so no SQLite call (and no busy-wait on a file lock held by
-//! another process) ever runs on an async runtime's thread.
+//! The connection and the thread that serves it: closures run on the connection one at a time, and
+//! no SQLite call (and no busy-wait on a file lock held by another process) ever runs where it
+//! would hold up an async runtime's other tasks.
+//!
+//! A call takes one of two paths:
+//!
+//! - **Inline**, when the caller runs on a worker of a multi-thread tokio runtime and the
+//!   connection is free: the call runs right there inside [`tokio::task::block_in_place`], which
+//!   first hands the worker's other tasks to another thread. No thread is woken on the way there
+//!   and back, which is most of what a small call would otherwise cost.
+//! - **Queued**, otherwise (another call holds the connection, a current-thread runtime, another
+//!   executor): the closure goes over a channel to the thread that serves the connection, and the
+//!   answer comes back on a oneshot channel. Under load every call but the running one queues here,
+//!   so waiting callers hold no thread.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use rusqlite::Connection;
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::SqliteError;
@@ -18,10 +32,14 @@ enum Message {
     Close(oneshot::Sender<Result<(), rusqlite::Error>>),
 }
 
-/// The sending half; the thread exits when every sender is gone and the queue is drained, or on
-/// [`Worker::close`].
+/// The connection (`None` once closed), shared by the thread and inline callers.
+type Shared = Arc<Mutex<Option<Connection>>>;
+
+/// The sending half and the connection; the thread exits when every sender is gone and the queue
+/// is drained, or on [`Worker::close`].
 pub(crate) struct Worker {
     sender: mpsc::Sender<Message>,
+    connection: Shared,
 }
 
 impl Worker {
@@ -36,9 +54,10 @@ impl Worker {
             .name("mfa-sqlite".into())
             .spawn(move || match open() {
                 Ok(connection) => {
+                    let connection: Shared = Arc::new(Mutex::new(Some(connection)));
                     // The opener stopped waiting (its future was dropped): nobody can send calls.
-                    if ready.send(Ok(())).is_ok() {
-                        serve(connection, receiver);
+                    if ready.send(Ok(Arc::clone(&connection))).is_ok() {
+                        serve(&connection, receiver);
                     }
                 }
                 Err(error) => {
@@ -46,11 +65,11 @@ impl Worker {
                 }
             })
             .map_err(SqliteError::Io)?;
-        opened.await.map_err(|_| SqliteError::WorkerGone)??;
-        Ok(Self { sender })
+        let connection = opened.await.map_err(|_| SqliteError::WorkerGone)??;
+        Ok(Self { sender, connection })
     }
 
-    /// Runs `job` on the connection's thread and returns its answer.
+    /// Runs `job` on the connection and returns its answer.
     ///
     /// If the caller's future is dropped after the job was queued, the job still runs to its end (a
     /// write may commit); that is why a write's `Err` or cancellation means "unknown".
@@ -58,6 +77,18 @@ impl Worker {
         &self,
         job: impl FnOnce(&mut Connection) -> Result<T, SqliteError> + Send + 'static,
     ) -> Result<T, SqliteError> {
+        let inline = Handle::try_current()
+            .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::MultiThread);
+        if inline {
+            match self.connection.try_lock() {
+                Ok(guard) => return tokio::task::block_in_place(|| run_on(guard, job)),
+                // A call panicked while it held the connection; `run_on` ends what it left open.
+                Err(TryLockError::Poisoned(poisoned)) => {
+                    return tokio::task::block_in_place(|| run_on(poisoned.into_inner(), job));
+                }
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
         let (answer, answered) = oneshot::channel();
         let job: Job = Box::new(move |connection| {
             // The caller stopped waiting; the work is done either way.
@@ -71,7 +102,8 @@ impl Worker {
     }
 
     /// Runs every call queued before this one, then closes the connection (which checkpoints the
-    /// write-ahead log into the database file) and stops the thread.
+    /// write-ahead log into the database file) and stops the thread. Later calls fail with
+    /// [`SqliteError::WorkerGone`].
     pub(crate) async fn close(self) -> Result<(), SqliteError> {
         let (answer, answered) = oneshot::channel();
         self.sender
@@ -82,21 +114,47 @@ impl Worker {
     }
 }
 
-fn serve(mut connection: Connection, mut receiver: mpsc::Receiver<Message>) {
+/// Runs `job` on the connection `guard` holds, or fails if it was closed.
+fn run_on<T>(
+    mut guard: MutexGuard<'_, Option<Connection>>,
+    job: impl FnOnce(&mut Connection) -> Result<T, SqliteError>,
+) -> Result<T, SqliteError> {
+    let connection = guard.as_mut().ok_or(SqliteError::WorkerGone)?;
+    // A job that panicked (its rollback included) may have left its transaction open.
+    if !connection.is_autocommit() {
+        connection.execute_batch("ROLLBACK")?;
+    }
+    let answer = job(connection);
+    // Every job commits or rolls back its own transaction (a rusqlite `Transaction` rolls back when
+    // dropped, a panic included). Should a rollback itself have failed, end the transaction here so
+    // the next job does not start inside it.
+    if !connection.is_autocommit() {
+        let _ = connection.execute_batch("ROLLBACK");
+    }
+    answer
+}
+
+fn lock(connection: &Shared) -> MutexGuard<'_, Option<Connection>> {
+    connection.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn serve(connection: &Shared, mut receiver: mpsc::Receiver<Message>) {
     // `blocking_recv` is right here: this is a plain thread, outside any runtime.
     while let Some(message) = receiver.blocking_recv() {
         match message {
             Message::Run(job) => {
-                job(&mut connection);
-                // Every job commits or rolls back its own transaction (a rusqlite `Transaction` rolls
-                // back when dropped). Should a rollback itself have failed, end the transaction here
-                // so the next job does not start inside it.
-                if !connection.is_autocommit() {
-                    let _ = connection.execute_batch("ROLLBACK");
-                }
+                let answer = run_on(lock(connection), |connection| {
+                    job(connection);
+                    Ok(())
+                });
+                // Closed already: the job (and its answer channel) is dropped unrun, and its
+                // caller learns that the thread is gone.
+                drop(answer);
             }
             Message::Close(answer) => {
-                let closed = connection.close().map_err(|(_, error)| error);
+                let closed = lock(connection)
+                    .take()
+                    .map_or(Ok(()), |c| c.close().map_err(|(_, error)| error));
                 let _ = answer.send(closed);
                 return;
             }

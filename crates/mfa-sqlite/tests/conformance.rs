@@ -11,8 +11,8 @@ mod in_memory {
 /// On a fresh file per test, where WAL, file locks and the busy timeout are real.
 mod on_file {
     use mfa_core::{
-        AuditQuery, CustomerId, CustomerRecord, Event, OrgId, OrgPolicy, Store, StoredEvent,
-        Version, Versioned, Written,
+        AuditQuery, CustomerId, CustomerRecord, Event, OrgAndCustomer, OrgId, OrgPolicy, Store,
+        StoredEvent, Version, Versioned, Written,
     };
     use mfa_sqlite::{SqliteError, SqliteStore};
 
@@ -58,6 +58,14 @@ mod on_file {
             self.store.load_customer(org, customer).await
         }
 
+        async fn load_org_and_customer(
+            &self,
+            org: &OrgId,
+            customer: &CustomerId,
+        ) -> Result<OrgAndCustomer, SqliteError> {
+            self.store.load_org_and_customer(org, customer).await
+        }
+
         async fn write_customer(
             &self,
             org: &OrgId,
@@ -85,4 +93,28 @@ mod on_file {
     }
 
     mfa_store_tests::conformance_suite!(FileStore::new());
+}
+
+/// On a current-thread runtime every call goes through the connection's own thread (elsewhere most
+/// run inline, on the caller's): the same checks hold on that path.
+mod queued {
+    use mfa_sqlite::SqliteStore;
+
+    macro_rules! on_current_thread {
+        ($($name:ident),* $(,)?) => {$(
+            #[tokio::test(flavor = "current_thread")]
+            async fn $name() {
+                mfa_store_tests::$name(SqliteStore::open_in_memory().await.unwrap()).await;
+            }
+        )*};
+    }
+
+    on_current_thread!(
+        customer_writes_are_compare_and_swap,
+        events_are_written_with_their_record_and_never_without,
+        the_whole_story_through_the_service,
+        racing_sign_ins_with_one_code_exactly_one_wins,
+        racing_writers_on_one_version_exactly_one_wins,
+        loading_both_agrees_with_loading_each,
+    );
 }

@@ -64,6 +64,7 @@ macro_rules! conformance_suite {
             racing_creators_exactly_one_wins,
             appended_events_are_logged_in_order,
             event_bytes_survive_the_store,
+            loading_both_agrees_with_loading_each,
         );
     };
     (@tests required $make:expr; $($name:ident),* $(,)?) => {$(
@@ -708,4 +709,69 @@ pub async fn event_bytes_survive_the_store<S: Store>(store: S) {
             .iter()
             .all(|stored| stored.event.org == o && stored.event.at >= UnixTime::from_secs(T0))
     );
+}
+
+/// [`Store::load_org_and_customer`] reads what [`Store::load_org`] and [`Store::load_customer`]
+/// read, whichever of the two exists, and nothing of other organisations or customers.
+pub async fn loading_both_agrees_with_loading_each<S: Store>(store: S) {
+    let (acme, globex, alice, bob) = (
+        org("acme"),
+        org("globex"),
+        customer("alice"),
+        customer("bob"),
+    );
+    let both = |o: OrgId, c: CustomerId| {
+        let store = &store;
+        async move {
+            let together = store
+                .load_org_and_customer(&o, &c)
+                .await
+                .expect("load both");
+            let apart = (
+                store.load_org(&o).await.expect("load org"),
+                store.load_customer(&o, &c).await.expect("load customer"),
+            );
+            assert_eq!(together, apart, "{o} / {c}");
+            together
+        }
+    };
+    assert_eq!(both(acme.clone(), alice.clone()).await, (None, None));
+
+    // A customer without a policy, then a policy too, written twice so versions differ.
+    let record = CustomerRecord::default();
+    let Written::Stored(_) = store
+        .write_customer(&acme, &alice, None, &record, &[])
+        .await
+        .expect("create")
+    else {
+        panic!("creating an absent record must succeed")
+    };
+    let (policy, loaded) = both(acme.clone(), alice.clone()).await;
+    assert_eq!(policy, None);
+    assert_eq!(loaded.expect("alice").value, record);
+
+    let on = OrgPolicy::default().with_enabled(true);
+    let Written::Stored(v1) = store
+        .write_org(&acme, None, &OrgPolicy::default(), &[])
+        .await
+        .expect("create")
+    else {
+        panic!("creating an absent policy must succeed")
+    };
+    let Written::Stored(v2) = store
+        .write_org(&acme, Some(v1), &on, &[])
+        .await
+        .expect("update")
+    else {
+        panic!("writing at the current version must succeed")
+    };
+    let (policy, loaded) = both(acme.clone(), alice.clone()).await;
+    assert_eq!(policy.map(|p| (p.value, p.version)), Some((on, v2)));
+    assert!(loaded.is_some());
+
+    // A policy without this customer; another organisation's customer of the same name.
+    let (policy, loaded) = both(acme.clone(), bob.clone()).await;
+    assert!(policy.is_some());
+    assert_eq!(loaded, None);
+    assert_eq!(both(globex, alice).await, (None, None));
 }
