@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::encoding::{DecodeError, decode, encode};
 use crate::{
     BackupCode, BackupCodeSet, BackupError, BackupHashParams, CodeError, CustomerId, Event,
-    EventKind, Factor, Failures, KeyRing, KeyUri, MfaPassed, OrgId, OrgPolicy, PassedBy, Rejection,
-    SealError, SealedSecret, Secret, SettingsError, TimeError, Totp, UnixTime, UriError,
+    EventKind, Factor, Failures, KeyId, KeyRing, KeyUri, MfaPassed, OrgId, OrgPolicy, PassedBy,
+    Rejection, SealError, SealedSecret, Secret, SettingsError, TimeError, Totp, UnixTime, UriError,
     VerifyError, Window,
 };
 
@@ -197,6 +197,15 @@ impl<T> Decision<T> {
             next: Some(next),
             events,
             outcome,
+        }
+    }
+
+    /// An answer that changes nothing and needs no audit event.
+    const fn unchanged(outcome: T) -> Self {
+        Self {
+            next: None,
+            events: Vec::new(),
+            outcome: Ok(outcome),
         }
     }
 
@@ -461,6 +470,29 @@ impl CustomerRecord {
     pub fn reset(&self, by: &str, ctx: &Context<'_>) -> Decision<()> {
         let event = ctx.event(EventKind::Reset { by: by.into() });
         Decision::write(Self::default(), vec![event], Ok(()))
+    }
+
+    /// Key rotation's step for one customer: the secret (configured or pending) sealed again under
+    /// the keyring's active key, with a [`SecretResealed`](crate::EventKind::SecretResealed) event;
+    /// nothing to write when it already is, or when there is no secret.
+    pub fn reseal_secret<R: CryptoRng + ?Sized>(
+        &self,
+        keys: &KeyRing,
+        ctx: &Context<'_>,
+        rng: &mut R,
+    ) -> Decision<Resealed> {
+        let Some(from) = self.sealed_secret().map(SealedSecret::key_id) else {
+            return Decision::unchanged(Resealed::NoSecret);
+        };
+        match self.reseal(keys, ctx, rng) {
+            Ok(None) => Decision::unchanged(Resealed::AlreadyCurrent(from)),
+            Ok(Some(next)) => {
+                let to = keys.active_id();
+                let event = ctx.event(EventKind::SecretResealed { from, to });
+                Decision::write(next, vec![event], Ok(Resealed::Moved { from, to }))
+            }
+            Err(error) => Decision::refuse(MfaError::Seal(error)),
+        }
     }
 
     /// The record with its secret sealed again under the keyring's active key, or `None` when it
@@ -756,6 +788,22 @@ fn refusal(error: VerifyError) -> Refused {
         VerifyError::InvalidCode(code) => Refused::Malformed(MfaError::InvalidCode(code)),
         VerifyError::Time(time) => Refused::Input(MfaError::Time(time)),
     }
+}
+
+/// What key rotation did to one customer's secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Resealed {
+    /// Sealed again: it was under `from`, it is now under `to`, the active key.
+    Moved {
+        /// The key it was sealed under.
+        from: KeyId,
+        /// The active key, which seals it now.
+        to: KeyId,
+    },
+    /// Nothing to do: the active key already seals it.
+    AlreadyCurrent(KeyId),
+    /// Nothing to do: the customer has no secret (never enrolled, or reset).
+    NoSecret,
 }
 
 /// Why an MFA operation was refused.

@@ -5,7 +5,7 @@ use alloc::string::String;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CustomerId, OrgId, UnixTime};
+use crate::{CustomerId, KeyId, OrgId, UnixTime};
 
 /// One audit event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +37,7 @@ impl Event {
             EventKind::AttemptRejected { .. } => "attempt_rejected",
             EventKind::LockedOut { .. } => "locked_out",
             EventKind::Reset { .. } => "reset",
+            EventKind::SecretResealed { .. } => "secret_resealed",
         }
     }
 
@@ -130,6 +131,14 @@ pub enum EventKind {
     Reset {
         /// Who did it.
         by: String,
+    },
+    /// The customer's secret was sealed again under another key (key rotation); nothing else
+    /// changed.
+    SecretResealed {
+        /// The key that sealed it.
+        from: KeyId,
+        /// The key that seals it now.
+        to: KeyId,
     },
 }
 

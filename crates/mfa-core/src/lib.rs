@@ -54,7 +54,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use code::{Code, CodeError};
 pub use customer::{
     BackupAccepted, Configured, Context, CustomerMfa, CustomerRecord, CustomerStatus, Decision,
-    Enrollment, LoginStep, MAX_LEARNT_DRIFT, MfaError, Pending, StateName, Unconfigured,
+    Enrollment, LoginStep, MAX_LEARNT_DRIFT, MfaError, Pending, Resealed, StateName, Unconfigured,
 };
 pub use encoding::DecodeError;
 pub use event::{Event, EventKind, Factor, Rejection, StoredEvent};
@@ -75,7 +75,9 @@ pub use seal::{KeyId, KeyRing, SealError, SealedSecret, SealingKey};
 pub use secret::{MIN_ENROLL_SECRET_BITS, Secret, SecretError};
 #[cfg(feature = "std")]
 pub use service::{DEFAULT_MAX_ATTEMPTS, Service, ServiceError};
-pub use store::{AuditQuery, OrgAndCustomer, Store, Version, Versioned, Written};
+pub use store::{
+    AuditExport, AuditQuery, CustomerKey, OrgAndCustomer, Store, Version, Versioned, Written,
+};
 pub use time::UnixTime;
 pub use totp::{Match, Period, TimeError, Totp, VerifyError, Window};
 

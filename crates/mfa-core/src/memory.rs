@@ -1,13 +1,13 @@
 //! A store in memory: for tests, examples and small single-process embeddings.
 
 use alloc::vec::Vec;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::encoding::DecodeError;
 use crate::{
-    AuditQuery, CustomerId, CustomerRecord, Event, OrgId, OrgPolicy, Store, StoredEvent, Version,
-    Versioned, Written,
+    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Event, KeyId, OrgId,
+    OrgPolicy, SealedSecret, Store, StoredEvent, Version, Versioned, Written,
 };
 
 /// A [`Store`] in memory, behind one mutex. It keeps records and events in their byte form, as a
@@ -166,4 +166,74 @@ impl Store for MemoryStore {
         }
         Ok(found)
     }
+
+    async fn export_audit(
+        &self,
+        org: &OrgId,
+        query: &AuditExport,
+    ) -> Result<Vec<StoredEvent>, DecodeError> {
+        let inner = self.lock();
+        // Sequence numbers count from 1: those after `after_seq` start at index `after_seq`.
+        let start = query
+            .after_seq
+            .map_or(0, |after| usize::try_from(after).unwrap_or(usize::MAX));
+        let mut found = Vec::new();
+        for (index, (event_org, event_customer, bytes)) in
+            inner.events.iter().enumerate().skip(start)
+        {
+            if found.len() >= query.limit {
+                break;
+            }
+            if event_org != org || (query.customer.is_some() && *event_customer != query.customer) {
+                continue;
+            }
+            let event = Event::from_bytes(bytes)?;
+            if query.since.is_some_and(|since| event.at < since) {
+                continue;
+            }
+            let seq = u64::try_from(index).unwrap_or(u64::MAX).saturating_add(1);
+            found.push(StoredEvent { seq, event });
+        }
+        Ok(found)
+    }
+
+    async fn sealed_under(
+        &self,
+        key: KeyId,
+        after: Option<&CustomerKey>,
+        limit: usize,
+    ) -> Result<Vec<CustomerKey>, DecodeError> {
+        let inner = self.lock();
+        let mut found = Vec::new();
+        for (id, (_, bytes)) in &inner.customers {
+            if after.is_some_and(|after| id <= after) {
+                continue;
+            }
+            if sealing_key(bytes)? == Some(key) {
+                found.push(id.clone());
+            }
+        }
+        found.sort_unstable();
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn count_sealed(&self) -> Result<Vec<(KeyId, u64)>, DecodeError> {
+        let inner = self.lock();
+        let mut counts = BTreeMap::<KeyId, u64>::new();
+        for (_, bytes) in inner.customers.values() {
+            if let Some(key) = sealing_key(bytes)? {
+                let count = counts.entry(key).or_default();
+                *count = count.saturating_add(1);
+            }
+        }
+        Ok(counts.into_iter().collect())
+    }
+}
+
+/// The key that seals a stored record's secret, if it has one.
+fn sealing_key(record: &[u8]) -> Result<Option<KeyId>, DecodeError> {
+    Ok(CustomerRecord::from_bytes(record)?
+        .sealed_secret()
+        .map(SealedSecret::key_id))
 }

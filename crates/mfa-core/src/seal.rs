@@ -313,7 +313,7 @@ impl KeyRing {
         let mut buffer = Zeroizing::new(sealed.ciphertext.clone());
         key.cipher()
             .decrypt_in_place(&XNonce::from(sealed.nonce), &aad, &mut *buffer)
-            .map_err(|_| SealError::Forged)?;
+            .map_err(|_| SealError::Forged(sealed.key_id))?;
         // Never empty: every `SealedSecret` has at least `MIN_CIPHERTEXT_LEN` bytes (each way of
         // making one checks), so at least one byte of plaintext authenticated.
         Secret::from_bytes(&buffer).map_err(|_| SealError::Malformed)
@@ -496,8 +496,11 @@ pub enum SealError {
     UnknownKey(KeyId),
     /// The sealed secret does not authenticate: other key material under its key id, a sealed secret
     /// of another customer or organisation, or tampering.
-    #[error("the sealed secret does not authenticate (wrong key, wrong owner or tampered)")]
-    Forged,
+    #[error(
+        "the sealed secret does not open under key id {0} (other key material under that id, \
+         another owner's secret, or tampering)"
+    )]
+    Forged(KeyId),
     /// Not a sealed secret: an unknown format version, or too short.
     #[error("the sealed secret is malformed")]
     Malformed,
@@ -629,14 +632,23 @@ mod tests {
         let sealed = keys.seal(&secret(20), &acme, &alice, &mut rand::rng());
         let bob = customer("bob@acme.test");
         let globex = org("globex");
-        assert_eq!(keys.open(&sealed, &acme, &bob), Err(SealError::Forged));
-        assert_eq!(keys.open(&sealed, &globex, &alice), Err(SealError::Forged));
-        assert_eq!(keys.open(&sealed, &globex, &bob), Err(SealError::Forged));
+        assert_eq!(
+            keys.open(&sealed, &acme, &bob),
+            Err(SealError::Forged(KeyId::new(1)))
+        );
+        assert_eq!(
+            keys.open(&sealed, &globex, &alice),
+            Err(SealError::Forged(KeyId::new(1)))
+        );
+        assert_eq!(
+            keys.open(&sealed, &globex, &bob),
+            Err(SealError::Forged(KeyId::new(1)))
+        );
         // The length prefixes keep ("ab", "c") and ("a", "bc") apart.
         let split = keys.seal(&secret(20), &org("ab"), &customer("c"), &mut rand::rng());
         assert_eq!(
             keys.open(&split, &org("a"), &customer("bc")),
-            Err(SealError::Forged)
+            Err(SealError::Forged(KeyId::new(1)))
         );
         assert!(keys.open(&split, &org("ab"), &customer("c")).is_ok());
     }
@@ -658,7 +670,10 @@ mod tests {
         let sealed = keys.seal(&secret(20), &org, &customer, &mut rand::rng());
         let moved = relabel(&sealed, 2);
         assert_eq!(moved.key_id(), KeyId::new(2));
-        assert_eq!(keys.open(&moved, &org, &customer), Err(SealError::Forged));
+        assert_eq!(
+            keys.open(&moved, &org, &customer),
+            Err(SealError::Forged(KeyId::new(2)))
+        );
         assert_eq!(relabel(&moved, 1), sealed);
         assert!(keys.open(&relabel(&moved, 1), &org, &customer).is_ok());
     }
@@ -680,7 +695,7 @@ mod tests {
                     let shift = (4 - byte) * 8 + bit % 8;
                     Err(SealError::UnknownKey(KeyId::new(1 ^ (1 << shift))))
                 }
-                _ => Err(SealError::Forged),
+                _ => Err(SealError::Forged(KeyId::new(1))),
             };
             assert_eq!(result.map(|_| ()), want, "bit {bit}");
         }
@@ -693,13 +708,22 @@ mod tests {
         let sealed = keys.seal(&secret(32), &org, &customer, &mut rand::rng());
         let mut nonce = sealed.clone();
         nonce.nonce[5] ^= 0x10;
-        assert_eq!(keys.open(&nonce, &org, &customer), Err(SealError::Forged));
+        assert_eq!(
+            keys.open(&nonce, &org, &customer),
+            Err(SealError::Forged(KeyId::new(1)))
+        );
         let mut body = sealed.clone();
         body.ciphertext[0] ^= 1;
-        assert_eq!(keys.open(&body, &org, &customer), Err(SealError::Forged));
+        assert_eq!(
+            keys.open(&body, &org, &customer),
+            Err(SealError::Forged(KeyId::new(1)))
+        );
         let mut tag = sealed;
         *tag.ciphertext.last_mut().unwrap() ^= 0x80;
-        assert_eq!(keys.open(&tag, &org, &customer), Err(SealError::Forged));
+        assert_eq!(
+            keys.open(&tag, &org, &customer),
+            Err(SealError::Forged(KeyId::new(1)))
+        );
     }
 
     #[test]
@@ -710,12 +734,15 @@ mod tests {
         let bytes = sealed.to_bytes();
         // Shorter but still long enough to parse: the tag no longer matches.
         let shorter = SealedSecret::from_bytes(&bytes[..bytes.len() - 1]).unwrap();
-        assert_eq!(keys.open(&shorter, &org, &customer), Err(SealError::Forged));
+        assert_eq!(
+            keys.open(&shorter, &org, &customer),
+            Err(SealError::Forged(KeyId::new(1)))
+        );
         let tag_and_one =
             SealedSecret::from_bytes(&bytes[..HEADER_LEN + MIN_CIPHERTEXT_LEN]).unwrap();
         assert_eq!(
             keys.open(&tag_and_one, &org, &customer),
-            Err(SealError::Forged)
+            Err(SealError::Forged(KeyId::new(1)))
         );
         // Too short to hold a tag and a byte of secret: not a sealed secret at all.
         for len in 0..HEADER_LEN + MIN_CIPHERTEXT_LEN {
@@ -728,7 +755,10 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         let longer = SealedSecret::from_bytes(&longer).unwrap();
-        assert_eq!(keys.open(&longer, &org, &customer), Err(SealError::Forged));
+        assert_eq!(
+            keys.open(&longer, &org, &customer),
+            Err(SealError::Forged(KeyId::new(1)))
+        );
     }
 
     #[test]
@@ -746,7 +776,7 @@ mod tests {
         let sealed = ring(1, 1).seal(&secret(20), &org, &customer, &mut rand::rng());
         assert_eq!(
             ring(1, 2).open(&sealed, &org, &customer),
-            Err(SealError::Forged)
+            Err(SealError::Forged(KeyId::new(1)))
         );
     }
 
@@ -795,7 +825,7 @@ mod tests {
         // Resealing under another owner fails as opening does.
         assert_eq!(
             keys.reseal(&old, &org, &self::customer("bob@acme.test"), &mut rng),
-            Err(SealError::Forged)
+            Err(SealError::Forged(KeyId::new(1)))
         );
     }
 
@@ -855,7 +885,7 @@ mod tests {
         assert!(KeyRing::new(a).open(&sealed, &org, &customer).is_ok());
         assert_eq!(
             KeyRing::new(b).open(&sealed, &org, &customer),
-            Err(SealError::Forged)
+            Err(SealError::Forged(KeyId::new(1)))
         );
     }
 
@@ -1063,7 +1093,7 @@ mod tests {
             prop_assert_eq!(sealed.key_id(), KeyId::new(key_id));
             let keys = ring(key_id, 7);
             let (org, customer) = acme();
-            prop_assert_eq!(keys.open(&sealed, &org, &customer), Err(SealError::Forged));
+            prop_assert_eq!(keys.open(&sealed, &org, &customer), Err(SealError::Forged(KeyId::new(key_id))));
         }
     }
 }

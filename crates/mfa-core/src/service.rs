@@ -10,7 +10,7 @@ use crate::encoding::DecodeError;
 use crate::{
     AuditQuery, BackupAccepted, BackupCode, Context, CustomerId, CustomerRecord, CustomerStatus,
     Decision, Enrollment, Event, EventKind, KeyRing, LoginStep, MfaError, MfaPassed, OrgId,
-    OrgPolicy, Settings, Store, StoredEvent, Version, Versioned, Written,
+    OrgPolicy, Resealed, Settings, Store, StoredEvent, Version, Versioned, Written,
 };
 
 /// How many times an operation re-reads and re-decides after losing a compare-and-swap race.
@@ -310,6 +310,20 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
     ) -> Result<(), S::Error> {
         self.run(org, customer, |record, _, ctx| record.reset(by, ctx))
             .await
+    }
+
+    /// Key rotation's step for one customer: seals the secret again under the keyring's active key
+    /// if another key seals it, with a compare-and-swap like every other write (safe while sign-ins
+    /// go on) and a [`SecretResealed`](crate::EventKind::SecretResealed) event.
+    ///
+    /// # Errors
+    /// [`MfaError::Seal`] naming the key id the secret needs when the keyring does not hold it or
+    /// that key does not open it; store errors.
+    pub async fn reseal(&self, org: &OrgId, customer: &CustomerId) -> Result<Resealed, S::Error> {
+        self.run_with_rng(org, customer, |record, _, ctx, rng| {
+            record.reseal_secret(&self.keys, ctx, rng)
+        })
+        .await
     }
 
     /// The customer's MFA at a glance, with whether the organisation has MFA on.

@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 use core::future::Future;
 
-use crate::{CustomerId, CustomerRecord, Event, OrgId, OrgPolicy, StoredEvent};
+use crate::{CustomerId, CustomerRecord, Event, KeyId, OrgId, OrgPolicy, StoredEvent, UnixTime};
 
 /// A record's version: it changes with every successful write, and a write names the version it
 /// expects to replace. That compare-and-swap is what lets many service nodes share one store without
@@ -58,6 +58,34 @@ impl Default for AuditQuery {
     }
 }
 
+/// Which audit events to export, oldest first: the organisation's (or one customer's) from a time
+/// on, a page at a time. The default reads the oldest 1,000 of the whole organisation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditExport {
+    /// Only this customer's events (all of the organisation's when `None`).
+    pub customer: Option<CustomerId>,
+    /// Only events that happened at or after this time, if set.
+    pub since: Option<UnixTime>,
+    /// Only events with a sequence number above this (the last of the previous page), if set.
+    pub after_seq: Option<u64>,
+    /// At most this many events.
+    pub limit: usize,
+}
+
+impl Default for AuditExport {
+    fn default() -> Self {
+        Self {
+            customer: None,
+            since: None,
+            after_seq: None,
+            limit: 1000,
+        }
+    }
+}
+
+/// A customer, named in full: its organisation and its id.
+pub type CustomerKey = (OrgId, CustomerId);
+
 /// Storage for organisation policies, customer records and the audit log.
 ///
 /// # Atomicity
@@ -84,6 +112,12 @@ impl Default for AuditQuery {
 ///   caches), or a policy switched on could be missed.
 /// - Sequence numbers increase with every event appended; [`AuditQuery::limit`] may be clamped to
 ///   what the store can represent.
+/// - Sequence numbers may become visible out of order where they are assigned at insert and
+///   concurrent transactions commit in another order (PostgreSQL): an event can appear after
+///   events with higher numbers, for as long as its transaction runs (one statement in
+///   `mfa-postgres`). Paging newest first with [`AuditQuery::before_seq`] is exact for events
+///   committed before the first page was read; a reader tailing the log should re-read a short
+///   recent window, not only ask for numbers above the highest it has seen.
 ///
 /// Records and events are opaque to the store: it keeps [`CustomerRecord::to_bytes`],
 /// [`OrgPolicy::to_bytes`] and [`Event::to_bytes`], and may index the ids, times and
@@ -158,6 +192,27 @@ pub trait Store: Send + Sync {
         org: &OrgId,
         query: &AuditQuery,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Self::Error>> + Send;
+
+    /// The organisation's audit events matching `query`, oldest first: for exports, which read a
+    /// page at a time, each after the last sequence number of the one before.
+    fn export_audit(
+        &self,
+        org: &OrgId,
+        query: &AuditExport,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Self::Error>> + Send;
+
+    /// For key rotation: up to `limit` customers, of every organisation, whose secret (configured
+    /// or pending) is sealed under `key`, in (organisation, customer) order, after `after`.
+    fn sealed_under(
+        &self,
+        key: KeyId,
+        after: Option<&CustomerKey>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<CustomerKey>, Self::Error>> + Send;
+
+    /// For key rotation: how many stored secrets each key seals, by key id, smallest first (keys
+    /// that seal none are left out).
+    fn count_sealed(&self) -> impl Future<Output = Result<Vec<(KeyId, u64)>, Self::Error>> + Send;
 }
 
 /// A shared store is a store: several services (or a service and an admin tool) can use one.
@@ -221,5 +276,26 @@ impl<S: Store + ?Sized> Store for alloc::sync::Arc<S> {
         events: &[Event],
     ) -> impl Future<Output = Result<(), Self::Error>> + Send {
         (**self).append_events(events)
+    }
+
+    fn export_audit(
+        &self,
+        org: &OrgId,
+        query: &AuditExport,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Self::Error>> + Send {
+        (**self).export_audit(org, query)
+    }
+
+    fn sealed_under(
+        &self,
+        key: KeyId,
+        after: Option<&CustomerKey>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<CustomerKey>, Self::Error>> + Send {
+        (**self).sealed_under(key, after, limit)
+    }
+
+    fn count_sealed(&self) -> impl Future<Output = Result<Vec<(KeyId, u64)>, Self::Error>> + Send {
+        (**self).count_sealed()
     }
 }

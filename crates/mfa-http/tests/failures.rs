@@ -11,9 +11,9 @@ use axum::http::{HeaderMap, request::Parts};
 use axum::http::{Request, StatusCode, header};
 use common::{ADMIN, ALICE, ORG, T0, TestHost};
 use mfa_http::mfa_core::{
-    AuditQuery, CustomerId, CustomerRecord, DecodeError, Event, KeyId, KeyRing, ManualClock,
-    MemoryStore, OrgId, OrgPolicy, SealingKey, Service, Store, StoredEvent, UnixTime, Version,
-    Versioned, Written,
+    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, DecodeError, Event, KeyId,
+    KeyRing, ManualClock, MemoryStore, OrgId, OrgPolicy, SealingKey, Service, Store, StoredEvent,
+    UnixTime, Version, Versioned, Written,
 };
 use mfa_http::{Caller, HostError, MfaApi, MfaHost, MfaPassed};
 use rand_chacha::ChaCha20Rng;
@@ -132,6 +132,36 @@ impl Store for Flaky {
             .audit(org, query)
             .await
             .map_err(FlakyError::Memory)
+    }
+
+    async fn export_audit(
+        &self,
+        org: &OrgId,
+        query: &AuditExport,
+    ) -> Result<Vec<StoredEvent>, FlakyError> {
+        self.check()?;
+        self.inner
+            .export_audit(org, query)
+            .await
+            .map_err(FlakyError::Memory)
+    }
+
+    async fn sealed_under(
+        &self,
+        key: KeyId,
+        after: Option<&CustomerKey>,
+        limit: usize,
+    ) -> Result<Vec<CustomerKey>, FlakyError> {
+        self.check()?;
+        self.inner
+            .sealed_under(key, after, limit)
+            .await
+            .map_err(FlakyError::Memory)
+    }
+
+    async fn count_sealed(&self) -> Result<Vec<(KeyId, u64)>, FlakyError> {
+        self.check()?;
+        self.inner.count_sealed().await.map_err(FlakyError::Memory)
     }
 }
 

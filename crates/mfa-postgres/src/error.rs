@@ -21,7 +21,12 @@ pub enum PostgresError {
     /// A statement got no answer within the query timeout
     /// ([`PostgresOptions::query_timeout`](crate::PostgresOptions::query_timeout)); its connection
     /// was closed. A write that timed out may still have been committed.
-    #[error("postgres: no answer within the query timeout")]
+    ///
+    /// Or opening the store did not create or migrate the schema within the migration timeout
+    /// ([`PostgresOptions::migration_timeout`](crate::PostgresOptions::migration_timeout)):
+    /// another session held the migration lock or a lock on one of the tables, or the server did
+    /// not answer. The migration was rolled back, unless its commit was what went unanswered.
+    #[error("postgres: no answer within the timeout")]
     Timeout,
     /// The connection pool could not be built from the configuration.
     #[error("postgres connection pool configuration: {0}")]

@@ -24,8 +24,8 @@ use deadpool_postgres::tokio_postgres::types::ToSql;
 use deadpool_postgres::tokio_postgres::{self, NoTls, Socket};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use mfa_core::{
-    AuditQuery, CustomerId, CustomerRecord, Event, OrgId, OrgPolicy, Store, StoredEvent, Version,
-    Versioned, Written,
+    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Event, KeyId, OrgAndCustomer,
+    OrgId, OrgPolicy, Store, StoredEvent, UnixTime, Version, Versioned, Written,
 };
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
@@ -36,23 +36,38 @@ pub use schema::SCHEMA_VERSION;
 use schema::Sql;
 
 /// How [`PostgresStore::connect_with`] sets up its pool and where it keeps its tables.
+///
+/// # Dead peers
+///
+/// Besides these options, the store turns on TCP keepalives tighter than tokio-postgres's (a
+/// first probe after 2 hours idle), so that a server that vanished without closing its
+/// connections (a crashed host, a failover, a dropped NAT or firewall entry) is noticed within
+/// about a minute and its connections leave the pool, rather than each costing a later request
+/// its query timeout: a probe after 30 s idle (`keepalives_idle`), then every 10 s
+/// (`keepalives_interval`), 3 times (`keepalives_retries`); and, on Linux, data left
+/// unacknowledged for 30 s ends the connection (`tcp_user_timeout`). Each applies only where the
+/// connection string (or the [`tokio_postgres::Config`]) leaves it unset; `keepalives=0` turns
+/// keepalives off. They do not apply to Unix sockets, nor to a pool of the host's own
+/// ([`PostgresStore::from_pool`]).
 #[derive(Clone, Debug)]
 pub struct PostgresOptions {
     schema: String,
     max_connections: usize,
     timeout: Duration,
     query_timeout: Duration,
+    migration_timeout: Duration,
 }
 
 impl Default for PostgresOptions {
     /// Schema `mfa`, at most 16 connections, 5 s to connect or get a connection, 10 s per
-    /// statement.
+    /// statement, 60 s to create or migrate the schema.
     fn default() -> Self {
         Self {
             schema: "mfa".to_owned(),
             max_connections: 16,
             timeout: Duration::from_secs(5),
             query_timeout: Duration::from_secs(10),
+            migration_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -92,6 +107,20 @@ impl PostgresOptions {
         self.query_timeout = timeout;
         self
     }
+
+    /// How long opening the store may take to get a connection and create or migrate the schema
+    /// before it fails with [`PostgresError::Timeout`] (default 60 s). That includes waiting for
+    /// the migration lock, which another node holds while it migrates, and for table locks a long
+    /// transaction holds: without a bound, a session stuck holding one would hang every node's
+    /// start. The server is given the same bound (`lock_timeout` and `statement_timeout`, set
+    /// for the migration's transaction only), so it stops waiting too and the migration rolls
+    /// back whole. Generous by default, as a migration may have to rewrite a large table while
+    /// the nodes starting beside it wait their turn.
+    #[must_use]
+    pub fn migration_timeout(mut self, timeout: Duration) -> Self {
+        self.migration_timeout = timeout;
+        self
+    }
 }
 
 /// A [`Store`] in a PostgreSQL database, shared by every service node that connects to it.
@@ -109,16 +138,17 @@ impl PostgresOptions {
 /// an answer. One statement is also one round trip to the server.
 ///
 /// Versions start at 1 and grow by one per write; a record deleted by hand leaves its last version
-/// behind (a trigger keeps it), so a key never reuses a version. The audit log is append-only: a
-/// trigger refuses updates, deletes and truncation.
+/// behind (a trigger keeps it), and truncating the records (which fires no such trigger) is
+/// refused, so a key never reuses a version. The audit log is append-only: a trigger refuses
+/// updates, deletes and truncation.
 ///
 /// # Schema
 ///
 /// The tables live in a schema of their own ([`PostgresOptions::schema`], default `mfa`). Opening
 /// the store creates or migrates it in one transaction under an advisory lock, so several nodes
-/// starting at once take turns; a schema written by a newer version of this crate
-/// ([`PostgresError::NewerSchema`]) or holding someone else's tables ([`PostgresError::NotOurs`])
-/// is refused and left untouched.
+/// starting at once take turns, within [`PostgresOptions::migration_timeout`]; a schema written
+/// by a newer version of this crate ([`PostgresError::NewerSchema`]) or holding someone else's
+/// tables ([`PostgresError::NotOurs`]) is refused and left untouched.
 pub struct PostgresStore {
     pool: Pool,
     sql: Arc<Sql>,
@@ -159,7 +189,8 @@ impl PostgresStore {
     /// [`PostgresError::Pool`] when no connection can be made in time; [`PostgresError::Postgres`]
     /// when the server refuses the migration (no right to create the schema, say);
     /// [`PostgresError::NewerSchema`] and [`PostgresError::NotOurs`] for a schema it must not
-    /// touch.
+    /// touch; [`PostgresError::Timeout`] when the migration does not finish within
+    /// [`PostgresOptions::migration_timeout`] (another session holds its lock, say).
     pub async fn connect_with(
         config: tokio_postgres::Config,
         options: PostgresOptions,
@@ -205,6 +236,7 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("mfa-postgres");
         }
+        tcp_defaults(&mut config);
         // `Fast` recycling checks only that the connection is still open: a connection the server
         // dropped fails its next statement with an error (never a wrong answer) and is discarded,
         // and the next call gets a fresh one.
@@ -218,35 +250,71 @@ impl PostgresStore {
         let pool = Pool::builder(manager)
             .max_size(options.max_connections)
             .runtime(Runtime::Tokio1)
+            // The connection used last is taken first: a sign-in's read and write then run on a
+            // backend that is awake and whose caches are warm, and idle ones stay idle.
+            .queue_mode(deadpool_postgres::QueueMode::Lifo)
             .wait_timeout(Some(options.timeout))
             .create_timeout(Some(options.timeout))
             .recycle_timeout(Some(options.timeout))
             .build()?;
-        Self::open(pool, sql, options.query_timeout).await
+        Self::open(pool, sql, &options).await
     }
 
     /// Uses the host's own pool and creates or migrates the schema `options` names in its
-    /// database; of the other options only [`PostgresOptions::query_timeout`] applies. Give the
-    /// pool timeouts (and a runtime for them), or a call waits for a connection as long as the
-    /// pool lets it.
+    /// database; of the other options only [`PostgresOptions::query_timeout`] and
+    /// [`PostgresOptions::migration_timeout`] apply (TCP keepalives are the pool's own
+    /// configuration). Give the pool timeouts (and a runtime for them), or a call waits for a
+    /// connection as long as the pool lets it.
+    ///
+    /// Every connection the pool hands out must be in autocommit state, not inside an open
+    /// transaction: the store relies on each of its write statements committing on its own. A
+    /// host that sends `BEGIN` by hand and gives the connection back to the pool before `COMMIT`
+    /// or `ROLLBACK` breaks that: a write the store then reports as stored commits or rolls back
+    /// with the host's transaction, later, and a code could be accepted twice. (A
+    /// [`Transaction`](tokio_postgres::Transaction) dropped unfinished is rolled back, so a host
+    /// that uses only those is safe.) Opening the store runs its migration in a transaction of
+    /// its own on one of the pool's connections.
     ///
     /// # Errors
     /// As [`connect_with`](Self::connect_with).
     pub async fn from_pool(pool: Pool, options: PostgresOptions) -> Result<Self, PostgresError> {
         let sql = Sql::new(&options.schema)?;
-        Self::open(pool, sql, options.query_timeout).await
+        Self::open(pool, sql, &options).await
     }
 
-    async fn open(pool: Pool, sql: Sql, query_timeout: Duration) -> Result<Self, PostgresError> {
-        let mut client = pool.get().await?;
-        let transaction = client.transaction().await?;
-        sql.migrate(&transaction).await?;
-        transaction.commit().await?;
+    /// Gets a connection and migrates, all within the migration timeout.
+    async fn open(pool: Pool, sql: Sql, options: &PostgresOptions) -> Result<Self, PostgresError> {
+        let limit = options.migration_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut client = tokio::time::timeout_at(deadline, pool.get())
+            .await
+            .map_err(|_| PostgresError::Timeout)??;
+        let migrated = tokio::time::timeout_at(deadline, async {
+            let transaction = client.transaction().await?;
+            sql.migrate(&transaction, limit).await?;
+            transaction.commit().await?;
+            Ok(())
+        })
+        .await;
+        match migrated {
+            Ok(Ok(())) => {}
+            // The server stopped waiting for a lock, or cancelled a statement, at the bound it
+            // was given; the transaction rolled back and the connection is sound.
+            Ok(Err(PostgresError::Postgres(error))) if gave_up_waiting(&error) => {
+                return Err(PostgresError::Timeout);
+            }
+            Ok(Err(error)) => return Err(error),
+            // No answer in time: the connection is not reused (a statement may still run on it).
+            Err(_) => {
+                drop(deadpool_postgres::Object::take(client));
+                return Err(PostgresError::Timeout);
+            }
+        }
         drop(client);
         Ok(Self {
             pool,
             sql: Arc::new(sql),
-            query_timeout,
+            query_timeout: options.query_timeout,
         })
     }
 
@@ -286,6 +354,24 @@ impl PostgresStore {
             Err(PostgresError::Postgres(error)) if lost_race(&error) => Ok(Written::Conflict),
             Err(error) => Err(error),
         }
+    }
+}
+
+/// Fills in the TCP settings the configuration leaves at tokio-postgres's defaults, so a dead
+/// peer is noticed within about a minute (see [`PostgresOptions`]). A `keepalives_idle` of
+/// exactly 2 hours cannot be told from the default, and is taken as unset.
+fn tcp_defaults(config: &mut tokio_postgres::Config) {
+    if config.get_keepalives_idle() == tokio_postgres::Config::new().get_keepalives_idle() {
+        config.keepalives_idle(Duration::from_secs(30));
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(Duration::from_secs(10));
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(3);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(30));
     }
 }
 
@@ -331,6 +417,15 @@ fn lost_race(error: &tokio_postgres::Error) -> bool {
     )
 }
 
+/// The server gave up: `lock_timeout` (a lock not had in time) or `statement_timeout` (a statement
+/// cancelled; also an administrator's `pg_cancel_backend`).
+fn gave_up_waiting(error: &tokio_postgres::Error) -> bool {
+    matches!(
+        error.code(),
+        Some(code) if *code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::QUERY_CANCELED
+    )
+}
+
 /// A version as stored, checked: writes never store one below 1.
 fn version(stored: i64) -> Result<Version, PostgresError> {
     u64::try_from(stored)
@@ -338,6 +433,25 @@ fn version(stored: i64) -> Result<Version, PostgresError> {
         .filter(|&version| version >= 1)
         .map(Version)
         .ok_or(PostgresError::Corrupt("a version below 1"))
+}
+
+/// The version in column `at` and the bytes after it, decoded; `None` where the version is NULL
+/// (an outer join found no row).
+fn versioned<T, E>(
+    row: &tokio_postgres::Row,
+    at: usize,
+    decode: impl FnOnce(&[u8]) -> Result<T, E>,
+) -> Result<Option<Versioned<T>>, PostgresError>
+where
+    PostgresError: From<E>,
+{
+    let Some(stored) = row.try_get::<_, Option<i64>>(at)? else {
+        return Ok(None);
+    };
+    Ok(Some(Versioned {
+        version: version(stored)?,
+        value: decode(row.try_get(at + 1)?)?,
+    }))
 }
 
 /// The expected version as PostgreSQL holds it; `None` for one no row can hold (beyond
@@ -384,13 +498,10 @@ impl Store for PostgresStore {
             client.query_opt(&statement, &[&org.as_str()]).await
         })
         .await;
-        let Some(row) = discard_if_broken(client, answer)? else {
-            return Ok(None);
-        };
-        Ok(Some(Versioned {
-            version: version(row.try_get(0)?)?,
-            value: OrgPolicy::from_bytes(row.try_get(1)?)?,
-        }))
+        match discard_if_broken(client, answer)? {
+            Some(row) => versioned(&row, 0, OrgPolicy::from_bytes),
+            None => Ok(None),
+        }
     }
 
     async fn write_org(
@@ -446,13 +557,32 @@ impl Store for PostgresStore {
                 .await
         })
         .await;
-        let Some(row) = discard_if_broken(client, answer)? else {
-            return Ok(None);
-        };
-        Ok(Some(Versioned {
-            version: version(row.try_get(0)?)?,
-            value: CustomerRecord::from_bytes(row.try_get(1)?)?,
-        }))
+        match discard_if_broken(client, answer)? {
+            Some(row) => versioned(&row, 0, CustomerRecord::from_bytes),
+            None => Ok(None),
+        }
+    }
+
+    async fn load_org_and_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+    ) -> Result<OrgAndCustomer, PostgresError> {
+        let client = self.pool.get().await?;
+        let answer = tokio::time::timeout(self.query_timeout, async {
+            let statement = client
+                .prepare_cached(&self.sql.load_org_and_customer)
+                .await?;
+            client
+                .query_one(&statement, &[&org.as_str(), &customer.as_str()])
+                .await
+        })
+        .await;
+        let row = discard_if_broken(client, answer)?;
+        Ok((
+            versioned(&row, 0, OrgPolicy::from_bytes)?,
+            versioned(&row, 2, CustomerRecord::from_bytes)?,
+        ))
     }
 
     async fn write_customer(
@@ -566,20 +696,116 @@ impl Store for PostgresStore {
             }
         })
         .await;
-        let rows = discard_if_broken(client, answer)?;
+        stored_events(&discard_if_broken(client, answer)?)
+    }
+
+    async fn export_audit(
+        &self,
+        org: &OrgId,
+        query: &AuditExport,
+    ) -> Result<Vec<StoredEvent>, PostgresError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Past what a bigint holds, no row can match.
+        let Ok(after) = i64::try_from(query.after_seq.unwrap_or(0)) else {
+            return Ok(Vec::new());
+        };
+        let Ok(since) = i64::try_from(query.since.map_or(0, UnixTime::as_secs)) else {
+            return Ok(Vec::new());
+        };
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let org = org.as_str();
+        let rows = match &query.customer {
+            Some(customer) => {
+                self.query(
+                    &self.sql.export_customer,
+                    &[&org, &customer.as_str(), &after, &since, &limit],
+                )
+                .await?
+            }
+            None => {
+                self.query(&self.sql.export_org, &[&org, &after, &since, &limit])
+                    .await?
+            }
+        };
+        stored_events(&rows)
+    }
+
+    async fn sealed_under(
+        &self,
+        key: KeyId,
+        after: Option<&CustomerKey>,
+        limit: usize,
+    ) -> Result<Vec<CustomerKey>, PostgresError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // The empty pair sorts before every id (ids are never empty).
+        let (after_org, after_customer) = after.map_or(("", ""), |(o, c)| (o.as_str(), c.as_str()));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                &self.sql.sealed_under,
+                &[&i64::from(key.get()), &after_org, &after_customer, &limit],
+            )
+            .await?;
         rows.iter()
             .map(|row| {
-                let seq: i64 = row.try_get(0)?;
-                Ok(StoredEvent {
-                    seq: u64::try_from(seq)
-                        .ok()
-                        .filter(|&seq| seq >= 1)
-                        .ok_or(PostgresError::Corrupt("a sequence number below 1"))?,
-                    event: Event::from_bytes(row.try_get(1)?)?,
-                })
+                Ok((
+                    OrgId::new(row.try_get::<_, String>(0)?)
+                        .map_err(|_| PostgresError::Corrupt("an invalid organisation id"))?,
+                    CustomerId::new(row.try_get::<_, String>(1)?)
+                        .map_err(|_| PostgresError::Corrupt("an invalid customer id"))?,
+                ))
             })
             .collect()
     }
+
+    async fn count_sealed(&self) -> Result<Vec<(KeyId, u64)>, PostgresError> {
+        let rows = self.query(&self.sql.count_sealed, &[]).await?;
+        rows.iter()
+            .map(|row| {
+                let key = u32::try_from(row.try_get::<_, i64>(0)?)
+                    .map_err(|_| PostgresError::Corrupt("a key id beyond 32 bits"))?;
+                let count = u64::try_from(row.try_get::<_, i64>(1)?).unwrap_or(0);
+                Ok((KeyId::new(key), count))
+            })
+            .collect()
+    }
+}
+
+impl PostgresStore {
+    /// Runs the read-only statement `sql` on a pooled connection, within the query timeout.
+    async fn query(
+        &self,
+        sql: &str,
+        parameters: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, PostgresError> {
+        let client = self.pool.get().await?;
+        let answer = tokio::time::timeout(self.query_timeout, async {
+            let statement = client.prepare_cached(sql).await?;
+            client.query(&statement, parameters).await
+        })
+        .await;
+        discard_if_broken(client, answer)
+    }
+}
+
+/// Events as stored, checked and decoded.
+fn stored_events(rows: &[tokio_postgres::Row]) -> Result<Vec<StoredEvent>, PostgresError> {
+    rows.iter()
+        .map(|row| {
+            let seq: i64 = row.try_get(0)?;
+            Ok(StoredEvent {
+                seq: u64::try_from(seq)
+                    .ok()
+                    .filter(|&seq| seq >= 1)
+                    .ok_or(PostgresError::Corrupt("a sequence number below 1"))?,
+                event: Event::from_bytes(row.try_get(1)?)?,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -599,5 +825,31 @@ mod tests {
     fn options_keep_at_least_one_connection() {
         let options = PostgresOptions::default().max_connections(0);
         assert_eq!(options.max_connections, 1);
+    }
+
+    #[test]
+    fn tcp_keepalives_are_tightened_only_where_unset() {
+        let secs = Duration::from_secs;
+        let mut config: tokio_postgres::Config = "host=db user=mfa".parse().unwrap();
+        tcp_defaults(&mut config);
+        assert!(config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), secs(30));
+        assert_eq!(config.get_keepalives_interval(), Some(secs(10)));
+        assert_eq!(config.get_keepalives_retries(), Some(3));
+        assert_eq!(config.get_tcp_user_timeout(), Some(&secs(30)));
+
+        let mut config: tokio_postgres::Config = "host=db user=mfa keepalives_idle=600 \
+             keepalives_interval=60 keepalives_retries=9 tcp_user_timeout=120"
+            .parse()
+            .unwrap();
+        tcp_defaults(&mut config);
+        assert_eq!(config.get_keepalives_idle(), secs(600));
+        assert_eq!(config.get_keepalives_interval(), Some(secs(60)));
+        assert_eq!(config.get_keepalives_retries(), Some(9));
+        assert_eq!(config.get_tcp_user_timeout(), Some(&secs(120)));
+
+        let mut config: tokio_postgres::Config = "host=db user=mfa keepalives=0".parse().unwrap();
+        tcp_defaults(&mut config);
+        assert!(!config.get_keepalives());
     }
 }

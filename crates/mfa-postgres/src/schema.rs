@@ -5,6 +5,8 @@
 //! database. The schema name is checked to be a plain identifier and then quoted into the SQL; no
 //! other text reaches a statement except as a bound parameter.
 
+use std::time::Duration;
+
 use deadpool_postgres::tokio_postgres::Transaction;
 
 use crate::PostgresError;
@@ -90,6 +92,30 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER customers_retire AFTER DELETE ON {s}.customers
         FOR EACH ROW EXECUTE FUNCTION {s}.retire_customer();
     "#,
+    // 2: TRUNCATE fires no row triggers, so it would empty the records without retiring their
+    // versions, and a record created again would reuse them. Refused, as for the audit log.
+    r#"
+    CREATE FUNCTION {s}.records_no_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'TRUNCATE of %.% is refused: MFA record versions would be reused',
+                TG_TABLE_SCHEMA, TG_TABLE_NAME
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'DELETE the rows instead: that keeps their last versions.';
+    END
+    $$;
+    CREATE TRIGGER orgs_no_truncate BEFORE TRUNCATE ON {s}.orgs
+        FOR EACH STATEMENT EXECUTE FUNCTION {s}.records_no_truncate();
+    CREATE TRIGGER customers_no_truncate BEFORE TRUNCATE ON {s}.customers
+        FOR EACH STATEMENT EXECUTE FUNCTION {s}.records_no_truncate();
+    "#,
+    // 3: key rotation finds the records a key seals, in byte order of their ids, and counts them,
+    // without a scan. (Building it holds off writes to customers while it runs: about a second
+    // per million records.)
+    r#"
+    CREATE INDEX customers_by_sealing_key
+        ON {s}.customers (sealing_key_id, org COLLATE "C", customer COLLATE "C")
+        WHERE sealing_key_id IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this crate writes: a database opened by this crate is migrated to it, and
@@ -112,6 +138,7 @@ pub(crate) struct Sql {
     quoted: String,
     pub(crate) load_org: String,
     pub(crate) load_customer: String,
+    pub(crate) load_org_and_customer: String,
     pub(crate) insert_org: String,
     pub(crate) update_org: String,
     pub(crate) insert_customer: String,
@@ -119,6 +146,10 @@ pub(crate) struct Sql {
     pub(crate) append_events: String,
     pub(crate) audit_org: String,
     pub(crate) audit_customer: String,
+    pub(crate) export_org: String,
+    pub(crate) export_customer: String,
+    pub(crate) sealed_under: String,
+    pub(crate) count_sealed: String,
 }
 
 /// The events of a write, bound as five parallel arrays and unnested in order.
@@ -156,6 +187,14 @@ impl Sql {
             load_org: format!("SELECT version, policy FROM {s}.orgs WHERE org = $1"),
             load_customer: format!(
                 "SELECT version, record FROM {s}.customers WHERE org = $1 AND customer = $2"
+            ),
+            // Exactly one row, with NULLs for what was never written: two primary-key lookups in
+            // one round trip.
+            load_org_and_customer: format!(
+                "SELECT o.version, o.policy, c.version, c.record
+                 FROM (SELECT) AS one
+                 LEFT JOIN {s}.orgs o ON o.org = $1
+                 LEFT JOIN {s}.customers c ON c.org = $1 AND c.customer = $2"
             ),
             // A new record starts one above the version of a record deleted by hand under the same
             // key, and not at all when that would overflow.
@@ -218,6 +257,29 @@ impl Sql {
                 "SELECT seq, event FROM {s}.events WHERE org = $1 AND customer = $2 AND seq <= $3
                  ORDER BY seq DESC LIMIT $4"
             ),
+            // Exports walk the same indexes forwards; `at` is checked on the rows walked (events
+            // are appended in time order, so after the first page little is skipped).
+            export_org: format!(
+                "SELECT seq, event FROM {s}.events WHERE org = $1 AND seq > $2 AND at >= $3
+                 ORDER BY seq LIMIT $4"
+            ),
+            export_customer: format!(
+                "SELECT seq, event FROM {s}.events
+                 WHERE org = $1 AND customer = $2 AND seq > $3 AND at >= $4
+                 ORDER BY seq LIMIT $5"
+            ),
+            // Ids in byte order (the "C" collation, as the index has them), whatever the
+            // database's collation: the same order as every other store.
+            sealed_under: format!(
+                "SELECT org, customer FROM {s}.customers
+                 WHERE sealing_key_id = $1
+                   AND (org COLLATE \"C\", customer COLLATE \"C\") > ($2::text, $3::text)
+                 ORDER BY org COLLATE \"C\", customer COLLATE \"C\" LIMIT $4"
+            ),
+            count_sealed: format!(
+                "SELECT sealing_key_id, count(*) FROM {s}.customers
+                 WHERE sealing_key_id IS NOT NULL GROUP BY sealing_key_id ORDER BY sealing_key_id"
+            ),
             schema: schema.to_owned(),
             quoted,
         })
@@ -226,7 +288,25 @@ impl Sql {
     /// Brings the schema to [`SCHEMA_VERSION`] in one transaction, under an advisory lock, so
     /// nodes starting at once take turns and only the first migrates. Nothing is changed when the
     /// schema is newer than this crate or holds tables that are not ours.
-    pub(crate) async fn migrate(&self, transaction: &Transaction<'_>) -> Result<(), PostgresError> {
+    ///
+    /// No wait for a lock (the advisory lock another node's migration holds, or a table lock of a
+    /// long transaction) and no statement of the migration lasts longer than `timeout` in the
+    /// server; it then fails with SQLSTATE `55P03` or `57014`, and the transaction rolls back.
+    pub(crate) async fn migrate(
+        &self,
+        transaction: &Transaction<'_>,
+        timeout: Duration,
+    ) -> Result<(), PostgresError> {
+        // In milliseconds, as both settings count: at least 1, since 0 means no limit, and at
+        // most i32::MAX, the most they hold.
+        let millis = timeout.as_millis().clamp(1, 2_147_483_647).to_string();
+        transaction
+            .execute(
+                "SELECT set_config('lock_timeout', $1, true), \
+                        set_config('statement_timeout', $1, true)",
+                &[&millis],
+            )
+            .await?;
         transaction
             .execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))",

@@ -39,7 +39,7 @@ async fn every_hot_statement_is_an_index_lookup() {
              INSERT INTO {s}.retired_customers (org, customer, version)
                SELECT 'org' || (i % 100), 'gone' || i, 1 FROM generate_series(1, 10000) i;
              INSERT INTO {s}.customers (org, customer, version, state, sealing_key_id, record)
-               SELECT 'org' || (i % 100), 'c' || i, 1, 'configured', 1, '\\x00'
+               SELECT 'org' || (i % 100), 'c' || i, 1, 'configured', 1 + i % 2, '\\x00'
                FROM generate_series(1, 100000) i;
              INSERT INTO {s}.events (org, customer, at, kind, event)
                SELECT 'org' || (i % 100), 'c' || (i % 1000), 1767225600 + i, 'totp_accepted', '\\x00'
@@ -91,7 +91,43 @@ async fn every_hot_statement_is_an_index_lookup() {
             ),
             "events_by_org",
         ),
+        (
+            format!(
+                "SELECT seq, event FROM {s}.events WHERE org = 'org7' AND seq > 0 AND at >= 0
+                 ORDER BY seq LIMIT 1000"
+            ),
+            // By sequence number, or by time when the planner expects few rows: an index either way.
+            "events_by_",
+        ),
+        (
+            format!(
+                "SELECT seq, event FROM {s}.events WHERE org = 'org7' AND customer = 'c7'
+                 AND seq > 0 AND at >= 0 ORDER BY seq LIMIT 1000"
+            ),
+            "events_by_",
+        ),
+        // Key rotation's walk, a page at a time.
+        (
+            format!(
+                "SELECT org, customer FROM {s}.customers WHERE sealing_key_id = 1
+                 AND (org COLLATE \"C\", customer COLLATE \"C\") > ('org5'::text, 'c5'::text)
+                 ORDER BY org COLLATE \"C\", customer COLLATE \"C\" LIMIT 500"
+            ),
+            "customers_by_sealing_key",
+        ),
     ] {
         assert_indexed(&plan(&client, &sql).await, index);
     }
+    // A step's policy and record, read together: both by primary key.
+    let both = plan(
+        &client,
+        &format!(
+            "SELECT o.version, o.policy, c.version, c.record FROM (SELECT) AS one
+             LEFT JOIN {s}.orgs o ON o.org = 'org7'
+             LEFT JOIN {s}.customers c ON c.org = 'org7' AND c.customer = 'c7'"
+        ),
+    )
+    .await;
+    assert_indexed(&both, "orgs_pkey");
+    assert_indexed(&both, "customers_pkey");
 }

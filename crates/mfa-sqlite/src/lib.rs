@@ -22,8 +22,8 @@ mod worker;
 use std::path::{Path, PathBuf};
 
 use mfa_core::{
-    AuditQuery, CustomerId, CustomerRecord, Event, OrgAndCustomer, OrgId, OrgPolicy, Store,
-    StoredEvent, Version, Versioned, Written,
+    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Event, KeyId, OrgAndCustomer,
+    OrgId, OrgPolicy, Store, StoredEvent, UnixTime, Version, Versioned, Written,
 };
 
 pub use error::SqliteError;
@@ -295,14 +295,99 @@ impl Store for SqliteStore {
                 queries::audit(connection, &org, customer.as_deref(), last, limit)
             })
             .await?;
+        stored_events(rows)
+    }
+
+    async fn export_audit(
+        &self,
+        org: &OrgId,
+        query: &AuditExport,
+    ) -> Result<Vec<StoredEvent>, SqliteError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let org = org.as_str().to_owned();
+        let customer = query.customer.as_ref().map(|c| c.as_str().to_owned());
+        // Past what SQLite holds, no row can match.
+        let Ok(after) = i64::try_from(query.after_seq.unwrap_or(0)) else {
+            return Ok(Vec::new());
+        };
+        let Ok(since) = i64::try_from(query.since.map_or(0, UnixTime::as_secs)) else {
+            return Ok(Vec::new());
+        };
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let rows = self
+            .worker
+            .call(move |connection| {
+                queries::export_audit(connection, &org, customer.as_deref(), after, since, limit)
+            })
+            .await?;
+        stored_events(rows)
+    }
+
+    async fn sealed_under(
+        &self,
+        key: KeyId,
+        after: Option<&CustomerKey>,
+        limit: usize,
+    ) -> Result<Vec<CustomerKey>, SqliteError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (after_org, after_customer) = after.map_or_else(Default::default, |(o, c)| {
+            (o.as_str().to_owned(), c.as_str().to_owned())
+        });
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .worker
+            .call(move |connection| {
+                queries::sealed_under(
+                    connection,
+                    i64::from(key.get()),
+                    (&after_org, &after_customer),
+                    limit,
+                )
+            })
+            .await?;
         rows.into_iter()
-            .map(|(seq, bytes)| {
-                Ok(StoredEvent {
-                    seq: u64::try_from(seq)
-                        .map_err(|_| SqliteError::Corrupt("a negative sequence number"))?,
-                    event: Event::from_bytes(&bytes)?,
-                })
+            .map(|(org, customer)| {
+                Ok((
+                    OrgId::new(org)
+                        .map_err(|_| SqliteError::Corrupt("an invalid organisation id"))?,
+                    CustomerId::new(customer)
+                        .map_err(|_| SqliteError::Corrupt("an invalid customer id"))?,
+                ))
             })
             .collect()
     }
+
+    async fn count_sealed(&self) -> Result<Vec<(KeyId, u64)>, SqliteError> {
+        let rows = self
+            .worker
+            .call(|connection| queries::count_sealed(connection))
+            .await?;
+        rows.into_iter()
+            .map(|(key, count)| {
+                Ok((
+                    u32::try_from(key)
+                        .map(KeyId::new)
+                        .map_err(|_| SqliteError::Corrupt("a key id beyond 32 bits"))?,
+                    u64::try_from(count).unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Events as stored, checked and decoded.
+fn stored_events(rows: Vec<queries::Row>) -> Result<Vec<StoredEvent>, SqliteError> {
+    rows.into_iter()
+        .map(|(seq, bytes)| {
+            Ok(StoredEvent {
+                seq: u64::try_from(seq)
+                    .map_err(|_| SqliteError::Corrupt("a negative sequence number"))?,
+                event: Event::from_bytes(&bytes)?,
+            })
+        })
+        .collect()
 }

@@ -209,12 +209,71 @@ pub(crate) fn audit(
     Ok(rows)
 }
 
+/// The organisation's (or one customer's) events after `after` and at or after `since`, oldest
+/// first.
+pub(crate) fn export_audit(
+    connection: &Connection,
+    org: &str,
+    customer: Option<&str>,
+    after: i64,
+    since: i64,
+    limit: i64,
+) -> Result<Vec<Row>, SqliteError> {
+    let row = |row: &rusqlite::Row<'_>| Ok((row.get(0)?, row.get(1)?));
+    let rows = match customer {
+        Some(customer) => connection
+            .prepare_cached(EXPORT_CUSTOMER)?
+            .query_map(params![org, customer, after, since, limit], row)?
+            .collect::<Result<Vec<Row>, _>>()?,
+        None => connection
+            .prepare_cached(EXPORT_ORG)?
+            .query_map(params![org, after, since, limit], row)?
+            .collect::<Result<Vec<Row>, _>>()?,
+    };
+    Ok(rows)
+}
+
+/// Up to `limit` (organisation, customer) pairs whose secret `key` seals, after `after` (the empty
+/// pair, below every id, for the first page).
+pub(crate) fn sealed_under(
+    connection: &Connection,
+    key: i64,
+    after: (&str, &str),
+    limit: i64,
+) -> Result<Vec<(String, String)>, SqliteError> {
+    Ok(connection
+        .prepare_cached(SEALED_UNDER)?
+        .query_map(params![key, after.0, after.1, limit], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?)
+}
+
+/// How many records each key id seals.
+pub(crate) fn count_sealed(connection: &Connection) -> Result<Vec<(i64, i64)>, SqliteError> {
+    Ok(connection
+        .prepare_cached(COUNT_SEALED)?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?)
+}
+
 // INDEXED BY turns a plan that would not use the index (after a schema change) into an error rather
 // than a silent full scan.
 const AUDIT_CUSTOMER: &str = "SELECT seq, event FROM events INDEXED BY events_by_customer
      WHERE org = ?1 AND customer = ?2 AND seq <= ?3 ORDER BY seq DESC LIMIT ?4";
 const AUDIT_ORG: &str = "SELECT seq, event FROM events INDEXED BY events_by_org
      WHERE org = ?1 AND seq <= ?2 ORDER BY seq DESC LIMIT ?3";
+// Exports walk the same indexes forwards; `at` is checked on the rows walked (events are appended
+// in time order, so after the first page little is skipped).
+const EXPORT_CUSTOMER: &str = "SELECT seq, event FROM events INDEXED BY events_by_customer
+     WHERE org = ?1 AND customer = ?2 AND seq > ?3 AND at >= ?4 ORDER BY seq LIMIT ?5";
+const EXPORT_ORG: &str = "SELECT seq, event FROM events INDEXED BY events_by_org
+     WHERE org = ?1 AND seq > ?2 AND at >= ?3 ORDER BY seq LIMIT ?4";
+const SEALED_UNDER: &str = "SELECT org, customer FROM customers INDEXED BY customers_by_sealing_key
+     WHERE sealing_key_id = ?1 AND (org, customer) > (?2, ?3) ORDER BY org, customer LIMIT ?4";
+const COUNT_SEALED: &str = "SELECT sealing_key_id, count(*) FROM customers
+     INDEXED BY customers_by_sealing_key WHERE sealing_key_id IS NOT NULL
+     GROUP BY sealing_key_id ORDER BY sealing_key_id";
 
 /// Runs `put` (which stores the record and gives its new version, or `None` when the expected
 /// version does not hold) and inserts the events, in one `BEGIN IMMEDIATE` transaction.
@@ -331,6 +390,34 @@ mod tests {
             &plan(&connection, AUDIT_ORG, params!["acme", 10, 10]),
             "events_by_org",
         );
+        assert_searches(
+            &plan(
+                &connection,
+                EXPORT_CUSTOMER,
+                params!["acme", "alice", 10, 0, 10],
+            ),
+            "events_by_customer",
+        );
+        assert_searches(
+            &plan(&connection, EXPORT_ORG, params!["acme", 10, 0, 10]),
+            "events_by_org",
+        );
+    }
+
+    #[test]
+    fn key_rotation_queries_walk_their_index() {
+        let connection = crate::schema::open(None, &crate::SqliteOptions::default()).unwrap();
+        assert_searches(
+            &plan(&connection, SEALED_UNDER, params![1, "acme", "alice", 10]),
+            "customers_by_sealing_key",
+        );
+        // Counting reads the whole index (every key's entries), never the table.
+        let counting = plan(&connection, COUNT_SEALED, []);
+        assert!(
+            counting.contains("USING COVERING INDEX customers_by_sealing_key"),
+            "{counting}"
+        );
+        assert!(!counting.contains("TEMP B-TREE"), "{counting}");
     }
 
     #[test]

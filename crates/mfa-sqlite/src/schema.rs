@@ -85,6 +85,11 @@ const MIGRATIONS: &[&str] = &[
         ON CONFLICT (org, customer) DO UPDATE SET version = max(version, excluded.version);
     END;
     ",
+    // 2: key rotation finds the records a key seals, and counts them, without a scan.
+    r"
+    CREATE INDEX customers_by_sealing_key ON customers (sealing_key_id, org, customer)
+    WHERE sealing_key_id IS NOT NULL;
+    ",
 ];
 
 /// The schema version this crate writes: a database opened by [`SqliteStore::open`] is migrated to

@@ -11,8 +11,8 @@ mod in_memory {
 /// On a fresh file per test, where WAL, file locks and the busy timeout are real.
 mod on_file {
     use mfa_core::{
-        AuditQuery, CustomerId, CustomerRecord, Event, OrgAndCustomer, OrgId, OrgPolicy, Store,
-        StoredEvent, Version, Versioned, Written,
+        AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Event, KeyId,
+        OrgAndCustomer, OrgId, OrgPolicy, Store, StoredEvent, Version, Versioned, Written,
     };
     use mfa_sqlite::{SqliteError, SqliteStore};
 
@@ -89,6 +89,27 @@ mod on_file {
             query: &AuditQuery,
         ) -> Result<Vec<StoredEvent>, SqliteError> {
             self.store.audit(org, query).await
+        }
+
+        async fn export_audit(
+            &self,
+            org: &OrgId,
+            query: &AuditExport,
+        ) -> Result<Vec<StoredEvent>, SqliteError> {
+            self.store.export_audit(org, query).await
+        }
+
+        async fn sealed_under(
+            &self,
+            key: KeyId,
+            after: Option<&CustomerKey>,
+            limit: usize,
+        ) -> Result<Vec<CustomerKey>, SqliteError> {
+            self.store.sealed_under(key, after, limit).await
+        }
+
+        async fn count_sealed(&self) -> Result<Vec<(KeyId, u64)>, SqliteError> {
+            self.store.count_sealed().await
         }
     }
 

@@ -22,9 +22,9 @@
 use std::sync::Arc;
 
 use mfa_core::{
-    AuditQuery, BackupHashParams, CustomerId, CustomerRecord, Event, EventKind, KeyId, KeyRing,
-    KeyUri, LoginStep, ManualClock, MfaError, OrgId, OrgPolicy, PassedBy, SealingKey, Service,
-    ServiceError, Settings, Store, UnixTime, Written,
+    AuditExport, AuditQuery, BackupHashParams, CustomerId, CustomerRecord, Event, EventKind, KeyId,
+    KeyRing, KeyUri, LoginStep, ManualClock, MfaError, OrgId, OrgPolicy, PassedBy, SealingKey,
+    Service, ServiceError, Settings, Store, UnixTime, Written,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -65,6 +65,9 @@ macro_rules! conformance_suite {
             appended_events_are_logged_in_order,
             event_bytes_survive_the_store,
             loading_both_agrees_with_loading_each,
+            exports_are_oldest_first_filtered_and_paged,
+            secrets_are_found_and_counted_by_key,
+            key_rotation_through_the_service_keeps_every_sign_in,
         );
     };
     (@tests required $make:expr; $($name:ident),* $(,)?) => {$(
@@ -774,4 +777,268 @@ pub async fn loading_both_agrees_with_loading_each<S: Store>(store: S) {
     assert!(policy.is_some());
     assert_eq!(loaded, None);
     assert_eq!(both(globex, alice).await, (None, None));
+}
+
+/// Exports read the same events as the newest-first audit, oldest first, from a time on, one
+/// customer's or all, in pages that continue after the last sequence number.
+pub async fn exports_are_oldest_first_filtered_and_paged<S: Store>(store: S) {
+    let (o, other) = (org("acme"), org("globex"));
+    let (alice, bob) = (customer("alice"), customer("bob"));
+    let mut versions = std::collections::HashMap::new();
+    for i in 0..12_u64 {
+        let who = if i % 3 == 0 { &bob } else { &alice };
+        let mut logged = event(&o, Some(who), &i.to_string());
+        logged.at = UnixTime::from_secs(T0 + 60 * i);
+        let expected = versions.get(who.as_str()).copied();
+        let Written::Stored(version) = store
+            .write_customer(&o, who, expected, &CustomerRecord::default(), &[logged])
+            .await
+            .expect("write")
+        else {
+            panic!("write {i}")
+        };
+        versions.insert(who.as_str().to_owned(), version);
+        // Another organisation's events in between are never exported.
+        store
+            .append_events(&[event(&other, Some(&alice), "elsewhere")])
+            .await
+            .expect("append");
+    }
+    let mut newest_first = store.audit(&o, &all(None)).await.expect("audit");
+    newest_first.reverse();
+    let export = |customer: Option<&CustomerId>, since: Option<u64>, limit: usize| AuditExport {
+        customer: customer.cloned(),
+        since: since.map(UnixTime::from_secs),
+        after_seq: None,
+        limit,
+    };
+    let everything = store
+        .export_audit(&o, &export(None, None, 100))
+        .await
+        .expect("export");
+    assert_eq!(everything, newest_first, "the same events, oldest first");
+
+    // Paged: each page after the last one's final sequence number, until an empty page.
+    let mut paged = Vec::new();
+    let mut query = export(None, None, 5);
+    loop {
+        let page = store.export_audit(&o, &query).await.expect("export");
+        assert!(page.len() <= 5);
+        let Some(last) = page.last() else { break };
+        query.after_seq = Some(last.seq);
+        paged.extend(page);
+    }
+    assert_eq!(paged, everything);
+
+    // From a time on (inclusive), and one customer's.
+    let since = store
+        .export_audit(&o, &export(None, Some(T0 + 60 * 7), 100))
+        .await
+        .expect("export");
+    assert_eq!(since, everything[7..]);
+    let bobs = store
+        .export_audit(&o, &export(Some(&bob), Some(T0 + 60), 100))
+        .await
+        .expect("export");
+    let want: Vec<_> = everything
+        .iter()
+        .filter(|e| e.event.customer.as_ref() == Some(&bob) && e.event.at.as_secs() >= T0 + 60)
+        .cloned()
+        .collect();
+    assert_eq!(bobs, want);
+    assert_eq!(bobs.len(), 3);
+
+    // Limits and cursors at the edges.
+    assert!(
+        store
+            .export_audit(&o, &export(None, None, 0))
+            .await
+            .expect("export")
+            .is_empty()
+    );
+    let beyond = AuditExport {
+        after_seq: Some(u64::MAX),
+        ..export(None, None, 10)
+    };
+    assert!(
+        store
+            .export_audit(&o, &beyond)
+            .await
+            .expect("export")
+            .is_empty()
+    );
+    assert!(
+        store
+            .export_audit(&o, &export(None, Some(u64::MAX), 10))
+            .await
+            .expect("export")
+            .is_empty()
+    );
+}
+
+/// Two services over one store: the first seals under key 1; the second holds keys 1 and 2 with 2
+/// active, as during a rotation.
+#[allow(clippy::type_complexity, reason = "two services, one store")]
+async fn rotating<S: Store>(
+    store: S,
+) -> (
+    Service<Arc<S>, ManualClock, ChaCha20Rng>,
+    Service<Arc<S>, ManualClock, ChaCha20Rng>,
+    ManualClock,
+) {
+    let store = Arc::new(store);
+    let (old, clock) = service(Arc::clone(&store)).await;
+    let mut keys = KeyRing::new(SealingKey::new(KeyId::new(2), [9; 32]));
+    keys.add(SealingKey::new(KeyId::new(1), [7; 32]))
+        .expect("a second key");
+    let new = Service::new(store, clock.clone(), keys, ChaCha20Rng::seed_from_u64(2))
+        .with_max_attempts(1_000);
+    (old, new, clock)
+}
+
+/// Every (organisation, customer) a key seals, walked a page at a time.
+async fn all_sealed_under<S: Store>(store: &S, key: u32, page: usize) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut after = None;
+    loop {
+        let batch = store
+            .sealed_under(KeyId::new(key), after.as_ref(), page)
+            .await
+            .expect("sealed under");
+        assert!(batch.len() <= page);
+        let Some(last) = batch.last().cloned() else {
+            return found;
+        };
+        found.extend(
+            batch
+                .into_iter()
+                .map(|(o, c)| (o.as_str().to_owned(), c.as_str().to_owned())),
+        );
+        after = Some(last);
+    }
+}
+
+/// Secrets are found by the key that seals them, configured and pending alike, in (organisation,
+/// customer) order, and counted per key; a customer without a secret is in neither.
+pub async fn secrets_are_found_and_counted_by_key<S: Store>(store: S) {
+    let (old, new, clock) = rotating(store).await;
+    let acme = org("acme");
+    for name in ["carol", "alice", "dave"] {
+        let enrollment = old
+            .start_enrollment(&acme, &customer(name))
+            .await
+            .expect("start");
+        if name != "dave" {
+            let _passed = old
+                .confirm_enrollment(&acme, &customer(name), &app_code(&enrollment.uri, &clock))
+                .await
+                .expect("confirm");
+        }
+    }
+    new.start_enrollment(&acme, &customer("bob"))
+        .await
+        .expect("start");
+    // A customer who was reset holds no secret.
+    new.start_enrollment(&acme, &customer("erin"))
+        .await
+        .expect("start");
+    new.reset(&acme, &customer("erin"), "admin")
+        .await
+        .expect("reset");
+    let store = new.store();
+    assert_eq!(
+        store.count_sealed().await.expect("count"),
+        vec![(KeyId::new(1), 3), (KeyId::new(2), 1)]
+    );
+    let pairs = |names: &[&str]| -> Vec<(String, String)> {
+        names
+            .iter()
+            .map(|n| ("acme".to_owned(), (*n).to_owned()))
+            .collect()
+    };
+    for page in [1, 2, 100] {
+        assert_eq!(
+            all_sealed_under(store, 1, page).await,
+            pairs(&["alice", "carol", "dave"])
+        );
+        assert_eq!(all_sealed_under(store, 2, page).await, pairs(&["bob"]));
+        assert!(all_sealed_under(store, 3, page).await.is_empty());
+    }
+    assert!(
+        store
+            .sealed_under(KeyId::new(1), None, 0)
+            .await
+            .expect("sealed under")
+            .is_empty()
+    );
+}
+
+/// Resealing moves each secret to the active key with its audit event, once; every customer
+/// signs in as before; a keyring without the needed key is refused naming that key.
+pub async fn key_rotation_through_the_service_keeps_every_sign_in<S: Store>(store: S) {
+    let (old, new, clock) = rotating(store).await;
+    let acme = org("acme");
+    let mut uris = Vec::new();
+    for name in ["alice", "bob"] {
+        let enrollment = old
+            .start_enrollment(&acme, &customer(name))
+            .await
+            .expect("start");
+        let _passed = old
+            .confirm_enrollment(&acme, &customer(name), &app_code(&enrollment.uri, &clock))
+            .await
+            .expect("confirm");
+        uris.push((name, enrollment.uri));
+    }
+    clock.advance(30);
+    for (name, _) in &uris {
+        assert_eq!(
+            new.reseal(&acme, &customer(name)).await.expect("reseal"),
+            mfa_core::Resealed::Moved {
+                from: KeyId::new(1),
+                to: KeyId::new(2)
+            }
+        );
+        assert_eq!(
+            new.reseal(&acme, &customer(name)).await.expect("reseal"),
+            mfa_core::Resealed::AlreadyCurrent(KeyId::new(2)),
+            "a second pass changes nothing"
+        );
+    }
+    assert_eq!(
+        new.reseal(&acme, &customer("nobody"))
+            .await
+            .expect("reseal"),
+        mfa_core::Resealed::NoSecret
+    );
+    let store = new.store();
+    assert_eq!(
+        store.count_sealed().await.expect("count"),
+        vec![(KeyId::new(2), 2)]
+    );
+    let resealed = store
+        .audit(&acme, &all(None))
+        .await
+        .expect("audit")
+        .into_iter()
+        .filter(|e| e.event.kind_name() == "secret_resealed")
+        .count();
+    assert_eq!(resealed, 2, "one event per secret moved");
+    for (name, uri) in &uris {
+        let _passed = new
+            .verify_totp(&acme, &customer(name), &app_code(uri, &clock))
+            .await
+            .expect("signs in under the new key");
+    }
+    // The old keyring alone no longer opens the secrets, and says which key it lacks.
+    clock.advance(30);
+    let (name, uri) = &uris[0];
+    let refused = refusal(
+        old.verify_totp(&acme, &customer(name), &app_code(uri, &clock))
+            .await,
+    );
+    assert_eq!(
+        refused,
+        MfaError::Seal(mfa_core::SealError::UnknownKey(KeyId::new(2)))
+    );
 }

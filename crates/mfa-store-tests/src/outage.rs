@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mfa_core::{
-    AuditQuery, CustomerId, CustomerRecord, Event, LoginStep, ManualClock, MfaError, OrgId,
-    OrgPolicy, Service, ServiceError, Store, StoredEvent, Version, Versioned, Written,
+    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Event, KeyId, LoginStep,
+    ManualClock, MfaError, OrgAndCustomer, OrgId, OrgPolicy, Service, ServiceError, Store,
+    StoredEvent, Version, Versioned, Written,
 };
 use rand_chacha::ChaCha20Rng;
 
@@ -109,6 +110,35 @@ impl<S: Store, O: Outage> Store for Interrupting<S, O> {
 
     async fn audit(&self, org: &OrgId, query: &AuditQuery) -> Result<Vec<StoredEvent>, S::Error> {
         self.store.audit(org, query).await
+    }
+
+    async fn load_org_and_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+    ) -> Result<OrgAndCustomer, S::Error> {
+        self.store.load_org_and_customer(org, customer).await
+    }
+
+    async fn export_audit(
+        &self,
+        org: &OrgId,
+        query: &AuditExport,
+    ) -> Result<Vec<StoredEvent>, S::Error> {
+        self.store.export_audit(org, query).await
+    }
+
+    async fn sealed_under(
+        &self,
+        key: KeyId,
+        after: Option<&CustomerKey>,
+        limit: usize,
+    ) -> Result<Vec<CustomerKey>, S::Error> {
+        self.store.sealed_under(key, after, limit).await
+    }
+
+    async fn count_sealed(&self) -> Result<Vec<(KeyId, u64)>, S::Error> {
+        self.store.count_sealed().await
     }
 }
 

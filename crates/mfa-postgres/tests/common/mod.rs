@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use mfa_core::{
-    AuditQuery, CustomerId, CustomerRecord, Event, OrgId, OrgPolicy, Store, StoredEvent, Version,
-    Versioned, Written,
+    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Event, KeyId, OrgAndCustomer,
+    OrgId, OrgPolicy, Store, StoredEvent, Version, Versioned, Written,
 };
 use mfa_postgres::{PostgresError, PostgresOptions, PostgresStore};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
@@ -172,6 +172,35 @@ impl Store for TestStore {
         query: &AuditQuery,
     ) -> Result<Vec<StoredEvent>, PostgresError> {
         self.store.audit(org, query).await
+    }
+
+    async fn load_org_and_customer(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+    ) -> Result<OrgAndCustomer, PostgresError> {
+        self.store.load_org_and_customer(org, customer).await
+    }
+
+    async fn export_audit(
+        &self,
+        org: &OrgId,
+        query: &AuditExport,
+    ) -> Result<Vec<StoredEvent>, PostgresError> {
+        self.store.export_audit(org, query).await
+    }
+
+    async fn sealed_under(
+        &self,
+        key: KeyId,
+        after: Option<&CustomerKey>,
+        limit: usize,
+    ) -> Result<Vec<CustomerKey>, PostgresError> {
+        self.store.sealed_under(key, after, limit).await
+    }
+
+    async fn count_sealed(&self) -> Result<Vec<(KeyId, u64)>, PostgresError> {
+        self.store.count_sealed().await
     }
 }
 
