@@ -728,14 +728,23 @@ impl Configured {
             widen(window.ahead(), drift),
         )
         .unwrap_or(window);
-        let matched = self
+        // RFC 6238 section 5.2: never accept a second code for a step at or before the last
+        // accepted. Only the later steps are candidates, so a fresh code that happens to equal a
+        // used step's is still accepted for its own step.
+        let matched = match self
             .totp
-            .verify(&secret, typed, ctx.now, reach)
-            .map_err(refusal)?;
-        // RFC 6238 section 5.2: never accept a second code for a step at or before the last accepted.
-        if matched.step <= self.last_step {
-            return Err(Refused::Attempt(Rejection::ReplayedCode));
-        }
+            .verify_after(&secret, typed, ctx.now, reach, self.last_step)
+        {
+            Ok(matched) => matched,
+            // Told apart for the audit log: a code of a used step is a replay.
+            Err(VerifyError::NoMatch) => {
+                return Err(match self.totp.verify(&secret, typed, ctx.now, reach) {
+                    Ok(_) => Refused::Attempt(Rejection::ReplayedCode),
+                    Err(error) => refusal(error),
+                });
+            }
+            Err(error) => return Err(refusal(error)),
+        };
         let drift = if drift_learning {
             matched.offset.clamp(-MAX_LEARNT_DRIFT, MAX_LEARNT_DRIFT)
         } else {

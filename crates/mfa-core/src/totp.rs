@@ -274,29 +274,72 @@ impl Totp {
         now: UnixTime,
         window: Window,
     ) -> Result<Match, VerifyError> {
+        self.verify_steps(secret, typed, now, window, None)
+    }
+
+    /// Checks a code as [`verify`](Self::verify) does, against the steps of `window` after
+    /// `last_used` only: the steps a code may still be accepted for (RFC 6238 section 5.2).
+    ///
+    /// Two steps of a window can share a code (one pair in a million for 6 digits). Had the earlier
+    /// one been used, [`verify`](Self::verify) would report it, and a caller refusing it as a
+    /// replay would turn away the customer's fresh code; this reports the later step.
+    ///
+    /// # Errors
+    /// As [`verify`](Self::verify); [`VerifyError::NoMatch`] also when the code matches only steps
+    /// at or before `last_used`.
+    pub fn verify_after(
+        &self,
+        secret: &Secret,
+        typed: &str,
+        now: UnixTime,
+        window: Window,
+        last_used: u64,
+    ) -> Result<Match, VerifyError> {
+        self.verify_steps(secret, typed, now, window, Some(last_used))
+    }
+
+    fn verify_steps(
+        &self,
+        secret: &Secret,
+        typed: &str,
+        now: UnixTime,
+        window: Window,
+        last_used: Option<u64>,
+    ) -> Result<Match, VerifyError> {
         let code = Code::parse(typed, self.digits)?;
         let current = self.step_at(now)?;
         let found = match self.algorithm {
-            Algorithm::Sha1 => scan::<Hmac<Sha1>>(secret, code, current, window),
-            Algorithm::Sha256 => scan::<Hmac<Sha256>>(secret, code, current, window),
-            Algorithm::Sha512 => scan::<Hmac<Sha512>>(secret, code, current, window),
+            Algorithm::Sha1 => scan::<Hmac<Sha1>>(secret, code, current, window, last_used),
+            Algorithm::Sha256 => scan::<Hmac<Sha256>>(secret, code, current, window, last_used),
+            Algorithm::Sha512 => scan::<Hmac<Sha512>>(secret, code, current, window, last_used),
         };
         found.ok_or(VerifyError::NoMatch)
     }
 }
 
-/// Compares `code` with every step of `window` around `current`, in constant time.
-fn scan<P: Prf>(secret: &Secret, code: Code, current: u64, window: Window) -> Option<Match> {
+/// Compares `code` with every step of `window` around `current` (after `last_used`, if given), in
+/// constant time.
+fn scan<P: Prf>(
+    secret: &Secret,
+    code: Code,
+    current: u64,
+    window: Window,
+    last_used: Option<u64>,
+) -> Option<Match> {
     let prf = P::keyed(secret.as_bytes());
     let modulus = code.digits().modulus();
     let mut found = Choice::from(0);
     let mut step_found = 0u64;
     let mut offset_found = 0i64;
     for offset in i64::from(window.behind).wrapping_neg()..=i64::from(window.ahead) {
-        // Which steps exist depends on `now` and the window only, never on the secret or the code.
+        // Which steps are compared depends on `now`, the window and the last used step only, never
+        // on the secret or the code.
         let Some(step) = current.checked_add_signed(offset) else {
             continue;
         };
+        if last_used.is_some_and(|used| step <= used) {
+            continue;
+        }
         let candidate = Code::new(prf.truncated(step) % modulus, code.digits());
         let first_hit = candidate.ct_eq(&code) & !found;
         step_found.conditional_assign(&step, first_hit);

@@ -37,7 +37,10 @@ fn ids() -> (OrgId, CustomerId, CustomerId) {
 }
 
 /// Fast backup-code hashing for tests; production keeps the default.
-async fn enable_fast<S: Store>(mfa: &Service<S, ManualClock, ChaCha20Rng>, org: &OrgId) {
+async fn enable_fast<S: Store, R: rand_core::CryptoRng + Send>(
+    mfa: &Service<S, ManualClock, R>,
+    org: &OrgId,
+) {
     let mut settings = Settings::default();
     settings.backup_hash = BackupHashParams::danger_insecure_fast();
     settings.issuer = "Acme Billing".into();
@@ -659,4 +662,81 @@ async fn refused_attempts_are_logged_without_rewriting_the_record() {
             ..
         }
     ));
+}
+
+/// Counts up from a start byte: a predictable "CSPRNG", so a test can choose the secret.
+struct Counting(u8);
+
+impl rand_core::TryRng for Counting {
+    type Error = std::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut bytes = [0; 4];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u32::from_le_bytes(bytes))
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut bytes = [0; 8];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for byte in dst {
+            *byte = self.0;
+            self.0 = self.0.wrapping_add(1);
+        }
+        Ok(())
+    }
+}
+
+impl rand_core::TryCryptoRng for Counting {}
+
+/// Two steps can share a code (one pair in a million with 6 digits). When the earlier one was
+/// used, the customer's fresh code for the later one is still accepted, once; it is not taken for
+/// a replay of the used step.
+#[tokio::test]
+async fn a_fresh_code_equal_to_the_used_steps_code_is_accepted_once() {
+    // The secret 0x01..=0x14 gives 093910 at both steps 59696920 and 59696921 (found by search).
+    const USED: u64 = 59_696_920;
+    let clock = ManualClock::new(UnixTime::from_secs(USED * 30));
+    let mut seed = ChaCha20Rng::seed_from_u64(7);
+    let keys = KeyRing::new(SealingKey::generate(KeyId::new(1), &mut seed));
+    let mfa = Service::new(MemoryStore::new(), clock.clone(), keys, Counting(1));
+    let (org, alice, _) = ids();
+    enable_fast(&mfa, &org).await;
+    let enrollment = mfa.start_enrollment(&org, &alice).await.unwrap();
+    assert_eq!(
+        enrollment.uri.secret().as_bytes(),
+        (1..=20).collect::<Vec<u8>>()
+    );
+    let totp = enrollment.uri.as_totp().unwrap();
+    let code = |step: u64| {
+        totp.generate_at_step(enrollment.uri.secret(), step)
+            .to_string()
+    };
+    assert_eq!(code(USED), "093910");
+    assert_eq!(code(USED + 1), "093910");
+
+    // The enrollment's code uses step USED.
+    let _passed = mfa
+        .confirm_enrollment(&org, &alice, &code(USED))
+        .await
+        .unwrap();
+    clock.advance(30);
+    let passed = mfa
+        .verify_totp(&org, &alice, &code(USED + 1))
+        .await
+        .unwrap();
+    assert_eq!(passed.method(), PassedBy::Totp);
+    assert_eq!(
+        mfa_error(mfa.verify_totp(&org, &alice, &code(USED + 1)).await),
+        MfaError::ReplayedCode
+    );
+    let log = mfa.audit(&org, &AuditQuery::default()).await.unwrap();
+    assert!(
+        log.iter().any(|e| matches!(
+            e.event.kind,
+            EventKind::TotpAccepted { step, offset: 0 } if step == USED + 1
+        )),
+        "accepted for its own step"
+    );
 }
