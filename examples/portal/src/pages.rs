@@ -606,7 +606,7 @@ pub(crate) async fn account<S: Store + 'static, C: PortalClock>(
     };
     let flash = visit
         .take_flash(&portal)
-        .map(|text| format!(r#"<p class="notice" role="status">{}</p>"#, escape(&text)))
+        .map(|text| format!(r#"<p class="success" role="status">{}</p>"#, escape(&text)))
         .unwrap_or_default();
     let body = format!(
         r#"<section class="card" id="account">
@@ -752,7 +752,7 @@ pub(crate) async fn admin<S: Store + 'static, C: PortalClock>(
         .take_flash(&portal)
         .map(|text| {
             format!(
-                r#"<p class="notice" id="flash" role="status">{}</p>"#,
+                r#"<p class="success" id="flash" role="status">{}</p>"#,
                 escape(&text)
             )
         })
