@@ -460,6 +460,12 @@ fn expected_version(expected: Version) -> Option<i64> {
     i64::try_from(expected.0).ok()
 }
 
+/// An event's time as its column holds it. A time past 2^63 s is kept whole in the bytes; the
+/// column, only an index, saturates.
+fn at_column(event: &Event) -> i64 {
+    i64::try_from(event.at.as_secs()).unwrap_or(i64::MAX)
+}
+
 /// Events as the five arrays the statements unnest.
 struct EventColumns {
     org: Vec<String>,
@@ -477,11 +483,7 @@ impl EventColumns {
                 .iter()
                 .map(|e| e.customer.as_ref().map(|c| c.as_str().to_owned()))
                 .collect(),
-            // A time past 2^63 s is kept whole in the bytes; the column, only an index, saturates.
-            at: events
-                .iter()
-                .map(|e| i64::try_from(e.at.as_secs()).unwrap_or(i64::MAX))
-                .collect(),
+            at: events.iter().map(at_column).collect(),
             kind: events.iter().map(Event::kind_name).collect(),
             bytes: events.iter().map(Event::to_bytes).collect(),
         }
@@ -599,9 +601,9 @@ impl Store for PostgresStore {
             .sealed_secret()
             .map(|sealed| i64::from(sealed.key_id().get()));
         let bytes = record.to_bytes();
-        let e = EventColumns::new(events);
         match expected {
             None => {
+                let e = EventColumns::new(events);
                 self.write(
                     &self.sql.insert_customer,
                     &[
@@ -623,6 +625,28 @@ impl Store for PostgresStore {
                 let Some(expected) = expected_version(expected) else {
                     return Ok(Written::Conflict);
                 };
+                if let [event] = events {
+                    // A sign-in's write: one event, as plain parameters.
+                    return self
+                        .write(
+                            &self.sql.update_customer_one_event,
+                            &[
+                                &org,
+                                &customer,
+                                &state,
+                                &key_id,
+                                &bytes,
+                                &expected,
+                                &event.org.as_str(),
+                                &event.customer.as_ref().map(CustomerId::as_str),
+                                &at_column(event),
+                                &event.kind_name(),
+                                &event.to_bytes(),
+                            ],
+                        )
+                        .await;
+                }
+                let e = EventColumns::new(events);
                 self.write(
                     &self.sql.update_customer,
                     &[

@@ -143,6 +143,7 @@ pub(crate) struct Sql {
     pub(crate) update_org: String,
     pub(crate) insert_customer: String,
     pub(crate) update_customer: String,
+    pub(crate) update_customer_one_event: String,
     pub(crate) append_events: String,
     pub(crate) audit_org: String,
     pub(crate) audit_customer: String,
@@ -183,6 +184,14 @@ impl Sql {
                 events(first_event_parameter)
             )
         };
+        let update_customer = format!(
+            "UPDATE {s}.customers
+             SET version = version + 1, state = $3::text, sealing_key_id = $4::int8,
+                 record = $5::bytea
+             WHERE org = $1 AND customer = $2 AND version = $6
+               AND version < 9223372036854775807
+             RETURNING version"
+        );
         Ok(Self {
             load_org: format!("SELECT version, policy FROM {s}.orgs WHERE org = $1"),
             load_customer: format!(
@@ -230,16 +239,15 @@ impl Sql {
                 ),
                 6,
             ),
-            update_customer: write(
-                format!(
-                    "UPDATE {s}.customers
-                     SET version = version + 1, state = $3::text, sealing_key_id = $4::int8,
-                         record = $5::bytea
-                     WHERE org = $1 AND customer = $2 AND version = $6
-                       AND version < 9223372036854775807
-                     RETURNING version"
-                ),
-                7,
+            update_customer: write(update_customer.clone(), 7),
+            // The same with exactly one event, its columns as plain parameters: a sign-in's write,
+            // without five arrays to build and unnest.
+            update_customer_one_event: format!(
+                "WITH written AS ({update_customer}),
+                 logged AS (
+                     INSERT INTO {s}.events (org, customer, at, kind, event)
+                     SELECT $7::text, $8::text, $9::int8, $10::text, $11::bytea FROM written)
+                 SELECT version FROM written"
             ),
             append_events: format!(
                 "INSERT INTO {s}.events (org, customer, at, kind, event)

@@ -280,13 +280,26 @@ pub async fn events_are_written_with_their_record_and_never_without<S: Store>(st
         .expect("write");
     assert_eq!(lost, Written::Conflict);
     let two = [event(&o, Some(&c), "two"), event(&o, Some(&c), "three")];
-    assert!(matches!(
-        store
-            .write_customer(&o, &c, Some(v1), &record, &two)
-            .await
-            .expect("write"),
-        Written::Stored(_)
-    ));
+    let Written::Stored(v2) = store
+        .write_customer(&o, &c, Some(v1), &record, &two)
+        .await
+        .expect("write")
+    else {
+        panic!("update")
+    };
+    // A stale update with one event (a sign-in's write) stores neither; a current one stores both.
+    let stale = store
+        .write_customer(&o, &c, Some(v1), &record, &[event(&o, Some(&c), "stale")])
+        .await
+        .expect("write");
+    assert_eq!(stale, Written::Conflict);
+    let Written::Stored(_) = store
+        .write_customer(&o, &c, Some(v2), &record, &[event(&o, Some(&c), "four")])
+        .await
+        .expect("write")
+    else {
+        panic!("update")
+    };
     let logged: Vec<String> = store
         .audit(&o, &all(Some(&c)))
         .await
@@ -297,7 +310,7 @@ pub async fn events_are_written_with_their_record_and_never_without<S: Store>(st
             other => panic!("unexpected {other:?}"),
         })
         .collect();
-    assert_eq!(logged, ["three", "two", "one"]);
+    assert_eq!(logged, ["four", "three", "two", "one"]);
     let lost_org = store
         .write_org(
             &o,
@@ -307,7 +320,7 @@ pub async fn events_are_written_with_their_record_and_never_without<S: Store>(st
         )
         .await;
     assert_eq!(lost_org.expect("write"), Written::Conflict);
-    assert_eq!(store.audit(&o, &all(None)).await.expect("audit").len(), 3);
+    assert_eq!(store.audit(&o, &all(None)).await.expect("audit").len(), 4);
 }
 
 /// The audit log comes newest first, with increasing sequence numbers, filtered and paged.
