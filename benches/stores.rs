@@ -49,6 +49,10 @@
 //!
 //! Run: `MFA_BENCH_POSTGRES_URL=postgres://root@127.0.0.1:5432/mfa_ci cargo bench -p mfa-benches --bench stores`.
 
+#[allow(
+    dead_code,
+    reason = "shared with the `rotation` bench, which uses a little more"
+)]
 #[path = "stores/postgres.rs"]
 mod postgres;
 #[path = "stores/sign_in.rs"]

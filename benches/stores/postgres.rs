@@ -57,6 +57,11 @@ impl BenchSchema {
         .expect("the store connects and migrates")
     }
 
+    /// The schema's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The schema, quoted for SQL.
     pub(crate) fn quoted(&self) -> String {
         format!("\"{}\"", self.name)

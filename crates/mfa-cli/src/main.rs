@@ -1,7 +1,26 @@
-//! `mfa`: one-time codes, their verification, otpauth key URIs and QR codes, from the command line.
+//! `mfa`: one-time codes, their verification, otpauth key URIs and QR codes, from the command line;
+//! and `mfa admin`, an operator's actions on the SQLite or PostgreSQL store a service uses (switch
+//! MFA on or off, show or reset a customer, export the audit log, rotate the sealing key).
 //!
 //! A tool for operators and for checking interoperability with other implementations. Exit status:
-//! 0 success, 1 a rejected code, 2 bad usage or input (with a one-line error on stderr).
+//! 0 success, 1 a rejected code (or, for `mfa admin`, not found, refused or failed), 2 bad usage or
+//! input, always with a one-line error on stderr.
+
+/// `println!` that never panics: see [`write_stdout`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` that never panics: see [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!($($arg)*))
+    };
+}
+
+mod admin;
 
 use std::fs::File;
 use std::io::{BufRead, BufWriter, Write};
@@ -20,7 +39,7 @@ use zeroize::Zeroizing;
 #[command(
     name = "mfa",
     version,
-    about = "TOTP/HOTP codes, verification, otpauth key URIs and QR codes"
+    about = "TOTP/HOTP codes, verification, otpauth key URIs and QR codes; MFA administration"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -37,6 +56,8 @@ enum Command {
     Uri(UriArgs),
     /// Render a key URI as a QR code: an SVG or PNG file, or text in the terminal.
     Qr(QrArgs),
+    /// Act on a service's MFA store: organisations, customers, the audit log, sealing keys.
+    Admin(admin::AdminArgs),
 }
 
 /// Where the key and its parameters come from.
@@ -141,6 +162,8 @@ struct QrArgs {
 enum Failure {
     /// The code was checked and refused: exit 1.
     Rejected(String),
+    /// Not found, refused, or failed (`mfa admin`): exit 1.
+    Failed(String),
     /// Bad input: exit 2.
     Input(String),
 }
@@ -149,6 +172,28 @@ impl Failure {
     fn input(error: impl std::fmt::Display) -> Self {
         Self::Input(error.to_string())
     }
+
+    fn failed(error: impl std::fmt::Display) -> Self {
+        Self::Failed(error.to_string())
+    }
+}
+
+/// Writes to standard output. `println!` panics when that fails; here a reader that went away
+/// (`mfa admin audit ... | head`) ends the program quietly, as `head` expects, and any other failure
+/// (a full disk) ends it with a one-line error and exit status 1.
+fn write_stdout(text: std::fmt::Arguments<'_>) {
+    if let Err(error) = std::io::stdout().lock().write_fmt(text) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("mfa: cannot write the output: {error}");
+        std::process::exit(1);
+    }
+}
+
+/// The message on one line: a database's error text may span several.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn main() -> ExitCode {
@@ -157,11 +202,15 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Rejected(message)) => {
-            eprintln!("mfa: rejected: {message}");
+            eprintln!("mfa: rejected: {}", one_line(&message));
+            ExitCode::from(1)
+        }
+        Err(Failure::Failed(message)) => {
+            eprintln!("mfa: {}", one_line(&message));
             ExitCode::from(1)
         }
         Err(Failure::Input(message)) => {
-            eprintln!("mfa: error: {message}");
+            eprintln!("mfa: error: {}", one_line(&message));
             ExitCode::from(2)
         }
     }
@@ -173,6 +222,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Verify(args) => verify(args),
         Command::Uri(args) => uri(args),
         Command::Qr(args) => qr(args),
+        Command::Admin(args) => admin::run(args),
     }
 }
 
@@ -200,7 +250,7 @@ fn code(args: CodeArgs) -> Result<(), Failure> {
             .generate(&secret, time_or_now(args.time)?)
             .map_err(Failure::input)?,
     };
-    println!("{code}");
+    outln!("{code}");
     Ok(())
 }
 
@@ -214,9 +264,10 @@ fn verify(args: VerifyArgs) -> Result<(), Failure> {
     let window = Window::symmetric(args.window).map_err(Failure::input)?;
     match totp.verify(&secret, &args.code, time_or_now(args.time)?, window) {
         Ok(matched) => {
-            println!(
+            outln!(
                 "matched step {} (offset {:+})",
-                matched.step, matched.offset
+                matched.step,
+                matched.offset
             );
             Ok(())
         }
@@ -230,7 +281,7 @@ fn verify(args: VerifyArgs) -> Result<(), Failure> {
 fn uri(args: UriArgs) -> Result<(), Failure> {
     if let Some(text) = args.parse {
         let uri = KeyUri::parse(&text).map_err(Failure::input)?;
-        println!("{}", fields_json(&uri));
+        outln!("{}", fields_json(&uri));
         return Ok(());
     }
     let totp = args.params.totp();
@@ -247,7 +298,7 @@ fn uri(args: UriArgs) -> Result<(), Failure> {
         &totp,
     )
     .map_err(Failure::input)?;
-    println!("{}", uri.to_uri_string().as_str());
+    outln!("{}", uri.to_uri_string().as_str());
     Ok(())
 }
 
@@ -265,7 +316,7 @@ fn qr(args: QrArgs) -> Result<(), Failure> {
                 .quiet_zone(true)
                 .build(),
         );
-        println!("{}", text.as_str());
+        outln!("{}", text.as_str());
         return Ok(());
     }
     let Some(path) = args.output else {

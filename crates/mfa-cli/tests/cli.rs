@@ -278,3 +278,20 @@ fn every_subcommand_has_help() {
     }
     assert_status(&mfa(&["frobnicate"]), 2);
 }
+
+/// A reader that went away (`mfa ... | head -0`) ends the command quietly: no panic, status 0.
+#[test]
+fn a_closed_pipe_on_stdout_is_not_a_panic() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    // Closed before the command starts, so its first write fails with a broken pipe.
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_mfa"))
+        .args(["uri", "--issuer", "Acme", "--account", "alice@acme.test"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+}

@@ -1,5 +1,9 @@
 //! The key that seals TOTP secrets at rest: from `MFA_SEALING_KEY`, or from a key file the portal
-//! creates (mode 0600) on its first start. The key itself is never printed or logged.
+//! creates (mode 0600) on its first start; and, during a key rotation, previous keys from their
+//! files, to open what they sealed. The keys themselves are never printed or logged.
+//!
+//! A key is `ID:KEY` or a bare `KEY` (key id 1), where `KEY` is 32 bytes as 64 hex digits or as
+//! base64: the form `mfa admin keys generate` writes and `mfa admin keys rotate` reads.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -13,8 +17,9 @@ use zeroize::Zeroizing;
 /// The environment variable that holds the sealing key.
 pub const KEY_ENV: &str = "MFA_SEALING_KEY";
 
-/// The id of the portal's sealing key. A second key would get id 2, and the old one stay in the
-/// ring until every secret is resealed (see `KeyRing`).
+/// The id of a key given without one (`KEY` rather than `ID:KEY`): the key file the portal creates.
+/// A second key gets id 2 (`mfa admin keys generate --id 2`), and the old one stays in the ring as
+/// a previous key until every secret is resealed under the new one (`mfa admin keys rotate`).
 pub const KEY_ID: KeyId = KeyId::new(1);
 
 /// Key bytes.
@@ -45,9 +50,15 @@ impl fmt::Display for KeySource {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
-    /// The text is neither 64 hex digits nor base64 of 32 bytes. (It is not repeated: it is a key.)
-    #[error("{0} must be 32 bytes as 64 hex digits or as base64")]
+    /// The text is neither 64 hex digits nor base64 of 32 bytes, with an optional `ID:` before it.
+    /// (It is not repeated: it is a key.)
+    #[error(
+        "{0} must be 32 bytes as 64 hex digits or as base64, optionally after a key id and a colon (ID:KEY)"
+    )]
     Malformed(String),
+    /// A previous key has the id of another key given.
+    #[error("{0} holds key id {1}, which another key given already has")]
+    DuplicateId(String, KeyId),
     /// The key file is readable or writable by others.
     #[error("{} is accessible to other users (mode {mode:o}); run: chmod 600 {}", path.display(), path.display())]
     Permissions {
@@ -75,13 +86,53 @@ pub enum KeyError {
 /// [`KeyError::Permissions`] for a key file other users may read; [`KeyError::Io`] when the file
 /// cannot be read or created.
 pub fn load(env_value: Option<&str>, key_file: &Path) -> Result<(KeyRing, KeySource), KeyError> {
-    let (bytes, source) = match env_value.filter(|value| !value.trim().is_empty()) {
-        Some(value) => (parse(value, KEY_ENV)?, KeySource::Env),
+    let ((id, bytes), source) = match env_value.filter(|value| !value.trim().is_empty()) {
+        Some(value) => (parse_with_id(value, KEY_ENV)?, KeySource::Env),
         None => from_file(key_file)?,
     };
-    let key = SealingKey::from_slice(KEY_ID, &bytes[..])
+    let key = SealingKey::from_slice(id, &bytes[..])
         .map_err(|_| KeyError::Malformed(KEY_ENV.to_owned()))?;
     Ok((KeyRing::new(key), source))
+}
+
+/// Adds the keys of `files` to `ring`, to open the secrets they sealed while the ring's active key
+/// seals new ones: the previous keys of a key rotation. The files must exist (none is created).
+/// Returns each key's id.
+///
+/// # Errors
+/// As [`load`], and [`KeyError::DuplicateId`] for a key id already in the ring.
+pub fn add_previous(ring: &mut KeyRing, files: &[PathBuf]) -> Result<Vec<KeyId>, KeyError> {
+    let mut ids = Vec::with_capacity(files.len());
+    for path in files {
+        let (id, bytes) = read_file(path)?;
+        let key = SealingKey::from_slice(id, &bytes[..])
+            .map_err(|_| KeyError::Malformed(path.display().to_string()))?;
+        ring.add(key)
+            .map_err(|_| KeyError::DuplicateId(path.display().to_string(), id))?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// A key with its id: `ID:KEY`, or a bare `KEY` for [`KEY_ID`]. `what` names the source in the
+/// error.
+///
+/// # Errors
+/// [`KeyError::Malformed`].
+pub fn parse_with_id(text: &str, what: &str) -> Result<(KeyId, Zeroizing<Vec<u8>>), KeyError> {
+    match text.trim().split_once(':') {
+        Some((id, key)) => {
+            let id = id.trim();
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(KeyError::Malformed(what.to_owned()));
+            }
+            let id = id
+                .parse::<u32>()
+                .map_err(|_| KeyError::Malformed(what.to_owned()))?;
+            Ok((KeyId::new(id), parse(key, what)?))
+        }
+        None => Ok((KEY_ID, parse(text, what)?)),
+    }
 }
 
 /// 32 bytes from 64 hex digits, or from base64 (standard or URL-safe, padded or not). `what` names
@@ -114,22 +165,28 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> KeyError + '_ {
     }
 }
 
-fn from_file(path: &Path) -> Result<(Zeroizing<Vec<u8>>, KeySource), KeyError> {
+type KeyBytes = (KeyId, Zeroizing<Vec<u8>>);
+
+fn from_file(path: &Path) -> Result<(KeyBytes, KeySource), KeyError> {
     match create(path) {
-        Ok(bytes) => return Ok((bytes, KeySource::Created(path.to_path_buf()))),
+        Ok(bytes) => return Ok(((KEY_ID, bytes), KeySource::Created(path.to_path_buf()))),
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
         Err(error) => return Err(io_error(path)(error)),
     }
+    Ok((read_file(path)?, KeySource::File(path.to_path_buf())))
+}
+
+/// An existing key file's key, refused if other users may read or write it.
+fn read_file(path: &Path) -> Result<KeyBytes, KeyError> {
     let mut file = File::open(path).map_err(io_error(path))?;
     check_permissions(&file, path)?;
     let mut text = Zeroizing::new(String::new());
-    // A key file is 65 bytes; anything much longer is not one.
+    // A key file is 65 bytes (76 with a key id); anything much longer is not one.
     (&mut file)
         .take(1024)
         .read_to_string(&mut text)
         .map_err(io_error(path))?;
-    let bytes = parse(&text, &path.display().to_string())?;
-    Ok((bytes, KeySource::File(path.to_path_buf())))
+    parse_with_id(&text, &path.display().to_string())
 }
 
 /// Creates the key file with a fresh key, failing with `AlreadyExists` if it is there. Written as
@@ -255,6 +312,85 @@ mod tests {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
             assert!(matches!(
                 load(None, &path),
+                Err(KeyError::Permissions { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn a_key_may_carry_its_id() {
+        let hex = "ab".repeat(32);
+        let (id, bytes) = parse_with_id(&format!(" 2:{hex}\n"), "k").unwrap();
+        assert_eq!((id, bytes[0]), (KeyId::new(2), 0xab));
+        assert_eq!(parse_with_id(&hex, "k").unwrap().0, KEY_ID);
+        for bad in [
+            format!(":{hex}"),
+            format!("x:{hex}"),
+            format!("-2:{hex}"),
+            "2:".to_owned(),
+        ] {
+            let error = parse_with_id(&bad, "k").unwrap_err();
+            assert!(matches!(error, KeyError::Malformed(_)), "{bad}");
+            assert!(
+                !error.to_string().contains(&hex[..8]),
+                "the key is never repeated"
+            );
+        }
+        let (ring, _) = load(Some(&format!("7:{hex}")), Path::new("never.key")).unwrap();
+        assert_eq!(ring.active_id(), KeyId::new(7));
+    }
+
+    /// A key rotation as the portal lives through it: restarted with the new key (id 2) and the
+    /// old one as previous, it opens what the old key sealed and seals new secrets with the new one.
+    #[test]
+    fn previous_keys_open_what_they_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_path = dir.path().join("portal.key");
+        let (old_ring, _) = load(None, &old_path).unwrap();
+        let new_path = dir.path().join("new.key");
+        std::fs::write(&new_path, format!("2:{}\n", "cd".repeat(32))).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&new_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let (mut ring, source) = load(None, &new_path).unwrap();
+        assert_eq!(source, KeySource::File(new_path.clone()));
+        assert_eq!(
+            add_previous(&mut ring, std::slice::from_ref(&old_path)).unwrap(),
+            [KEY_ID]
+        );
+        assert_eq!(ring.active_id(), KeyId::new(2));
+
+        let mut rng = rand::rng();
+        let secret = mfa_core::Secret::generate(mfa_core::Algorithm::Sha1, &mut rng);
+        let (org, alice) = (
+            mfa_core::OrgId::new("acme").unwrap(),
+            mfa_core::CustomerId::new("alice@acme.test").unwrap(),
+        );
+        let sealed_before = old_ring.seal(&secret, &org, &alice, &mut rng);
+        assert_eq!(ring.open(&sealed_before, &org, &alice).unwrap(), secret);
+        let sealed_now = ring.seal(&secret, &org, &alice, &mut rng);
+        assert_eq!(sealed_now.key_id(), KeyId::new(2));
+
+        // The same id twice, a missing file (never created) and a file others may read: refused.
+        assert!(matches!(
+            add_previous(&mut ring, std::slice::from_ref(&new_path)),
+            Err(KeyError::DuplicateId(_, id)) if id == KeyId::new(2)
+        ));
+        let missing = dir.path().join("missing.key");
+        assert!(matches!(
+            add_previous(&mut ring, std::slice::from_ref(&missing)),
+            Err(KeyError::Io { .. })
+        ));
+        assert!(!missing.exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&old_path, std::fs::Permissions::from_mode(0o640)).unwrap();
+            let (mut fresh, _) = load(None, &new_path).unwrap();
+            assert!(matches!(
+                add_previous(&mut fresh, std::slice::from_ref(&old_path)),
                 Err(KeyError::Permissions { .. })
             ));
         }

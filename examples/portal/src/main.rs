@@ -32,10 +32,15 @@ struct Cli {
     /// The database: sqlite://PATH (created on first start) or postgres://USER@HOST/DB.
     #[arg(long, default_value = "sqlite://portal.db")]
     database_url: String,
-    /// The file holding the key that seals TOTP secrets (64 hex digits), created with mode 0600 on
-    /// first start. Ignored when MFA_SEALING_KEY is set (32 bytes as 64 hex digits or as base64).
+    /// The file holding the key that seals TOTP secrets (64 hex digits, key id 1; or ID:KEY),
+    /// created with mode 0600 on first start. Ignored when MFA_SEALING_KEY is set (32 bytes as 64
+    /// hex digits or as base64, optionally after ID:).
     #[arg(long, default_value = "portal.key")]
     key_file: PathBuf,
+    /// A previous sealing key's file (repeatable), during a key rotation: it opens the secrets it
+    /// sealed until `mfa admin keys rotate` has resealed them under the key of --key-file.
+    #[arg(long, value_name = "PATH")]
+    previous_key_file: Vec<PathBuf>,
     /// The portal is served over HTTPS (directly or behind a TLS proxy): Secure, __Host- cookies
     /// and HSTS.
     #[arg(long)]
@@ -71,7 +76,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 async fn start(cli: Cli) -> Result<(), BoxError> {
     let database = Database::parse(&cli.database_url)?;
     let env_key = std::env::var(keys::KEY_ENV).ok();
-    let (keys, key_source) = keys::load(env_key.as_deref(), &cli.key_file)?;
+    let (mut keys, key_source) = keys::load(env_key.as_deref(), &cli.key_file)?;
+    let active_key = keys.active_id();
+    let previous_keys = keys::add_previous(&mut keys, &cli.previous_key_file)?;
     let mut config = Config::new(OrgId::new(ORG)?);
     config.secure = cli.secure_cookies;
     config.danger_insecure_fast_hashes = cli.danger_insecure_fast_hashes;
@@ -79,6 +86,13 @@ async fn start(cli: Cli) -> Result<(), BoxError> {
         listen: cli.listen,
         database: database.to_string(),
         key_source,
+        active_key,
+        previous_keys: cli
+            .previous_key_file
+            .iter()
+            .zip(previous_keys)
+            .map(|(path, id)| format!("id {id} from {}", path.display()))
+            .collect(),
         keys,
         config,
     };
@@ -102,6 +116,8 @@ struct Setup {
     listen: SocketAddr,
     database: String,
     key_source: KeySource,
+    active_key: mfa_core::KeyId,
+    previous_keys: Vec<String>,
     keys: KeyRing,
     config: Config,
 }
@@ -115,6 +131,8 @@ async fn run<S: Store + 'static>(
         listen,
         database,
         key_source,
+        active_key,
+        previous_keys,
         keys,
         config,
     } = setup;
@@ -125,7 +143,10 @@ async fn run<S: Store + 'static>(
 
     println!("Acme Billing customer portal: http://{address}");
     println!("  database     {database}");
-    println!("  sealing key  {key_source}");
+    println!("  sealing key  {key_source} (key id {active_key})");
+    for previous in &previous_keys {
+        println!("  previous key {previous}");
+    }
     if created {
         println!(
             "  first start: created the organisation \"{ORG}\" with MFA off, and these accounts"
