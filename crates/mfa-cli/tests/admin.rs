@@ -801,6 +801,14 @@ fn keys_status_and_a_wrong_key<S: Store + 'static>(db: &Db<S>) {
         db.block_on(db.store.count_sealed()).unwrap(),
         [(KeyId::new(1), 5)]
     );
+    // A fresh key given an id that already seals secrets (the portal's 1) would count them as
+    // done: refused, naming the id, before anything is written.
+    let reused = db.mfa(&["keys", "rotate", "--new-key-file", wrong.to_str().unwrap()]);
+    assert_fails(&reused, 1, "already sealed under its key id 1");
+    assert_eq!(
+        db.block_on(db.store.count_sealed()).unwrap(),
+        [(KeyId::new(1), 5)]
+    );
     // The same key twice under one id is fine; two keys under one id are refused.
     let twice = db
         .command(&["keys", "status", "--key-file", portal_key.to_str().unwrap()])

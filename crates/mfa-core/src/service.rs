@@ -24,7 +24,8 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 16;
 /// [`DEFAULT_MAX_ATTEMPTS`] times. An outcome (such as [`MfaPassed`]) is returned only after its write
 /// succeeded, so a lost race can never let a code count twice.
 ///
-/// The RNG sits behind a mutex held only while an enrollment or a set of backup codes is drawn, never
+/// The RNG sits behind a mutex held only while an enrollment, a set of backup codes or a resealing
+/// nonce is drawn, never
 /// across an `await` and never for a sign-in; use a
 /// CSPRNG seeded from the operating system (for example `rand::rngs::StdRng::from_rng(&mut rand::rng())`
 /// or `rand::rngs::SysRng` wrapped in `UnwrapErr`).
@@ -370,8 +371,8 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
 
     /// Load, decide, write if unchanged; again on a lost race. For decisions that draw randomness.
     ///
-    /// The RNG's lock is held while deciding (never across an `await`); only enrollment and backup-code
-    /// generation take it, so sign-ins never wait for it.
+    /// The RNG's lock is held while deciding (never across an `await`); only enrollment, backup-code
+    /// generation and resealing take it, so sign-ins never wait for it.
     async fn run_with_rng<T>(
         &self,
         org: &OrgId,

@@ -202,7 +202,10 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Self::Error>> + Send;
 
     /// For key rotation: up to `limit` customers, of every organisation, whose secret (configured
-    /// or pending) is sealed under `key`, in (organisation, customer) order, after `after`.
+    /// or pending) is sealed under `key`, after `after`, in the store's order of (organisation,
+    /// customer) pairs: the same order on every call (byte order for the memory and SQLite stores,
+    /// the primary key's collation on PostgreSQL), so that passing the last pair of one page as
+    /// `after` of the next neither skips nor repeats a customer.
     fn sealed_under(
         &self,
         key: KeyId,

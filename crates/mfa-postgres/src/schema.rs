@@ -108,14 +108,6 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER customers_no_truncate BEFORE TRUNCATE ON {s}.customers
         FOR EACH STATEMENT EXECUTE FUNCTION {s}.records_no_truncate();
     "#,
-    // 3: key rotation finds the records a key seals, in byte order of their ids, and counts them,
-    // without a scan. (Building it holds off writes to customers while it runs: about a second
-    // per million records.)
-    r#"
-    CREATE INDEX customers_by_sealing_key
-        ON {s}.customers (sealing_key_id, org COLLATE "C", customer COLLATE "C")
-        WHERE sealing_key_id IS NOT NULL;
-    "#,
 ];
 
 /// The schema version this crate writes: a database opened by this crate is migrated to it, and
@@ -276,13 +268,14 @@ impl Sql {
                  WHERE org = $1 AND customer = $2 AND seq > $3 AND at >= $4
                  ORDER BY seq LIMIT $5"
             ),
-            // Ids in byte order (the "C" collation, as the index has them), whatever the
-            // database's collation: the same order as every other store.
+            // Walks the primary key: a rotation reads each record once over all its pages, and
+            // needs no index of its own (which would lock the table for writes while a migration
+            // built it). The order is the primary key's (the database's collation), the same in
+            // the comparison and the ORDER BY, so pages neither skip nor repeat.
             sealed_under: format!(
                 "SELECT org, customer FROM {s}.customers
-                 WHERE sealing_key_id = $1
-                   AND (org COLLATE \"C\", customer COLLATE \"C\") > ($2::text, $3::text)
-                 ORDER BY org COLLATE \"C\", customer COLLATE \"C\" LIMIT $4"
+                 WHERE (org, customer) > ($2::text, $3::text) AND sealing_key_id = $1
+                 ORDER BY org, customer LIMIT $4"
             ),
             count_sealed: format!(
                 "SELECT sealing_key_id, count(*) FROM {s}.customers

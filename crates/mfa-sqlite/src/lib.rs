@@ -41,10 +41,10 @@ use worker::Worker;
 /// for long (`fsync` at every commit, or waiting up to the busy timeout for another process's lock),
 /// and none of that holds up a runtime's other tasks:
 ///
-/// - On a worker of a multi-thread tokio runtime, a call that finds the connection free runs at
-///   once inside [`tokio::task::block_in_place`], which first hands the worker's other tasks to
-///   another thread. Nothing is woken on the way there and back, which is most of what a lookup of a
-///   few microseconds would otherwise cost.
+/// - On a worker of a multi-thread tokio runtime, a call that finds the connection free and no call
+///   queued runs at once inside [`tokio::task::block_in_place`], which hands the worker's other
+///   tasks to another thread first. The call never waits for a parked thread to wake and answer,
+///   which is most of what a lookup of a few microseconds would otherwise cost.
 /// - Otherwise (the connection is busy, a current-thread runtime, another executor) the call is a
 ///   closure sent to a dedicated thread that serves the connection, and the answer comes back on a
 ///   oneshot channel. Under load all calls but the running one wait in that queue, holding no

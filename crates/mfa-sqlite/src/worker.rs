@@ -4,15 +4,18 @@
 //!
 //! A call takes one of two paths:
 //!
-//! - **Inline**, when the caller runs on a worker of a multi-thread tokio runtime and the
-//!   connection is free: the call runs right there inside [`tokio::task::block_in_place`], which
-//!   first hands the worker's other tasks to another thread. No thread is woken on the way there
-//!   and back, which is most of what a small call would otherwise cost.
+//! - **Inline**, when the caller runs on a worker of a multi-thread tokio runtime, the connection
+//!   is free and no call is queued for it: the call runs right there inside
+//!   [`tokio::task::block_in_place`], which hands the worker's other tasks to another thread first.
+//!   That hand-over happens beside the call, not in its way: the call itself never waits for a
+//!   parked thread to wake up and answer, which is most of what a small call would otherwise cost.
 //! - **Queued**, otherwise (another call holds the connection, a current-thread runtime, another
 //!   executor): the closure goes over a channel to the thread that serves the connection, and the
 //!   answer comes back on a oneshot channel. Under load every call but the running one queues here,
-//!   so waiting callers hold no thread.
+//!   so waiting callers hold no thread, and while any call is queued no newcomer goes inline ahead
+//!   of it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use rusqlite::Connection;
@@ -40,6 +43,8 @@ type Shared = Arc<Mutex<Option<Connection>>>;
 pub(crate) struct Worker {
     sender: mpsc::Sender<Message>,
     connection: Shared,
+    /// Calls sent to the thread and not yet run: inline calls wait their turn behind them.
+    queued: Arc<AtomicUsize>,
 }
 
 impl Worker {
@@ -66,7 +71,11 @@ impl Worker {
             })
             .map_err(SqliteError::Io)?;
         let connection = opened.await.map_err(|_| SqliteError::WorkerGone)??;
-        Ok(Self { sender, connection })
+        Ok(Self {
+            sender,
+            connection,
+            queued: Arc::new(AtomicUsize::new(0)),
+        })
     }
 
     /// Runs `job` on the connection and returns its answer.
@@ -77,8 +86,9 @@ impl Worker {
         &self,
         job: impl FnOnce(&mut Connection) -> Result<T, SqliteError> + Send + 'static,
     ) -> Result<T, SqliteError> {
-        let inline = Handle::try_current()
-            .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::MultiThread);
+        let inline = self.queued.load(Ordering::Acquire) == 0
+            && Handle::try_current()
+                .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::MultiThread);
         if inline {
             match self.connection.try_lock() {
                 Ok(guard) => return tokio::task::block_in_place(|| run_on(guard, job)),
@@ -90,9 +100,14 @@ impl Worker {
             }
         }
         let (answer, answered) = oneshot::channel();
+        // Counted from now until the job has run, or is dropped unrun (never sent, or the thread
+        // gone): whichever way, the count comes down.
+        let waiting = Waiting::new(&self.queued);
         let job: Job = Box::new(move |connection| {
+            let answered = job(connection);
+            drop(waiting);
             // The caller stopped waiting; the work is done either way.
-            let _ = answer.send(job(connection));
+            let _ = answer.send(answered);
         });
         self.sender
             .send(Message::Run(job))
@@ -111,6 +126,22 @@ impl Worker {
             .await
             .map_err(|_| SqliteError::WorkerGone)?;
         Ok(answered.await.map_err(|_| SqliteError::WorkerGone)??)
+    }
+}
+
+/// One call waiting in the queue, counted while this lives.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn new(queued: &Arc<AtomicUsize>) -> Self {
+        queued.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::clone(queued))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -143,13 +174,17 @@ fn serve(connection: &Shared, mut receiver: mpsc::Receiver<Message>) {
     while let Some(message) = receiver.blocking_recv() {
         match message {
             Message::Run(job) => {
-                let answer = run_on(lock(connection), |connection| {
-                    job(connection);
-                    Ok(())
-                });
-                // Closed already: the job (and its answer channel) is dropped unrun, and its
-                // caller learns that the thread is gone.
-                drop(answer);
+                // A job that panics (a bug) fails its own caller, whose answer channel it drops,
+                // and not every call after it: the thread goes on, and `run_on` ends whatever
+                // transaction the job left open before the next one starts.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    // Closed already: the job (and its answer channel) is dropped unrun, and its
+                    // caller learns that the thread is gone.
+                    run_on(lock(connection), |connection| {
+                        job(connection);
+                        Ok(())
+                    })
+                }));
             }
             Message::Close(answer) => {
                 let closed = lock(connection)

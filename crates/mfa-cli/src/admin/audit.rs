@@ -212,7 +212,9 @@ fn details_text(event: &Event) -> String {
             serde_json::Value::Object(fields) => fields
                 .iter()
                 .map(|(name, value)| match value {
-                    serde_json::Value::String(text) => format!("{name}={text}"),
+                    // Free text (who did it): control characters shown escaped, so a name
+                    // cannot move the cursor or forge a line on the reader's terminal.
+                    serde_json::Value::String(text) => format!("{name}={}", text.escape_debug()),
                     other => format!("{name}={other}"),
                 })
                 .collect::<Vec<_>>()

@@ -8,7 +8,7 @@
 //! anything. It is resumable by construction: a rerun lists only what is still under old keys.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -113,7 +113,7 @@ impl Progress {
     }
 
     fn line(&mut self) {
-        eprintln!("resealed {} of {}", self.done, self.total);
+        note(format_args!("resealed {} of {}", self.done, self.total));
         self.last_line = Instant::now();
     }
 
@@ -123,6 +123,50 @@ impl Progress {
             None => self.line(),
         }
     }
+}
+
+/// A progress or failure line on stderr. Unlike `eprintln!`, a reader that went away
+/// (`... 2>&1 | head`) does not stop the rotation half way with a panic: the lines are only news.
+fn note(text: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+/// When secrets are already sealed under the new key's id, the new key file must hold that same
+/// key: a fresh key given an id in use (say 1, the portal's) would count them as done, and the
+/// services restarted with it could open none of them. One of them is opened to be sure.
+async fn check_new_key_opens<S: Store, C: Clock>(
+    service: &Service<S, C, StdRng>,
+    before: &[(KeyId, u64)],
+) -> Result<(), Failure> {
+    let new = service.keys().active_id();
+    if !before.iter().any(|(id, count)| *id == new && *count > 0) {
+        return Ok(());
+    }
+    let store = service.store();
+    let page = store
+        .sealed_under(new, None, 1)
+        .await
+        .map_err(|error| Failure::failed(format!("store: {error}")))?;
+    let Some((org, customer)) = page.first() else {
+        return Ok(());
+    };
+    let loaded = store
+        .load_customer(org, customer)
+        .await
+        .map_err(|error| Failure::failed(format!("store: {error}")))?;
+    let Some(sealed) = loaded.as_ref().and_then(|v| v.value.sealed_secret()) else {
+        return Ok(());
+    };
+    service
+        .keys()
+        .open(sealed, org, customer)
+        .map(drop)
+        .map_err(|error| {
+            Failure::failed(format!(
+                "the new key does not open the secrets already sealed under its key id {new} \
+             ({org} / {customer}: {error}): a new key needs a key id no stored secret uses"
+            ))
+        })
 }
 
 /// Rotates every secret under another key than the service's active one to the active key, then
@@ -151,6 +195,7 @@ pub(crate) async fn rotate<S: Store, C: Clock>(
              with --key-file (or the key in MFA_SEALING_KEY)"
         )));
     }
+    check_new_key_opens(service, &before).await?;
     let total: u64 = old.iter().map(|(_, count)| count).sum();
     if total == 0 {
         outln!("nothing to do: every stored secret is sealed under key id {new}");
@@ -158,10 +203,10 @@ pub(crate) async fn rotate<S: Store, C: Clock>(
         return Ok(());
     }
     let from: Vec<String> = old.iter().map(|(id, _)| id.to_string()).collect();
-    eprintln!(
+    note(format_args!(
         "re-sealing {total} secrets from key id {} to key id {new}",
         from.join(", ")
-    );
+    ));
     let mut tally = Tally::default();
     let mut progress = Progress::new(total);
     let mut retry: Vec<CustomerKey> = Vec::new();
@@ -223,7 +268,7 @@ pub(crate) async fn rotate<S: Store, C: Clock>(
         .map_err(|error| Failure::failed(format!("store: {error}")))?;
     print_counts(&after, &loaded, new);
     for error in &tally.errors {
-        eprintln!("failed: {error}");
+        note(format_args!("failed: {error}"));
     }
     if let Some(fatal) = tally.fatal {
         return Err(Failure::Failed(fatal));
