@@ -7,8 +7,8 @@
 //! bench checks the outcome through the store: every secret is under key 2, and a sample of
 //! customers signs in with a keyring that holds key 2 only.
 //!
-//! Variables: `MFA_BENCH_ROTATION_CUSTOMERS` (default 1,000,000), `MFA_BENCH_DIR` (where the SQLite
-//! file goes; default `target/tmp`), `MFA_BENCH_POSTGRES_URL` or `MFA_TEST_POSTGRES_URL` (without
+//! Variables: `MFA_BENCH_ROTATION_CUSTOMERS` (default 1,000,000), `MFA_BENCH_ROTATION_STORES`
+//! (default `sqlite,postgres`), `MFA_BENCH_DIR` (where the SQLite file goes; default `target/tmp`), `MFA_BENCH_POSTGRES_URL` or `MFA_TEST_POSTGRES_URL` (without
 //! either, PostgreSQL is skipped with a message).
 //!
 //! Run: `MFA_BENCH_POSTGRES_URL=postgres://root@127.0.0.1:5432/mfa_ci cargo bench -p mfa-benches --bench rotation`.
@@ -354,15 +354,26 @@ fn main() {
         "{customers} enrollments made in {:.1} s",
         start.elapsed().as_secs_f64()
     );
-    let keys = sqlite::BenchDir::new();
-    key_file(&keys.file("old.key"), 1, &OLD_KEY);
-    key_file(&keys.file("new.key"), 2, &NEW_KEY);
+    // The key files live apart from the SQLite run's directory, which goes when its run ends.
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/tmp")
+        .join(format!("mfa-rotation-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&keys).expect("a directory for the keys");
+    key_file(&keys.join("old.key"), 1, &OLD_KEY);
+    key_file(&keys.join("new.key"), 2, &NEW_KEY);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a runtime");
-    runtime.block_on(sqlite_run(&mfa, &rows, &sampled, keys.path()));
-    if let Some(url) = postgres::url() {
-        runtime.block_on(postgres_run(&mfa, &url, &rows, &sampled, keys.path()));
+    let stores =
+        std::env::var("MFA_BENCH_ROTATION_STORES").unwrap_or_else(|_| "sqlite,postgres".into());
+    if stores.split(',').any(|store| store == "sqlite") {
+        runtime.block_on(sqlite_run(&mfa, &rows, &sampled, &keys));
     }
+    if stores.split(',').any(|store| store == "postgres")
+        && let Some(url) = postgres::url()
+    {
+        runtime.block_on(postgres_run(&mfa, &url, &rows, &sampled, &keys));
+    }
+    std::fs::remove_dir_all(&keys).expect("the keys are removed");
 }
