@@ -132,6 +132,7 @@ impl<S: Store> SignIn<S> {
         self.service
             .verify_totp(&self.org, &self.customer, code)
             .await
+            .map(|accepted| accepted.passed)
     }
 
     /// The store's own read of the customer's record, alone: what one call to the store costs.

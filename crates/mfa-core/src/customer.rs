@@ -148,6 +148,16 @@ pub struct Enrollment {
     pub expires_at: UnixTime,
 }
 
+/// A TOTP code that was accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "a sign-in passed MFA: mark the session authenticated"]
+pub struct TotpAccepted {
+    /// The proof of the sign-in.
+    pub passed: MfaPassed,
+    /// Unused backup codes left (for the host to show, or to suggest a new set when few are left).
+    pub backup_codes_remaining: u32,
+}
+
 /// A backup code that was accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackupAccepted {
@@ -412,7 +422,7 @@ impl CustomerRecord {
         policy: &OrgPolicy,
         keys: &KeyRing,
         ctx: &Context<'_>,
-    ) -> Decision<MfaPassed> {
+    ) -> Decision<TotpAccepted> {
         let CustomerMfa::Configured(configured) = &self.mfa else {
             return Decision::refuse(MfaError::NotConfigured);
         };
@@ -427,8 +437,12 @@ impl CustomerRecord {
                     mfa: CustomerMfa::Configured(configured),
                     failures: Failures::default(),
                 };
+                let accepted = TotpAccepted {
+                    passed: ctx.passed(PassedBy::Totp),
+                    backup_codes_remaining: next.status(ctx.now).backup_codes_remaining,
+                };
                 let event = ctx.event(EventKind::TotpAccepted { step, offset });
-                Decision::write(next, vec![event], Ok(ctx.passed(PassedBy::Totp)))
+                Decision::write(next, vec![event], Ok(accepted))
             }
             Err(refused) => self.refused(refused, Factor::Totp, policy, ctx),
         }

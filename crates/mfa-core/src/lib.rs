@@ -54,7 +54,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use code::{Code, CodeError};
 pub use customer::{
     BackupAccepted, Configured, Context, CustomerMfa, CustomerRecord, CustomerStatus, Decision,
-    Enrollment, LoginStep, MAX_LEARNT_DRIFT, MfaError, Pending, Resealed, StateName, Unconfigured,
+    Enrollment, LoginStep, MAX_LEARNT_DRIFT, MfaError, Pending, Resealed, StateName, TotpAccepted,
+    Unconfigured,
 };
 pub use encoding::DecodeError;
 pub use event::{Event, EventKind, Factor, Rejection, StoredEvent};

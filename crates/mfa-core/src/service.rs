@@ -10,7 +10,7 @@ use crate::encoding::DecodeError;
 use crate::{
     AuditQuery, BackupAccepted, BackupCode, Context, CustomerId, CustomerRecord, CustomerStatus,
     Decision, Enrollment, Event, EventKind, KeyRing, LoginStep, MfaError, MfaPassed, OrgId,
-    OrgPolicy, Resealed, Settings, Store, StoredEvent, Version, Versioned, Written,
+    OrgPolicy, Resealed, Settings, Store, StoredEvent, TotpAccepted, Version, Versioned, Written,
 };
 
 /// How many times an operation re-reads and re-decides after losing a compare-and-swap race.
@@ -264,7 +264,7 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         .await
     }
 
-    /// Checks a sign-in TOTP code.
+    /// Checks a sign-in TOTP code; on success the proof, and how many backup codes are left.
     ///
     /// # Errors
     /// [`MfaError::WrongCode`], [`MfaError::ReplayedCode`], [`MfaError::InvalidCode`],
@@ -274,7 +274,7 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         org: &OrgId,
         customer: &CustomerId,
         code: &str,
-    ) -> Result<MfaPassed, S::Error> {
+    ) -> Result<TotpAccepted, S::Error> {
         self.run(org, customer, |record, policy, ctx| {
             record.verify_totp(code, policy, &self.keys, ctx)
         })

@@ -126,7 +126,11 @@ async fn the_whole_story() {
     clock.advance(30);
     let code = app_code(&enrollment.uri, &clock);
     assert_eq!(
-        mfa.verify_totp(&org, &alice, &code).await.unwrap().method(),
+        mfa.verify_totp(&org, &alice, &code)
+            .await
+            .unwrap()
+            .passed
+            .method(),
         PassedBy::Totp
     );
     assert_eq!(
@@ -726,7 +730,7 @@ async fn a_fresh_code_equal_to_the_used_steps_code_is_accepted_once() {
         .verify_totp(&org, &alice, &code(USED + 1))
         .await
         .unwrap();
-    assert_eq!(passed.method(), PassedBy::Totp);
+    assert_eq!(passed.passed.method(), PassedBy::Totp);
     assert_eq!(
         mfa_error(mfa.verify_totp(&org, &alice, &code(USED + 1)).await),
         MfaError::ReplayedCode

@@ -218,17 +218,11 @@ pub(crate) async fn verify<A: Backend>(
     let service = app.service();
     let (passed, backup_codes_remaining) = match &body {
         VerifyRequest::Code(CodeRequest { code }) => {
-            // Read before the code is spent: a TOTP code never changes the count, and a store that
-            // is down is better found before a code is used up than after.
-            let (status, _) = service
-                .status(&caller.org, &caller.customer)
-                .await
-                .map_err(|error| app.refusal(&error))?;
-            let passed = service
+            let accepted = service
                 .verify_totp(&caller.org, &caller.customer, code)
                 .await
                 .map_err(|error| app.refusal(&error))?;
-            (passed, status.backup_codes_remaining)
+            (accepted.passed, accepted.backup_codes_remaining)
         }
         VerifyRequest::BackupCode(request) => {
             let accepted = service

@@ -444,6 +444,7 @@ pub async fn the_whole_story_through_the_service<S: Store>(store: S) {
         mfa.verify_totp(&o, &alice, &code)
             .await
             .expect("sign in")
+            .passed
             .method(),
         PassedBy::Totp
     );

@@ -234,8 +234,8 @@ async fn race_worker<P: ProcessStore>(location: &str) {
     let go = read_line();
     assert_eq!(go, "go");
     let verdict = match mfa.verify_totp(&acme(), &alice, code).await {
-        Ok(passed) => {
-            assert_eq!(passed.customer(), &alice);
+        Ok(accepted) => {
+            assert_eq!(accepted.passed.customer(), &alice);
             "accepted".to_owned()
         }
         Err(ServiceError::Mfa(MfaError::ReplayedCode)) => "replayed".to_owned(),
