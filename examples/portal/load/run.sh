@@ -7,7 +7,7 @@
 #   LOAD_POSTGRES_URL=postgres://root@127.0.0.1:5432/mfa_ci examples/portal/load/run.sh
 #
 # The second also runs the portal on PostgreSQL, and EMPTIES the schemas `mfa` and `portal` of that
-# database. Knobs: LOAD_CUSTOMERS (prepared customers, default 75000; more than the valid-code run
+# database. Knobs: LOAD_CUSTOMERS (prepared customers, default 95000; more than the valid-code run
 # sends), LOAD_SECONDS (10), LOAD_THREADS (wrk -t, 2), LOAD_CONNECTIONS (wrk -c, 32), LOAD_PORT
 # (18080; the baseline takes the next one). Needs wrk and curl.
 set -euo pipefail
@@ -15,7 +15,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 cd "$root"
 
-customers="${LOAD_CUSTOMERS:-75000}"
+customers="${LOAD_CUSTOMERS:-95000}"
 seconds="${LOAD_SECONDS:-10}"
 threads="${LOAD_THREADS:-2}"
 connections="${LOAD_CONNECTIONS:-32}"
