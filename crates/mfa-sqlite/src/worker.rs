@@ -197,3 +197,70 @@ fn serve(connection: &Shared, mut receiver: mpsc::Receiver<Message>) {
     }
     // Every `SqliteStore` is gone: dropping the connection closes it.
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn worker() -> Worker {
+        Worker::start(|| crate::schema::open(None, &crate::SqliteOptions::default()))
+            .await
+            .unwrap()
+    }
+
+    fn count(connection: &mut Connection) -> Result<i64, SqliteError> {
+        Ok(connection.query_row("SELECT count(*) FROM orgs", [], |row| row.get(0))?)
+    }
+
+    /// A job that panics (a bug) in the middle of a transaction fails its own caller only: the
+    /// connection's thread goes on, the transaction is rolled back, and the next call works.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_panicking_job_fails_only_its_own_call() {
+        let worker = worker().await;
+        let panicked = worker
+            .call(|connection| -> Result<(), SqliteError> {
+                connection.execute_batch(
+                    "BEGIN IMMEDIATE; INSERT INTO orgs (org, version, policy) VALUES ('a', 1, x'00');",
+                )?;
+                panic!("a bug in a job");
+            })
+            .await;
+        assert!(
+            matches!(panicked, Err(SqliteError::WorkerGone)),
+            "{panicked:?}"
+        );
+        // Queued again (a current-thread runtime never runs calls inline): served, and the
+        // panicked job's insert is gone.
+        assert_eq!(worker.call(count).await.unwrap(), 0);
+        assert_eq!(worker.queued.load(Ordering::Acquire), 0);
+        worker.close().await.unwrap();
+    }
+
+    /// On a multi-thread runtime, a call finding the connection free runs inline; one finding
+    /// calls queued waits its turn behind them. Either way the answers are the same.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn inline_and_queued_calls_share_one_connection() {
+        let worker = Arc::new(worker().await);
+        let writers: Vec<_> = (0..50)
+            .map(|i| {
+                let worker = Arc::clone(&worker);
+                tokio::spawn(async move {
+                    worker
+                        .call(move |connection| {
+                            connection.execute(
+                                "INSERT INTO orgs (org, version, policy) VALUES (?1, 1, x'00')",
+                                [format!("org{i}")],
+                            )?;
+                            Ok(())
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap().unwrap();
+        }
+        assert_eq!(worker.call(count).await.unwrap(), 50);
+        assert_eq!(worker.queued.load(Ordering::Acquire), 0);
+    }
+}
