@@ -69,7 +69,8 @@ fn verify_backup(session: &str, code: &str) -> Req {
         .json(&json!({ "backup_code": code }))
 }
 
-#[tokio::test]
+// On a multi-thread runtime, as a server runs: backup-code hashing then leaves the worker threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_story() {
     let h = Harness::new().await;
 
