@@ -18,7 +18,7 @@ use std::time::Duration;
 use mfa_core::{
     AuditExport, AuditQuery, BackupHashParams, Clock, CustomerId, Event, EventKind, Factor, KeyId,
     KeyRing, KeyUri, ManualClock, OrgId, Rejection, SealingKey, Service, Settings, Store,
-    StoredEvent, UnixTime,
+    StoredEvent, UnixTime, Written,
 };
 use mfa_postgres::deadpool_postgres::tokio_postgres::{self, NoTls, config::Host};
 use mfa_postgres::{PostgresOptions, PostgresStore};
@@ -822,6 +822,45 @@ fn keys_status_and_a_wrong_key<S: Store + 'static>(db: &Db<S>) {
         .output()
         .unwrap();
     assert_fails(&clash, 2, "different keys under the same key id 1");
+
+    // One damaged record (c3 holds c0's sealed secret, which opens only for c0): once other
+    // secrets under key id 1 opened, it fails alone and the rotation goes on with the rest.
+    let (acme, c0, c3) = (org("acme"), customer("c0"), customer("c3"));
+    let donor = db
+        .block_on(db.store.load_customer(&acme, &c0))
+        .unwrap()
+        .unwrap();
+    let victim = db
+        .block_on(db.store.load_customer(&acme, &c3))
+        .unwrap()
+        .unwrap();
+    let written = db
+        .block_on(
+            db.store
+                .write_customer(&acme, &c3, Some(victim.version), &donor.value, &[]),
+        )
+        .unwrap();
+    assert!(matches!(written, Written::Stored(_)));
+    let damaged = db.mfa(&[
+        "keys",
+        "rotate",
+        "--new-key-file",
+        new.to_str().unwrap(),
+        "--key-file",
+        portal_key.to_str().unwrap(),
+        "--concurrency",
+        "1",
+    ]);
+    assert_status(&damaged, 1);
+    let text = stderr(&damaged);
+    assert!(
+        text.contains("customer c3 of organisation acme") && text.contains("damaged or altered"),
+        "{text}"
+    );
+    assert_eq!(
+        db.block_on(db.store.count_sealed()).unwrap(),
+        [(KeyId::new(1), 1), (KeyId::new(2), 4)]
+    );
 }
 
 fn rand_key() -> [u8; 32] {

@@ -52,7 +52,8 @@ struct Tally {
     /// Failed, with what went wrong for the first few.
     failed: u64,
     errors: Vec<String>,
-    /// A secret that does not open: a key missing or wrong. It stops the rotation.
+    /// A secret that does not open before any other under its key did: a key missing or wrong. It
+    /// stops the rotation.
     fatal: Option<String>,
 }
 
@@ -351,6 +352,15 @@ fn record<E: core::error::Error + 'static>(
                     "the secret of {who} is sealed under key id {id}, which is not loaded: give \
                      its key file with --key-file"
                 ),
+                // Other secrets under this key id opened: the key is right, and this one record
+                // was damaged or moved by hand. It fails alone; the rotation goes on.
+                SealError::Forged(id) if tally.moved.get(&id).is_some_and(|&n| n > 0) => {
+                    return tally.fail(format!(
+                        "the secret of {who} does not open under key id {id}, though others \
+                         sealed under it did: the record was damaged or altered (reset this \
+                         customer)"
+                    ));
+                }
                 SealError::Forged(id) => format!(
                     "the secret of {who} does not open under the loaded key id {id}: the key \
                      file given for key id {id} holds other key material than the key that sealed \
