@@ -37,6 +37,19 @@ pub struct Service<S, C, R> {
     max_attempts: u32,
 }
 
+/// The store, the clock, the key ids (never the keys: [`KeyRing`]'s own `Debug` shows ids only)
+/// and the retry limit; not the RNG, whose state is secret.
+impl<S: core::fmt::Debug, C: core::fmt::Debug, R> core::fmt::Debug for Service<S, C, R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Service")
+            .field("store", &self.store)
+            .field("clock", &self.clock)
+            .field("keys", &self.keys)
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why a service call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

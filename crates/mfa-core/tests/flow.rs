@@ -744,3 +744,30 @@ async fn a_fresh_code_equal_to_the_used_steps_code_is_accepted_once() {
         "accepted for its own step"
     );
 }
+
+/// A service shows its store, clock and key ids in `Debug`, never key material or secrets.
+#[tokio::test]
+async fn a_service_debugs_without_its_keys() {
+    let clock = ManualClock::new(UnixTime::from_secs(T0));
+    let keys = KeyRing::new(SealingKey::new(KeyId::new(7), [0xAB; 32]));
+    let mfa = Service::new(
+        MemoryStore::new(),
+        clock,
+        keys,
+        ChaCha20Rng::seed_from_u64(1),
+    );
+    let (org, alice, _) = ids();
+    enable_fast(&mfa, &org).await;
+    let enrollment = mfa.start_enrollment(&org, &alice).await.unwrap();
+    let shown = format!("{mfa:?}");
+    assert!(shown.starts_with("Service {"), "{shown}");
+    assert!(shown.contains("KeyId(7)"), "{shown}");
+    for hidden in [
+        "ab, ".to_owned(),
+        "171".to_owned(),
+        "AB".to_owned(),
+        enrollment.uri.secret().to_base32().to_string(),
+    ] {
+        assert!(!shown.contains(&hidden), "{hidden} in {shown}");
+    }
+}
