@@ -214,7 +214,12 @@ pub(crate) async fn rotate<S: Store, C: Clock>(
     let mut olds: Vec<KeyId> = old.iter().map(|(id, _)| *id).collect();
     for _ in 0..MAX_PASSES {
         for &id in &olds {
-            walk(service, id, rotation, &mut tally, &mut retry, &mut progress).await?;
+            // A store that fails mid-walk ends the walk, but the summary still says how far it got.
+            if let Err(Failure::Failed(error) | Failure::Input(error) | Failure::Rejected(error)) =
+                walk(service, id, rotation, &mut tally, &mut retry, &mut progress).await
+            {
+                tally.fatal.get_or_insert(error);
+            }
             if tally.fatal.is_some() {
                 break;
             }
