@@ -827,6 +827,15 @@ fn flash_and_return<S: Store + 'static, C: PortalClock>(
     see_other("/admin")
 }
 
+/// The answer to a form post whose fields could not be read.
+fn unreadable_form() -> Response {
+    message_page(
+        StatusCode::BAD_REQUEST,
+        "Try again",
+        "The form could not be read.",
+    )
+}
+
 /// `POST /admin/settings`: switches MFA on or off for the organisation.
 pub(crate) async fn admin_settings<S: Store + 'static, C: PortalClock>(
     State(portal): Shared<S, C>,
@@ -840,21 +849,13 @@ pub(crate) async fn admin_settings<S: Store + 'static, C: PortalClock>(
         Err(response) => return response,
     };
     let Some(form) = form else {
-        return message_page(
-            StatusCode::BAD_REQUEST,
-            "Try again",
-            "The form could not be read.",
-        );
+        return unreadable_form();
     };
     let enabled = match form.mfa_enabled.as_deref() {
         None => false,
         Some("on") => true,
         Some(_) => {
-            return message_page(
-                StatusCode::BAD_REQUEST,
-                "Try again",
-                "The form could not be read.",
-            );
+            return unreadable_form();
         }
     };
     let service = portal.service();
@@ -899,11 +900,7 @@ pub(crate) async fn admin_reset<S: Store + 'static, C: PortalClock>(
         Err(response) => return response,
     };
     let Some(form) = form else {
-        return message_page(
-            StatusCode::BAD_REQUEST,
-            "Try again",
-            "The form could not be read.",
-        );
+        return unreadable_form();
     };
     // Only the organisation's own customers.
     let customer = match portal.accounts.find(&form.customer).await {
