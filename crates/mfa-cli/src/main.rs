@@ -21,10 +21,10 @@ macro_rules! out {
 }
 
 mod admin;
+mod files;
 
-use std::fs::File;
-use std::io::{BufRead, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -150,9 +150,12 @@ struct QrArgs {
     /// The otpauth:// URI to encode (it is checked first, then encoded exactly as given).
     uri: String,
     /// Write the QR code to this file; `.svg` or `.png` picks the format. Created readable by the owner
-    /// only, since it holds the secret.
+    /// only, since it holds the secret; an existing FILE is refused unless --force.
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Replace an existing FILE: with a new file of mode 0600 (a symlink is replaced, not followed).
+    #[arg(long, conflicts_with = "terminal")]
+    force: bool,
     /// Draw the QR code in the terminal instead.
     #[arg(long)]
     terminal: bool,
@@ -330,9 +333,9 @@ fn qr(args: QrArgs) -> Result<(), Failure> {
     {
         Some("svg") => {
             let svg = mfa_core::qr_svg(text).map_err(Failure::input)?;
-            write_private(&path, |out| out.write_all(svg.as_bytes()))
+            files::write_private(&path, args.force, |out| out.write_all(svg.as_bytes()))
         }
-        Some("png") => write_private(&path, |out| write_png(&code, out)),
+        Some("png") => files::write_private(&path, args.force, |out| write_png(&code, out)),
         _ => Err(Failure::Input(format!(
             "{}: the file name must end in .svg or .png",
             path.display()
@@ -429,20 +432,6 @@ fn fields_json(uri: &KeyUri) -> serde_json::Value {
         OtpKind::Hotp { counter } => fields["counter"] = counter.into(),
     }
     fields
-}
-
-/// Creates (or truncates) `path` readable by its owner only, and writes it.
-fn write_private(
-    path: &Path,
-    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
-) -> Result<(), Failure> {
-    let mut options = File::options();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let fail = |error: std::io::Error| Failure::Input(format!("{}: {error}", path.display()));
-    let mut out = BufWriter::new(options.open(path).map_err(fail)?);
-    write(&mut out).and_then(|()| out.flush()).map_err(fail)
 }
 
 /// A greyscale PNG of the code: 8 pixels a module, with the 4-module quiet zone the standard asks for.

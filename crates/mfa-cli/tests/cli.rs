@@ -263,6 +263,105 @@ fn qr_writes_svg_and_png_files_private_to_the_owner() {
     assert_status(&mfa(&["qr", &uri]), 2);
 }
 
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// The names in `dir`, sorted: no temporary file is left behind.
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// An existing file is refused (exit 2, named) and left as it was; `--force` replaces it with a new
+/// file of mode 0600 rather than writing the secret into a file others may read. A fresh path is
+/// created 0600, with or without `--force`.
+#[cfg(unix)]
+#[test]
+fn qr_refuses_an_existing_file_unless_forced_and_replaces_it_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let uri = format!("otpauth://totp/Acme:alice?secret={SEED}&issuer=Acme");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("code.svg");
+    std::fs::write(&path, "old").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let shown = path.to_str().unwrap();
+
+    let refused = mfa(&["qr", &uri, "--output", shown]);
+    assert_status(&refused, 2);
+    assert_eq!(
+        stderr(&refused),
+        format!("mfa: error: {shown} exists: refusing to overwrite it without --force\n")
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+    assert_eq!(mode(&path), 0o644);
+
+    assert_status(&mfa(&["qr", &uri, "--output", shown, "--force"]), 0);
+    assert!(std::fs::read_to_string(&path).unwrap().contains("<svg"));
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(names(dir.path()), ["code.svg"]);
+
+    let fresh = dir.path().join("fresh.png");
+    assert_status(&mfa(&["qr", &uri, "--output", fresh.to_str().unwrap()]), 0);
+    assert_eq!(mode(&fresh), 0o600);
+    let forced = dir.path().join("forced.png");
+    let out = mfa(&["qr", &uri, "-o", forced.to_str().unwrap(), "--force"]);
+    assert_status(&out, 0);
+    assert_eq!(mode(&forced), 0o600);
+    assert!(std::fs::read(&forced).unwrap().starts_with(b"\x89PNG"));
+    assert_eq!(names(dir.path()), ["code.svg", "forced.png", "fresh.png"]);
+    // `--force` is for a file only.
+    assert_status(&mfa(&["qr", &uri, "--terminal", "--force"]), 2);
+}
+
+/// A symlink at the output path is never followed: refused without `--force` (the file it points at
+/// untouched, a dangling link's target not created); with `--force` the link itself is replaced by a
+/// regular file of mode 0600, and the file it pointed at is still untouched.
+#[cfg(unix)]
+#[test]
+fn qr_never_writes_through_a_symlink() {
+    let uri = format!("otpauth://totp/Acme:alice?secret={SEED}&issuer=Acme");
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("target.txt");
+    std::fs::write(&target, "precious").unwrap();
+    let link = dir.path().join("code.svg");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let shown = link.to_str().unwrap();
+
+    let refused = mfa(&["qr", &uri, "--output", shown]);
+    assert_status(&refused, 2);
+    assert!(stderr(&refused).contains(shown), "{}", stderr(&refused));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+
+    assert_status(&mfa(&["qr", &uri, "--output", shown, "--force"]), 0);
+    let metadata = std::fs::symlink_metadata(&link).unwrap();
+    assert!(metadata.is_file(), "{metadata:?}");
+    assert_eq!(mode(&link), 0o600);
+    assert!(std::fs::read_to_string(&link).unwrap().contains("<svg"));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+    assert_eq!(names(dir.path()), ["code.svg", "target.txt"]);
+
+    let dangling = dir.path().join("dangling.png");
+    let nowhere = dir.path().join("nowhere.png");
+    std::os::unix::fs::symlink(&nowhere, &dangling).unwrap();
+    assert_status(
+        &mfa(&["qr", &uri, "--output", dangling.to_str().unwrap()]),
+        2,
+    );
+    assert!(!nowhere.exists());
+}
+
 #[test]
 fn every_subcommand_has_help() {
     for sub in [
