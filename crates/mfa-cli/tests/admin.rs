@@ -1293,6 +1293,24 @@ fn keys_generate_writes_a_private_file_once() {
     assert_ne!(std::fs::read_to_string(&other).unwrap(), text, "fresh keys");
 }
 
+/// `keys generate` syncs the directory that holds the new file too: a bare file name (whose parent is
+/// the empty path, meaning the current directory) and a path in a subdirectory both work.
+#[test]
+fn keys_generate_in_the_current_directory_and_in_a_subdirectory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    for (out, id) in [("bare.key", "7"), ("keys/sub.key", "8")] {
+        let output = Command::new(env!("CARGO_BIN_EXE_mfa"))
+            .args(["admin", "keys", "generate", "--id", id, "--out", out])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_status(&output, 0);
+        let text = std::fs::read_to_string(dir.path().join(out)).unwrap();
+        assert!(text.starts_with(&format!("{id}:")), "{out}");
+    }
+}
+
 #[test]
 fn every_admin_subcommand_has_help() {
     for sub in [

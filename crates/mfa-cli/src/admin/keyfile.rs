@@ -6,7 +6,7 @@
 //! so a portal's database can be rotated as it is. Key files other users may read or write are
 //! refused, as the portal refuses them. Key material stays in zeroizing buffers and is never shown.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
@@ -168,14 +168,7 @@ pub(crate) fn add(keys: &mut Vec<LoadedKey>, key: LoadedKey) -> Result<(), Failu
 /// `keys generate`: a fresh random key under `id`, written as `ID:HEX` to a new file of mode 0600.
 pub(crate) fn generate(id: u32, path: &Path) -> Result<(), Failure> {
     let shown = path.display();
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = match options.open(path) {
+    let mut file = match crate::files::create_private(path) {
         Ok(file) => file,
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
             return Err(Failure::Failed(format!(
@@ -200,6 +193,12 @@ pub(crate) fn generate(id: u32, path: &Path) -> Result<(), Failure> {
         drop(file);
         let _ = std::fs::remove_file(path);
         return Err(Failure::Failed(format!("{shown}: {error}")));
+    }
+    // And its directory, or the new file's name may be lost in a crash although the file is synced.
+    if let Err(message) = crate::files::sync_parent(path) {
+        // Nothing can have used the key yet: remove it, so that running the command again works.
+        let _ = std::fs::remove_file(path);
+        return Err(Failure::Failed(format!("{message} ({shown} was removed)")));
     }
     outln!("wrote a new sealing key with key id {id} to {shown} (mode 0600)");
     Ok(())
