@@ -67,7 +67,7 @@ struct Key {
     /// The secret in base32 (case, spaces, dashes and padding are ignored); `-` reads it from stdin.
     #[arg(long, value_name = "BASE32")]
     secret: Option<String>,
-    /// An otpauth:// key URI to take the secret and every parameter from.
+    /// An otpauth:// key URI to take the secret and every parameter from; `-` reads it from stdin.
     #[arg(long, value_name = "OTPAUTH-URI", conflicts_with_all = ["algorithm", "digits", "period"])]
     uri: Option<String>,
     #[command(flatten)]
@@ -147,7 +147,8 @@ struct UriArgs {
 #[derive(Args)]
 #[command(group(ArgGroup::new("target").required(true).args(["output", "terminal"])))]
 struct QrArgs {
-    /// The otpauth:// URI to encode (it is checked first, then encoded exactly as given).
+    /// The otpauth:// URI to encode (it is checked first, then encoded exactly as given); `-` reads it
+    /// from stdin.
     uri: String,
     /// Write the QR code to this file; `.svg` or `.png` picks the format. Created readable by the owner
     /// only, since it holds the secret; an existing FILE is refused unless --force.
@@ -289,7 +290,7 @@ fn uri(args: UriArgs) -> Result<(), Failure> {
     }
     let totp = args.params.totp();
     let secret = match args.secret {
-        Some(text) => read_secret(&text)?,
+        Some(text) => read_secret(text)?,
         None => Secret::generate(totp.algorithm(), &mut rand::rng()),
     };
     secret.check_enrollable().map_err(Failure::input)?;
@@ -306,7 +307,8 @@ fn uri(args: UriArgs) -> Result<(), Failure> {
 }
 
 fn qr(args: QrArgs) -> Result<(), Failure> {
-    let text = args.uri.trim();
+    let uri = arg_or_stdin(args.uri, "key URI")?;
+    let text = uri.trim();
     KeyUri::parse(text).map_err(Failure::input)?;
     let code = QrCode::with_error_correction_level(text, EcLevel::M).map_err(Failure::input)?;
     if args.terminal {
@@ -356,6 +358,7 @@ enum Setup {
 impl Key {
     fn resolve(self) -> Result<(Secret, Setup), Failure> {
         if let Some(text) = self.uri {
+            let text = arg_or_stdin(text, "key URI")?;
             let uri = KeyUri::parse(&text).map_err(Failure::input)?;
             let setup = match uri.kind() {
                 OtpKind::Totp { period } => {
@@ -371,7 +374,7 @@ impl Key {
         }
         // clap's group makes one of the two present.
         let text = self.secret.unwrap_or_default();
-        Ok((read_secret(&text)?, Setup::Totp(self.params.totp())))
+        Ok((read_secret(text)?, Setup::Totp(self.params.totp())))
     }
 }
 
@@ -396,16 +399,31 @@ impl Params {
 }
 
 /// A base32 secret from the argument, or from the first line of stdin for `-`.
-fn read_secret(text: &str) -> Result<Secret, Failure> {
-    if text == "-" {
-        let mut line = Zeroizing::new(String::new());
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(Failure::input)?;
-        return Secret::from_base32(line.trim()).map_err(Failure::input);
+fn read_secret(text: String) -> Result<Secret, Failure> {
+    let text = arg_or_stdin(text, "secret")?;
+    Secret::from_base32(&text).map_err(Failure::input)
+}
+
+/// The argument, or for `-` the first line of stdin without surrounding whitespace: a secret or a
+/// key URI piped in does not show in `ps`. Either way it is kept in a zeroizing buffer. `what` names
+/// the value when stdin holds none.
+fn arg_or_stdin(text: String, what: &str) -> Result<Zeroizing<String>, Failure> {
+    let text = Zeroizing::new(text);
+    if *text != "-" {
+        return Ok(text);
     }
-    Secret::from_base32(text).map_err(Failure::input)
+    let mut line = Zeroizing::new(String::new());
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|error| Failure::Input(format!("cannot read the {what} from stdin: {error}")))?;
+    let value = line.trim();
+    if value.is_empty() {
+        return Err(Failure::Input(format!(
+            "no {what} on stdin (`-` reads it from the first line)"
+        )));
+    }
+    Ok(Zeroizing::new(value.to_owned()))
 }
 
 fn time_or_now(time: Option<u64>) -> Result<UnixTime, Failure> {

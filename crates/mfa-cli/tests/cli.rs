@@ -13,6 +13,26 @@ fn mfa(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The command with `input` on its stdin.
+fn mfa_with_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mfa"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Dropped at the end of the statement: the command sees the end of its input.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()
 }
@@ -84,22 +104,76 @@ fn code_takes_every_parameter_from_a_uri() {
 
 #[test]
 fn code_reads_the_secret_from_stdin() {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mfa"))
-        .args(["code", "--secret", "-", "--time", "59"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{}\n", SEED.to_lowercase()).as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = mfa_with_stdin(
+        &["code", "--secret", "-", "--time", "59"],
+        &format!("{}\n", SEED.to_lowercase()),
+    );
     assert_status(&out, 0);
     assert_eq!(stdout(&out), "287082\n");
+}
+
+/// `-` for a key URI reads it from stdin, so the secret it carries need not show in `ps`: `code`,
+/// `verify` and `qr` print the same as with the URI as an argument; empty stdin is bad input.
+#[test]
+fn code_verify_and_qr_read_the_uri_from_stdin() {
+    let uri = format!("otpauth://totp/Acme:alice?secret={SEED}&issuer=Acme&digits=8");
+    let line = format!("{uri}\r\n");
+    let cases: [(&[&str], &[&str]); 3] = [
+        (
+            &["code", "--uri", &uri, "--time", "1234567890"],
+            &["code", "--uri", "-", "--time", "1234567890"],
+        ),
+        (
+            &[
+                "verify",
+                "--uri",
+                &uri,
+                "--code",
+                "89005924",
+                "--time",
+                "1234567890",
+            ],
+            &[
+                "verify",
+                "--uri",
+                "-",
+                "--code",
+                "89005924",
+                "--time",
+                "1234567890",
+            ],
+        ),
+        (&["qr", &uri, "--terminal"], &["qr", "-", "--terminal"]),
+    ];
+    for (given, piped) in cases {
+        let want = mfa(given);
+        assert_status(&want, 0);
+        let got = mfa_with_stdin(piped, &line);
+        assert_status(&got, 0);
+        assert_eq!(stdout(&got), stdout(&want), "{piped:?}");
+
+        let empty = mfa_with_stdin(piped, "");
+        assert_status(&empty, 2);
+        assert_eq!(stderr(&empty).lines().count(), 1, "{}", stderr(&empty));
+        assert!(stderr(&empty).contains("stdin"), "{}", stderr(&empty));
+    }
+    assert_eq!(
+        stdout(&mfa_with_stdin(
+            &["code", "--uri", "-", "--time", "1234567890"],
+            &line
+        )),
+        "89005924\n"
+    );
+    // The file `qr - --output` writes is the same as with the URI as an argument.
+    let dir = tempfile::tempdir().unwrap();
+    let (given, piped) = (dir.path().join("given.svg"), dir.path().join("piped.svg"));
+    assert_status(&mfa(&["qr", &uri, "--output", given.to_str().unwrap()]), 0);
+    let out = mfa_with_stdin(&["qr", "-", "--output", piped.to_str().unwrap()], &line);
+    assert_status(&out, 0);
+    assert_eq!(
+        std::fs::read(&piped).unwrap(),
+        std::fs::read(&given).unwrap()
+    );
 }
 
 #[test]
