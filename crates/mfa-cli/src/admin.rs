@@ -657,18 +657,13 @@ async fn customer_reset<S: Store>(
     by: &str,
     yes: bool,
 ) -> Result<(), Failure> {
-    // A mistyped id must not write a record (and an audit event) for a customer who never had MFA.
-    if service
-        .store()
-        .load_customer(org, customer)
-        .await
-        .map_err(store_failure)?
-        .is_none()
-    {
-        return Err(Failure::Failed(format!(
+    // A mistyped id must not write a record (and an audit event) for a customer who never had MFA:
+    // the service refuses it (`MfaError::NotFound`), as it does for every adapter.
+    let not_found = || {
+        Failure::Failed(format!(
             "customer {customer} of organisation {org} has no MFA record: nothing to reset"
-        )));
-    }
+        ))
+    };
     if !yes {
         let (status, _) = service
             .status(org, customer)
@@ -696,7 +691,10 @@ async fn customer_reset<S: Store>(
     service
         .reset(org, customer, by)
         .await
-        .map_err(service_failure)?;
+        .map_err(|error| match error.mfa() {
+            Some(mfa_core::MfaError::NotFound) => not_found(),
+            _ => service_failure(error),
+        })?;
     outln!(
         "reset customer {customer} of organisation {org}: MFA is unconfigured until they set it up again"
     );

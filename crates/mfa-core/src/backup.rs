@@ -334,16 +334,30 @@ impl BackupCodeSet {
     /// [`BackupError::NoMatch`] when it matches no code; [`BackupError::AlreadyUsed`] when it matches a
     /// code that was already used; [`BackupError::Kdf`] when argon2 fails.
     pub fn check(&self, typed: &str) -> Result<BackupSlot, BackupError> {
+        self.check_attempt(&mut BackupAttempt::new(typed))
+    }
+
+    /// [`BackupCodeSet::check`] for an attempt that may be checked more than once: against a set
+    /// read again after a lost compare-and-swap, it reuses the hash it computed while the stored
+    /// code with its tag (its salt) and the cost are unchanged, so a request costs one argon2id
+    /// evaluation however often it is retried.
+    ///
+    /// # Errors
+    /// As [`BackupCodeSet::check`].
+    pub fn check_attempt(
+        &self,
+        attempt: &mut BackupAttempt<'_>,
+    ) -> Result<BackupSlot, BackupError> {
         // The buffer stays here and is lent out, so the normalised code is never moved (a move would
         // leave a copy behind that `Zeroizing` cannot reach).
         let mut symbols = Zeroizing::new([0u8; CODE_LEN]);
-        let tag = normalise(typed, &mut symbols)?;
+        let tag = normalise(attempt.typed, &mut symbols)?;
         let slot = self.codes.iter().position(|code| code.tag == tag);
         let stored = slot.and_then(|index| self.codes.get(index));
         // One evaluation on every path, against the dummy salt when no code has the tag; its result is
         // thrown away, but an error is still returned, as it would be for a real code.
         let salt = stored.map_or(&DUMMY_SALT, |code| &code.salt);
-        let hash = kdf(self.params, &symbols, salt)?;
+        let hash = attempt.hash(self.params, &symbols, salt)?;
         let (Some(index), Some(stored)) = (slot, stored) else {
             return Err(BackupError::NoMatch);
         };
@@ -366,11 +380,23 @@ impl BackupCodeSet {
     /// # Errors
     /// Always: [`BackupError::Malformed`], [`BackupError::NoMatch`] or [`BackupError::Kdf`].
     pub fn check_without_set(typed: &str, params: BackupHashParams) -> BackupError {
+        Self::check_attempt_without_set(&mut BackupAttempt::new(typed), params)
+    }
+
+    /// [`BackupCodeSet::check_without_set`] for an attempt that may be checked more than once, as
+    /// [`BackupCodeSet::check_attempt`].
+    ///
+    /// # Errors
+    /// As [`BackupCodeSet::check_without_set`].
+    pub fn check_attempt_without_set(
+        attempt: &mut BackupAttempt<'_>,
+        params: BackupHashParams,
+    ) -> BackupError {
         let mut symbols = Zeroizing::new([0u8; CODE_LEN]);
-        if let Err(error) = normalise(typed, &mut symbols) {
+        if let Err(error) = normalise(attempt.typed, &mut symbols) {
             return error;
         }
-        match kdf(params, &symbols, &DUMMY_SALT) {
+        match attempt.hash(params, &symbols, &DUMMY_SALT) {
             Ok(_) => BackupError::NoMatch,
             Err(error) => error,
         }
@@ -529,6 +555,63 @@ fn draw_tag<R: CryptoRng + ?Sized>(taken: &mut [bool; ALPHABET.len()], rng: &mut
         reason = "a position in a 32-element array fits in a u8"
     )]
     u8::try_from(free).expect("below 32")
+}
+
+/// A backup code as the customer typed it, with the argon2id hash it was given once computed.
+///
+/// The [`Service`](crate::Service) checks one attempt against the record as often as it has to
+/// re-read it after losing a race; this keeps that to one KDF evaluation per request (and so a
+/// flood of concurrent attempts costs one evaluation each, not one per retry). The hash is wiped
+/// when the attempt is dropped, and `Debug` shows only how many evaluations it made.
+pub struct BackupAttempt<'a> {
+    typed: &'a str,
+    /// The cost and salt of the last evaluation, and its output.
+    memo: Option<(BackupHashParams, [u8; SALT_LEN], Zeroizing<[u8; HASH_LEN]>)>,
+    evaluations: u32,
+}
+
+impl<'a> BackupAttempt<'a> {
+    /// An attempt with the code as typed (normalised when checked).
+    #[must_use]
+    pub const fn new(typed: &'a str) -> Self {
+        Self {
+            typed,
+            memo: None,
+            evaluations: 0,
+        }
+    }
+
+    /// How many argon2id evaluations checking it has cost so far.
+    #[must_use]
+    pub const fn kdf_evaluations(&self) -> u32 {
+        self.evaluations
+    }
+
+    fn hash(
+        &mut self,
+        params: BackupHashParams,
+        symbols: &[u8; CODE_LEN],
+        salt: &[u8; SALT_LEN],
+    ) -> Result<[u8; HASH_LEN], BackupError> {
+        if let Some((memo_params, memo_salt, hash)) = &self.memo
+            && *memo_params == params
+            && memo_salt == salt
+        {
+            return Ok(**hash);
+        }
+        self.evaluations = self.evaluations.saturating_add(1);
+        let hash = kdf(params, symbols, salt)?;
+        self.memo = Some((params, *salt, Zeroizing::new(hash)));
+        Ok(hash)
+    }
+}
+
+impl fmt::Debug for BackupAttempt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackupAttempt")
+            .field("kdf_evaluations", &self.evaluations)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The one place the KDF is evaluated (the tests count the calls): argon2id, version 0x13, over the 12

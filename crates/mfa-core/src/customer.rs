@@ -13,12 +13,15 @@ use alloc::vec::Vec;
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 
-use crate::encoding::{DecodeError, decode, encode};
+use crate::encoding::{DecodeError, decode, encode, format_of};
+
+/// The byte format of records this version writes.
+const RECORD_FORMAT: u8 = 2;
 use crate::{
-    BackupCode, BackupCodeSet, BackupError, BackupHashParams, CodeError, CustomerId, Event,
-    EventKind, Factor, Failures, KeyId, KeyRing, KeyUri, MfaPassed, OrgId, OrgPolicy, PassedBy,
-    Rejection, SealError, SealedSecret, Secret, SettingsError, TimeError, Totp, UnixTime, UriError,
-    VerifyError, Window,
+    BackupAttempt, BackupCode, BackupCodeSet, BackupError, BackupHashParams, CodeError, CustomerId,
+    Event, EventKind, Factor, FactorPassed, Failures, KeyId, KeyRing, KeyUri, MfaPassed,
+    MfaSession, OrgId, OrgPolicy, PassedBy, RECENT_FACTOR_SECS, Rejection, SealError, SealedSecret,
+    Secret, SessionCheck, SettingsError, TimeError, Totp, UnixTime, UriError, VerifyError, Window,
 };
 
 /// The most steps of clock drift that drift learning remembers (RFC 6238 section 6).
@@ -45,8 +48,13 @@ impl Context<'_> {
         }
     }
 
-    fn passed(&self, method: PassedBy) -> MfaPassed {
-        MfaPassed::new(self.org.clone(), self.customer.clone(), method, self.now)
+    /// The proof that `session` passed by `method` now, for the factors of `generation`.
+    fn passed(&self, session: &MfaSession, generation: u64, method: PassedBy) -> MfaPassed {
+        MfaPassed::new(
+            self.org.clone(),
+            self.customer.clone(),
+            session.passed_at(generation, method, self.now),
+        )
     }
 }
 
@@ -111,11 +119,14 @@ impl StateName {
     }
 }
 
-/// Everything stored for one customer: the MFA state and the failure count that drives lockout.
+/// Everything stored for one customer: the MFA state, the failure count that drives lockout, and
+/// the factor generation that sessions are stamped with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerRecord {
     mfa: CustomerMfa,
     failures: Failures,
+    /// Moves on at every reset and change of factor; a session stamped with another is over.
+    generation: u64,
 }
 
 impl Default for CustomerRecord {
@@ -123,20 +134,51 @@ impl Default for CustomerRecord {
         Self {
             mfa: CustomerMfa::Unconfigured(Unconfigured {}),
             failures: Failures::default(),
+            generation: 0,
         }
     }
 }
 
-/// What a password sign-in must do next (the table in DESIGN.md).
+/// The record as format 1 stored it, before sessions had a generation to be checked against.
+#[derive(Deserialize)]
+struct RecordV1 {
+    mfa: CustomerMfa,
+    failures: Failures,
+}
+
+/// What a password sign-in must do next (the table in DESIGN.md), with the session to keep.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
 pub enum LoginStep {
-    /// MFA is required and not set up: enroll before access.
-    Enroll,
+    /// MFA is required and not set up: enroll before access. Keep the session: enrolling needs it.
+    Enroll(MfaSession),
     /// MFA is set up: give a TOTP or backup code (also after the organisation switched MFA off).
-    Challenge,
-    /// No MFA needed: the proof to mark the session with.
+    /// Keep the session: the code is given with it.
+    Challenge(MfaSession),
+    /// No MFA needed: the proof to mark the session with (its [`MfaPassed::session`]).
     Done(MfaPassed),
+}
+
+impl LoginStep {
+    /// The session to keep, whatever the step.
+    #[must_use]
+    pub const fn session(&self) -> MfaSession {
+        match self {
+            Self::Enroll(session) | Self::Challenge(session) => *session,
+            Self::Done(passed) => passed.session(),
+        }
+    }
+}
+
+/// A new set of backup codes, and the session that made it, moved on to the new factors.
+#[derive(Debug)]
+#[must_use = "show the codes once, and keep the session: the old one has ended"]
+pub struct BackupCodesIssued {
+    /// The plaintext codes, to show once.
+    pub codes: Vec<BackupCode>,
+    /// The calling session, still passed, for the customer's factors with the new set: store its
+    /// [`MfaPassed::session`] in place of the old one (every other session has ended).
+    pub passed: MfaPassed,
 }
 
 /// A new secret to show the customer once, as a QR code of [`Enrollment::uri`] or as typed text.
@@ -309,25 +351,77 @@ impl CustomerRecord {
 
     /// What a password sign-in must do next. A configured customer is challenged whatever the
     /// organisation's policy: switching MFA off does not switch it off for them (DESIGN.md).
+    ///
+    /// The session it returns is stamped with the record's factor generation, so a reset or a
+    /// change of factor later ends it.
     pub fn login_step(&self, policy: &OrgPolicy, ctx: &Context<'_>) -> LoginStep {
+        let session = MfaSession::signed_in(self.generation, ctx.now);
         match (&self.mfa, policy.enabled()) {
-            (CustomerMfa::Configured(_), _) => LoginStep::Challenge,
-            (CustomerMfa::Unconfigured(_) | CustomerMfa::Pending(_), true) => LoginStep::Enroll,
+            (CustomerMfa::Configured(_), _) => LoginStep::Challenge(session),
+            (CustomerMfa::Unconfigured(_) | CustomerMfa::Pending(_), true) => {
+                LoginStep::Enroll(session)
+            }
             (CustomerMfa::Unconfigured(_) | CustomerMfa::Pending(_), false) => {
-                LoginStep::Done(ctx.passed(PassedBy::NotRequired))
+                LoginStep::Done(ctx.passed(&session, self.generation, PassedBy::NotRequired))
             }
         }
     }
 
+    /// The customer's factor generation: it moves on at every reset and change of factor.
+    #[must_use]
+    pub const fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// What a protected request may do with `session` now: let it in, ask it to enroll or for a
+    /// code, or end it. A session that needed no MFA is asked again once MFA is required (the
+    /// organisation switched it on, or the customer set it up in another session); a session from
+    /// before a reset or a change of factor is over.
+    pub fn check_session(&self, policy: &OrgPolicy, session: &MfaSession) -> SessionCheck {
+        if session.generation() != self.generation {
+            return SessionCheck::Ended;
+        }
+        match session.passed() {
+            Some(passed) if passed.is_second_factor() => SessionCheck::Complete(passed),
+            passed => match (&self.mfa, policy.enabled()) {
+                (CustomerMfa::Configured(_), _) => SessionCheck::Challenge,
+                (_, true) => SessionCheck::Enroll,
+                (_, false) => SessionCheck::Complete(passed.unwrap_or(FactorPassed {
+                    by: PassedBy::NotRequired,
+                    at: session.signed_in_at(),
+                })),
+            },
+        }
+    }
+
+    /// Refuses a session from before the last reset or change of factor.
+    fn current(&self, session: &MfaSession) -> Result<(), MfaError> {
+        if session.generation() == self.generation {
+            Ok(())
+        } else {
+            Err(MfaError::SessionEnded)
+        }
+    }
+
+    /// The generation after a reset or a change of factor.
+    const fn next_generation(&self) -> u64 {
+        self.generation.wrapping_add(1)
+    }
+
     /// Issues a fresh secret to enroll, replacing any pending one. Only while the organisation has
-    /// MFA on; refused once configured (an admin reset comes first).
+    /// MFA on, for a session whose password was checked since the last reset; refused once
+    /// configured (an admin reset comes first).
     pub fn start_enrollment<R: CryptoRng + ?Sized>(
         &self,
+        session: &MfaSession,
         policy: &OrgPolicy,
         keys: &KeyRing,
         ctx: &Context<'_>,
         rng: &mut R,
     ) -> Decision<Enrollment> {
+        if let Err(error) = self.current(session) {
+            return Decision::refuse(error);
+        }
         let issued = match &self.mfa {
             CustomerMfa::Configured(_) => return Decision::refuse(MfaError::AlreadyConfigured),
             _ if !policy.enabled() => return Decision::refuse(MfaError::MfaDisabled),
@@ -342,6 +436,7 @@ impl CustomerRecord {
                 let next = Self {
                     mfa: CustomerMfa::Pending(pending),
                     failures: self.failures,
+                    generation: self.generation,
                 };
                 Decision::write(next, vec![event], Ok(enrollment))
             }
@@ -350,8 +445,10 @@ impl CustomerRecord {
     }
 
     /// Confirms a pending enrollment with a code from the app. The confirming step counts as used.
+    /// A new factor: every other session of the customer ends, and the proof carries this one on.
     pub fn confirm_enrollment(
         &self,
+        session: &MfaSession,
         typed: &str,
         policy: &OrgPolicy,
         keys: &KeyRing,
@@ -362,6 +459,9 @@ impl CustomerRecord {
             CustomerMfa::Configured(_) => return Decision::refuse(MfaError::AlreadyConfigured),
             CustomerMfa::Unconfigured(_) => return Decision::refuse(MfaError::NotPending),
         };
+        if let Err(error) = self.current(session) {
+            return Decision::refuse(error);
+        }
         if let Some(locked) = self.locked(Factor::Enrollment, ctx) {
             return locked;
         }
@@ -372,12 +472,15 @@ impl CustomerRecord {
         match pending.confirm(typed, policy.settings().window, keys, ctx) {
             Ok(configured) => {
                 let step = configured.last_step;
+                let generation = self.next_generation();
                 let next = Self {
                     mfa: CustomerMfa::Configured(configured),
                     failures: Failures::default(),
+                    generation,
                 };
                 let event = ctx.event(EventKind::EnrollmentConfirmed { step });
-                Decision::write(next, vec![event], Ok(ctx.passed(PassedBy::Enrollment)))
+                let passed = ctx.passed(session, generation, PassedBy::Enrollment);
+                Decision::write(next, vec![event], Ok(passed))
             }
             Err(refused) => self.refused(refused, Factor::Enrollment, policy, ctx),
         }
@@ -385,30 +488,54 @@ impl CustomerRecord {
 
     /// A new set of backup codes, replacing every earlier one. The plaintext codes are returned once;
     /// the record keeps only their argon2id hashes.
+    ///
+    /// A change of factor: only for a session in which a second factor passed within
+    /// [`RECENT_FACTOR_SECS`] (a password alone, or a session that needed no MFA, must not mint a
+    /// way around the second factor); every other session of the customer ends.
     pub fn generate_backup_codes<R: CryptoRng + ?Sized>(
         &self,
+        session: &MfaSession,
         policy: &OrgPolicy,
         ctx: &Context<'_>,
         rng: &mut R,
-    ) -> Decision<Vec<BackupCode>> {
+    ) -> Decision<BackupCodesIssued> {
         let CustomerMfa::Configured(configured) = &self.mfa else {
             return Decision::refuse(MfaError::NotConfigured);
+        };
+        if let Err(error) = self.current(session) {
+            return Decision::refuse(error);
+        }
+        let Some(passed) = session
+            .passed()
+            .filter(|_| session.second_factor_within(RECENT_FACTOR_SECS, ctx.now))
+        else {
+            return Decision::refuse(MfaError::SecondFactorRequired {
+                max_age_secs: RECENT_FACTOR_SECS,
+            });
         };
         let settings = policy.settings();
         match BackupCodeSet::generate(settings.backup_code_count, settings.backup_hash, rng) {
             Ok((set, codes)) => {
                 let count = u32::try_from(codes.len()).unwrap_or(u32::MAX);
+                let generation = self.next_generation();
                 let next = Self {
                     mfa: CustomerMfa::Configured(Configured {
                         backup: Some(set),
                         ..configured.clone()
                     }),
                     failures: self.failures,
+                    generation,
                 };
+                // The session keeps how and when its factor passed: making codes is not a new pass.
+                let passed = MfaPassed::new(
+                    ctx.org.clone(),
+                    ctx.customer.clone(),
+                    session.passed_at(generation, passed.by, passed.at),
+                );
                 Decision::write(
                     next,
                     vec![ctx.event(EventKind::BackupCodesGenerated { count })],
-                    Ok(codes),
+                    Ok(BackupCodesIssued { codes, passed }),
                 )
             }
             Err(error) => Decision::refuse(MfaError::Backup(error)),
@@ -418,6 +545,7 @@ impl CustomerRecord {
     /// Checks a sign-in TOTP code: accepted only for a step newer than the last accepted one.
     pub fn verify_totp(
         &self,
+        session: &MfaSession,
         typed: &str,
         policy: &OrgPolicy,
         keys: &KeyRing,
@@ -426,6 +554,9 @@ impl CustomerRecord {
         let CustomerMfa::Configured(configured) = &self.mfa else {
             return Decision::refuse(MfaError::NotConfigured);
         };
+        if let Err(error) = self.current(session) {
+            return Decision::refuse(error);
+        }
         if let Some(locked) = self.locked(Factor::Totp, ctx) {
             return locked;
         }
@@ -436,9 +567,10 @@ impl CustomerRecord {
                 let next = Self {
                     mfa: CustomerMfa::Configured(configured),
                     failures: Failures::default(),
+                    generation: self.generation,
                 };
                 let accepted = TotpAccepted {
-                    passed: ctx.passed(PassedBy::Totp),
+                    passed: ctx.passed(session, self.generation, PassedBy::Totp),
                     backup_codes_remaining: next.status(ctx.now).backup_codes_remaining,
                 };
                 let event = ctx.event(EventKind::TotpAccepted { step, offset });
@@ -449,27 +581,35 @@ impl CustomerRecord {
     }
 
     /// Checks a backup code: an unused one is accepted once, then marked used.
+    ///
+    /// The attempt keeps the hash it computed, so checking it again against this record read
+    /// afresh (after a lost race) costs no second argon2id evaluation.
     pub fn verify_backup_code(
         &self,
-        typed: &str,
+        session: &MfaSession,
+        attempt: &mut BackupAttempt<'_>,
         policy: &OrgPolicy,
         ctx: &Context<'_>,
     ) -> Decision<BackupAccepted> {
         let CustomerMfa::Configured(configured) = &self.mfa else {
             return Decision::refuse(MfaError::NotConfigured);
         };
+        if let Err(error) = self.current(session) {
+            return Decision::refuse(error);
+        }
         if let Some(locked) = self.locked(Factor::BackupCode, ctx) {
             return locked;
         }
-        match configured.redeem_backup_code(typed, policy.settings().backup_hash, ctx.now) {
+        match configured.redeem_backup_code(attempt, policy.settings().backup_hash, ctx.now) {
             Ok((configured, remaining)) => {
                 let next = Self {
                     mfa: CustomerMfa::Configured(configured),
                     failures: Failures::default(),
+                    generation: self.generation,
                 };
                 let event = ctx.event(EventKind::BackupCodeAccepted { remaining });
                 let accepted = BackupAccepted {
-                    passed: ctx.passed(PassedBy::BackupCode),
+                    passed: ctx.passed(session, self.generation, PassedBy::BackupCode),
                     remaining,
                 };
                 Decision::write(next, vec![event], Ok(accepted))
@@ -479,11 +619,16 @@ impl CustomerRecord {
     }
 
     /// An administrator's reset: back to unconfigured from any state, secret and backup codes erased,
-    /// lockout cleared. The customer enrolls again at the next sign-in (while the organisation has MFA
+    /// lockout cleared, and every session of the customer ended (the generation moves on). The
+    /// customer signs in again with the password and enrolls again (while the organisation has MFA
     /// on). `by` names the administrator for the audit log.
     pub fn reset(&self, by: &str, ctx: &Context<'_>) -> Decision<()> {
         let event = ctx.event(EventKind::Reset { by: by.into() });
-        Decision::write(Self::default(), vec![event], Ok(()))
+        let next = Self {
+            generation: self.next_generation(),
+            ..Self::default()
+        };
+        Decision::write(next, vec![event], Ok(()))
     }
 
     /// Key rotation's step for one customer: the secret (configured or pending) sealed again under
@@ -541,21 +686,31 @@ impl CustomerRecord {
         Ok(Some(Self {
             mfa,
             failures: self.failures,
+            generation: self.generation,
         }))
     }
 
-    /// The byte form stores keep.
+    /// The byte form stores keep (format 2: format 1 and the factor generation).
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
-        encode(self)
+        encode(RECORD_FORMAT, self)
     }
 
-    /// Reads the byte form back.
+    /// Reads the byte form back: format 2, or format 1 as earlier versions wrote it (factor
+    /// generation 0, which is what sessions signed in with before it existed).
     ///
     /// # Errors
     /// [`DecodeError`] for bytes this version did not write.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        decode(bytes)
+        match format_of(bytes)? {
+            (RECORD_FORMAT, body) => decode(body),
+            (1, body) => decode(body).map(|old: RecordV1| Self {
+                mfa: old.mfa,
+                failures: old.failures,
+                generation: 0,
+            }),
+            (other, _) => Err(DecodeError::UnknownFormat(other)),
+        }
     }
 
     /// The refusal while locked out: the attempt is recorded, never checked, and changes no record
@@ -580,6 +735,10 @@ impl CustomerRecord {
             Refused::Malformed(error) => {
                 Decision::log(self.rejected(factor, Rejection::Malformed, ctx), error)
             }
+            Refused::Repeat => Decision::log(
+                self.rejected(factor, Rejection::ReplayedCode, ctx),
+                MfaError::ReplayedCode,
+            ),
             Refused::Attempt(reason) => self.failed(factor, reason, policy, ctx),
         }
     }
@@ -621,6 +780,7 @@ impl CustomerRecord {
             Self {
                 mfa: self.mfa.clone(),
                 failures,
+                generation: self.generation,
             },
             events,
             Err(error),
@@ -634,6 +794,8 @@ enum Refused {
     Input(MfaError),
     /// Text that is not a code: logged, not counted as a failure.
     Malformed(MfaError),
+    /// The code just accepted, again: logged as a replay, not counted as a failure.
+    Repeat,
     /// A genuine failed attempt: it counts toward lockout.
     Attempt(Rejection),
 }
@@ -750,9 +912,13 @@ impl Configured {
             .verify_after(&secret, typed, ctx.now, reach, self.last_step)
         {
             Ok(matched) => matched,
-            // Told apart for the audit log: a code of a used step is a replay.
+            // Told apart for the audit log: a code of a used step is a replay. The code of the very
+            // step just accepted is a second submission (a double click, a retried request): it is
+            // refused and logged, but not counted toward lockout, since it proves the customer holds
+            // the authenticator. Older steps' codes count.
             Err(VerifyError::NoMatch) => {
                 return Err(match self.totp.verify(&secret, typed, ctx.now, reach) {
+                    Ok(matched) if matched.step == self.last_step => Refused::Repeat,
                     Ok(_) => Refused::Attempt(Rejection::ReplayedCode),
                     Err(error) => refusal(error),
                 });
@@ -776,7 +942,7 @@ impl Configured {
 
     fn redeem_backup_code(
         &self,
-        typed: &str,
+        attempt: &mut BackupAttempt<'_>,
         params: BackupHashParams,
         now: UnixTime,
     ) -> Result<(Configured, u32), Refused> {
@@ -789,9 +955,11 @@ impl Configured {
         let Some(set) = &self.backup else {
             // The same answer, after the same work, as for a set without this code: whether the
             // customer has backup codes at all is not revealed.
-            return Err(refusal(BackupCodeSet::check_without_set(typed, params)));
+            return Err(refusal(BackupCodeSet::check_attempt_without_set(
+                attempt, params,
+            )));
         };
-        let slot = set.check(typed).map_err(refusal)?;
+        let slot = set.check_attempt(attempt).map_err(refusal)?;
         let mut set = set.clone();
         set.mark_used(slot, now);
         let remaining = count_remaining(&set);
@@ -884,4 +1052,17 @@ pub enum MfaError {
     /// Settings out of range.
     #[error("invalid settings: {0}")]
     Settings(#[source] SettingsError),
+    /// The session's password check came before a reset or a change of factor: it is over, and
+    /// the customer signs in again.
+    #[error("this session ended when the customer's MFA changed; sign in again")]
+    SessionEnded,
+    /// Changing factors needs a second factor that passed in this session within `max_age_secs`.
+    #[error("give a second factor in this session first (within the last {max_age_secs} seconds)")]
+    SecondFactorRequired {
+        /// How recent it must be.
+        max_age_secs: u64,
+    },
+    /// Nothing is stored for this customer: there is nothing to reset.
+    #[error("no MFA is stored for this customer")]
+    NotFound,
 }

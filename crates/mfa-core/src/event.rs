@@ -44,7 +44,7 @@ impl Event {
     /// The byte form stores keep.
     #[must_use]
     pub fn to_bytes(&self) -> alloc::vec::Vec<u8> {
-        crate::encoding::encode(self)
+        crate::encoding::encode(crate::encoding::FORMAT, self)
     }
 
     /// Reads the byte form back.
@@ -52,7 +52,7 @@ impl Event {
     /// # Errors
     /// [`DecodeError`](crate::DecodeError) for bytes this version did not write.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, crate::DecodeError> {
-        crate::encoding::decode(bytes)
+        crate::encoding::decode_current(bytes)
     }
 }
 

@@ -42,20 +42,22 @@ mod seal;
 mod secret;
 #[cfg(feature = "std")]
 mod service;
+mod session;
 mod store;
 mod time;
 mod totp;
 
 pub use backup::{
-    BackupCode, BackupCodeSet, BackupError, BackupHashParams, BackupSlot, MAX_BACKUP_CODES,
+    BackupAttempt, BackupCode, BackupCodeSet, BackupError, BackupHashParams, BackupSlot,
+    MAX_BACKUP_CODES,
 };
 #[cfg(feature = "std")]
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use code::{Code, CodeError};
 pub use customer::{
-    BackupAccepted, Configured, Context, CustomerMfa, CustomerRecord, CustomerStatus, Decision,
-    Enrollment, LoginStep, MAX_LEARNT_DRIFT, MfaError, Pending, Resealed, StateName, TotpAccepted,
-    Unconfigured,
+    BackupAccepted, BackupCodesIssued, Configured, Context, CustomerMfa, CustomerRecord,
+    CustomerStatus, Decision, Enrollment, LoginStep, MAX_LEARNT_DRIFT, MfaError, Pending, Resealed,
+    StateName, TotpAccepted, Unconfigured,
 };
 pub use encoding::DecodeError;
 pub use event::{Event, EventKind, Factor, Rejection, StoredEvent};
@@ -76,6 +78,7 @@ pub use seal::{KeyId, KeyRing, SealError, SealedSecret, SealingKey};
 pub use secret::{MIN_ENROLL_SECRET_BITS, Secret, SecretError};
 #[cfg(feature = "std")]
 pub use service::{DEFAULT_MAX_ATTEMPTS, Service, ServiceError};
+pub use session::{FactorPassed, MfaSession, RECENT_FACTOR_SECS, SessionCheck};
 pub use store::{
     AuditExport, AuditQuery, CustomerKey, OrgAndCustomer, Store, Version, Versioned, Written,
 };

@@ -163,7 +163,7 @@ impl OrgPolicy {
     /// The byte form stores keep.
     #[must_use]
     pub fn to_bytes(&self) -> alloc::vec::Vec<u8> {
-        crate::encoding::encode(self)
+        crate::encoding::encode(crate::encoding::FORMAT, self)
     }
 
     /// Reads the byte form back.
@@ -171,7 +171,7 @@ impl OrgPolicy {
     /// # Errors
     /// [`DecodeError`](crate::DecodeError) for bytes this version did not write.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, crate::DecodeError> {
-        let policy: Self = crate::encoding::decode(bytes)?;
+        let policy: Self = crate::encoding::decode_current(bytes)?;
         // Stored settings obey the same bounds as new ones: a tampered row cannot switch lockout off.
         policy
             .settings

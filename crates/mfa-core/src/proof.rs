@@ -1,6 +1,8 @@
 //! The proof that a sign-in passed its second factor, which only this crate can make.
 
-use crate::{CustomerId, OrgId, UnixTime};
+use serde::{Deserialize, Serialize};
+
+use crate::{CustomerId, MfaSession, OrgId, UnixTime};
 
 /// Proof that this customer's sign-in passed MFA, or needs none.
 ///
@@ -15,10 +17,12 @@ pub struct MfaPassed {
     customer: CustomerId,
     method: PassedBy,
     at: UnixTime,
+    session: MfaSession,
 }
 
 /// How a sign-in passed MFA.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum PassedBy {
     /// The organisation has MFA off and the customer never configured it.
@@ -32,18 +36,27 @@ pub enum PassedBy {
 }
 
 impl MfaPassed {
-    pub(crate) const fn new(
-        org: OrgId,
-        customer: CustomerId,
-        method: PassedBy,
-        at: UnixTime,
-    ) -> Self {
+    /// The proof for `session`, which records how and when it passed.
+    pub(crate) fn new(org: OrgId, customer: CustomerId, session: MfaSession) -> Self {
+        let (method, at) = session
+            .passed()
+            .map_or((PassedBy::NotRequired, session.signed_in_at()), |passed| {
+                (passed.by, passed.at)
+            });
         Self {
             org,
             customer,
             method,
             at,
+            session,
         }
+    }
+
+    /// The session as it is now: keep it in the host's session in place of the one it had, so that
+    /// later requests carry how and when MFA passed, and for which of the customer's factors.
+    #[must_use]
+    pub const fn session(&self) -> MfaSession {
+        self.session
     }
 
     /// The organisation.

@@ -2,15 +2,19 @@
 //! so the same rules run on memory, SQLite and PostgreSQL.
 
 use alloc::vec::Vec;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use rand_core::CryptoRng;
+use async_lock::Semaphore;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRng, SeedableRng};
 
 use crate::encoding::DecodeError;
 use crate::{
-    AuditQuery, BackupAccepted, BackupCode, Context, CustomerId, CustomerRecord, CustomerStatus,
-    Decision, Enrollment, Event, EventKind, KeyRing, LoginStep, MfaError, MfaPassed, OrgId,
-    OrgPolicy, Resealed, Settings, Store, StoredEvent, TotpAccepted, Version, Versioned, Written,
+    AuditQuery, BackupAccepted, BackupAttempt, BackupCodesIssued, Context, CustomerId,
+    CustomerRecord, CustomerStatus, Decision, Enrollment, Event, EventKind, KeyRing, LoginStep,
+    MfaError, MfaPassed, MfaSession, OrgId, OrgPolicy, Resealed, SessionCheck, Settings, Store,
+    StoredEvent, TotpAccepted, Version, Versioned, Written,
 };
 
 /// How many times an operation re-reads and re-decides after losing a compare-and-swap race.
@@ -24,17 +28,27 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 16;
 /// [`DEFAULT_MAX_ATTEMPTS`] times. An outcome (such as [`MfaPassed`]) is returned only after its write
 /// succeeded, so a lost race can never let a code count twice.
 ///
-/// The RNG sits behind a mutex held only while an enrollment, a set of backup codes or a resealing
-/// nonce is drawn, never
-/// across an `await` and never for a sign-in; use a
-/// CSPRNG seeded from the operating system (for example `rand::rngs::StdRng::from_rng(&mut rand::rng())`
-/// or `rand::rngs::SysRng` wrapped in `UnwrapErr`).
+/// The RNG sits behind a mutex held only while a 256-bit seed is drawn from it for the one
+/// operation that needs randomness (an enrollment, a set of backup codes, a resealing nonce),
+/// which then draws from its own ChaCha20 generator: no call ever waits on another's hashing, and
+/// sign-ins never take the lock. Use a CSPRNG seeded from the operating system (for example
+/// `rand::rngs::StdRng::from_rng(&mut rand::rng())` or `rand::rngs::SysRng` wrapped in `UnwrapErr`).
+///
+/// Backup-code hashing (argon2id: about 15 ms and 19 MiB each with the default settings) is
+/// bounded: each request evaluates the KDF at most once however often it is retried (a generated
+/// set costs one evaluation per code), and at most [`Service::with_max_concurrent_kdf`] requests
+/// (by default the number of CPUs) hash at once; the others wait their turn without holding a
+/// thread. The hashing itself runs on the calling task: on an async runtime, call these from a
+/// blocking-capable context (`mfa-http` uses `tokio::task::block_in_place`).
 pub struct Service<S, C, R> {
     store: S,
     clock: C,
     keys: KeyRing,
     rng: Mutex<R>,
     max_attempts: u32,
+    kdf_permits: Semaphore,
+    max_concurrent_kdf: usize,
+    kdf_evaluations: AtomicU64,
 }
 
 /// The store, the clock, the key ids (never the keys: [`KeyRing`]'s own `Debug` shows ids only)
@@ -46,6 +60,7 @@ impl<S: core::fmt::Debug, C: core::fmt::Debug, R> core::fmt::Debug for Service<S
             .field("clock", &self.clock)
             .field("keys", &self.keys)
             .field("max_attempts", &self.max_attempts)
+            .field("max_concurrent_kdf", &self.max_concurrent_kdf)
             .finish_non_exhaustive()
     }
 }
@@ -84,13 +99,36 @@ type Result<T, E> = core::result::Result<T, ServiceError<E>>;
 impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
     /// A service over `store`, reading time from `clock`, sealing secrets with `keys`.
     pub fn new(store: S, clock: C, keys: KeyRing, rng: R) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
             store,
             clock,
             keys,
             rng: Mutex::new(rng),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            kdf_permits: Semaphore::new(cpus),
+            max_concurrent_kdf: cpus,
+            kdf_evaluations: AtomicU64::new(0),
         }
+    }
+
+    /// The same service letting at most `requests` (at least one) hash backup codes at once: memory
+    /// for argon2id is at most `requests` times the organisation's `m_cost`.
+    #[must_use]
+    pub fn with_max_concurrent_kdf(self, requests: usize) -> Self {
+        let requests = requests.max(1);
+        Self {
+            kdf_permits: Semaphore::new(requests),
+            max_concurrent_kdf: requests,
+            ..self
+        }
+    }
+
+    /// How many argon2id evaluations checking backup codes has cost since the service started (for
+    /// monitoring: it grows by one per well-formed attempt, however contended).
+    #[must_use]
+    pub fn kdf_evaluations(&self) -> u64 {
+        self.kdf_evaluations.load(Ordering::Relaxed)
     }
 
     /// The same service retrying a lost race at most `attempts` times (at least once).
@@ -208,7 +246,8 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         Err(ServiceError::Contended)
     }
 
-    /// What a password sign-in must do next: enroll, give a code, or nothing (with the proof).
+    /// What a password sign-in must do next: enroll, give a code, or nothing (with the proof); call
+    /// it once the password checked out, and keep [`LoginStep::session`] in the host's session.
     ///
     /// # Errors
     /// [`ServiceError::Store`] or [`ServiceError::Corrupt`].
@@ -229,50 +268,109 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         ))
     }
 
-    /// Issues a fresh secret to enroll (replacing a pending one): show [`Enrollment::uri`] as a QR
-    /// code and as grouped text, once.
+    /// What a protected request may do with `session` now (one read): let it in, send it to enroll
+    /// or to give a code, or end it. Hosts call it on every request to what MFA protects, so that a
+    /// reset, a change of factor or the organisation switching MFA on takes effect at once, on
+    /// every node.
     ///
     /// # Errors
-    /// [`MfaError::MfaDisabled`], [`MfaError::AlreadyConfigured`]; store errors.
+    /// [`ServiceError::Store`] or [`ServiceError::Corrupt`].
+    pub async fn check_session(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        session: &MfaSession,
+    ) -> Result<SessionCheck, S::Error> {
+        let (policy, loaded) = self
+            .store
+            .load_org_and_customer(org, customer)
+            .await
+            .map_err(ServiceError::Store)?;
+        let policy = policy.map(|v| v.value).unwrap_or_default();
+        let (record, _) = split(loaded);
+        Ok(record.check_session(&policy, session))
+    }
+
+    /// Issues a fresh secret to enroll (replacing a pending one): show [`Enrollment::uri`] as a QR
+    /// code and as grouped text, once. `session` is the caller's: its password must have been
+    /// checked since the customer's last reset.
+    ///
+    /// # Errors
+    /// [`MfaError::MfaDisabled`], [`MfaError::AlreadyConfigured`], [`MfaError::SessionEnded`];
+    /// store errors.
     pub async fn start_enrollment(
         &self,
         org: &OrgId,
         customer: &CustomerId,
+        session: &MfaSession,
     ) -> Result<Enrollment, S::Error> {
         self.run_with_rng(org, customer, |record, policy, ctx, rng| {
-            record.start_enrollment(policy, &self.keys, ctx, rng)
+            record.start_enrollment(session, policy, &self.keys, ctx, rng)
         })
         .await
     }
 
-    /// Confirms the pending enrollment with a code from the app.
+    /// Confirms the pending enrollment with a code from the app. A new factor: every other session
+    /// of the customer ends; keep the proof's [`MfaPassed::session`] in this one.
     ///
     /// # Errors
     /// [`MfaError::NotPending`], [`MfaError::EnrollmentExpired`], [`MfaError::WrongCode`],
-    /// [`MfaError::InvalidCode`], [`MfaError::Locked`]; store errors.
+    /// [`MfaError::InvalidCode`], [`MfaError::Locked`], [`MfaError::SessionEnded`]; store errors.
     pub async fn confirm_enrollment(
         &self,
         org: &OrgId,
         customer: &CustomerId,
+        session: &MfaSession,
         code: &str,
     ) -> Result<MfaPassed, S::Error> {
         self.run(org, customer, |record, policy, ctx| {
-            record.confirm_enrollment(code, policy, &self.keys, ctx)
+            record.confirm_enrollment(session, code, policy, &self.keys, ctx)
         })
         .await
     }
 
     /// A new set of backup codes (the old set stops working); the plaintext is returned only here.
+    /// Only for a session in which a second factor passed within
+    /// [`RECENT_FACTOR_SECS`](crate::RECENT_FACTOR_SECS). A change of factor: every other session
+    /// of the customer ends; keep the answer's [`MfaPassed::session`] in this one. Costs one
+    /// argon2id evaluation per code, within the bound on concurrent hashing.
     ///
     /// # Errors
-    /// [`MfaError::NotConfigured`]; store errors.
+    /// [`MfaError::NotConfigured`], [`MfaError::SecondFactorRequired`], [`MfaError::SessionEnded`];
+    /// store errors.
     pub async fn generate_backup_codes(
         &self,
         org: &OrgId,
         customer: &CustomerId,
-    ) -> Result<Vec<BackupCode>, S::Error> {
+        session: &MfaSession,
+    ) -> Result<BackupCodesIssued, S::Error> {
+        // Refused before any hashing when the session may not: a stale session cannot make the
+        // service hash, nor queue behind those that may.
+        let (policy, loaded) = self
+            .store
+            .load_org_and_customer(org, customer)
+            .await
+            .map_err(ServiceError::Store)?;
+        let policy = policy.map(|v| v.value).unwrap_or_default();
+        let (record, _) = split(loaded);
+        let now = self.clock.now();
+        if record.check_session(&policy, session) == SessionCheck::Ended {
+            return Err(MfaError::SessionEnded.into());
+        }
+        if !session.second_factor_within(crate::RECENT_FACTOR_SECS, now) {
+            return Err(MfaError::SecondFactorRequired {
+                max_age_secs: crate::RECENT_FACTOR_SECS,
+            }
+            .into());
+        }
+        let _permit = self.kdf_permits.acquire().await;
         self.run_with_rng(org, customer, |record, policy, ctx, rng| {
-            record.generate_backup_codes(policy, ctx, rng)
+            let decision = record.generate_backup_codes(session, policy, ctx, rng);
+            if decision.outcome().is_ok() {
+                let count = u64::from(policy.settings().backup_code_count);
+                self.kdf_evaluations.fetch_add(count, Ordering::Relaxed);
+            }
+            decision
         })
         .await
     }
@@ -286,43 +384,54 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         &self,
         org: &OrgId,
         customer: &CustomerId,
+        session: &MfaSession,
         code: &str,
     ) -> Result<TotpAccepted, S::Error> {
         self.run(org, customer, |record, policy, ctx| {
-            record.verify_totp(code, policy, &self.keys, ctx)
+            record.verify_totp(session, code, policy, &self.keys, ctx)
         })
         .await
     }
 
     /// Checks a backup code. This costs one argon2id evaluation (about 15 ms with the default
-    /// parameters) on the calling task, for a wrong code as for a right one.
+    /// parameters) on the calling task, for a wrong code as for a right one, once per call however
+    /// often a lost race makes it re-read the record, and within the bound on concurrent hashing.
     ///
     /// # Errors
     /// [`MfaError::WrongCode`], [`MfaError::UsedBackupCode`], [`MfaError::InvalidBackupCode`],
-    /// [`MfaError::Locked`], [`MfaError::NotConfigured`]; store errors.
+    /// [`MfaError::Locked`], [`MfaError::NotConfigured`], [`MfaError::SessionEnded`]; store errors.
     pub async fn verify_backup_code(
         &self,
         org: &OrgId,
         customer: &CustomerId,
+        session: &MfaSession,
         code: &str,
     ) -> Result<BackupAccepted, S::Error> {
-        self.run(org, customer, |record, policy, ctx| {
-            record.verify_backup_code(code, policy, ctx)
-        })
-        .await
+        let _permit = self.kdf_permits.acquire().await;
+        let mut attempt = BackupAttempt::new(code);
+        let result = self
+            .run(org, customer, |record, policy, ctx| {
+                record.verify_backup_code(session, &mut attempt, policy, ctx)
+            })
+            .await;
+        self.kdf_evaluations
+            .fetch_add(u64::from(attempt.kdf_evaluations()), Ordering::Relaxed);
+        result
     }
 
-    /// An administrator's reset of one customer; `by` names the administrator.
+    /// An administrator's reset of one customer; `by` names the administrator. Every session of
+    /// the customer ends.
     ///
     /// # Errors
-    /// Store errors.
+    /// [`MfaError::NotFound`] when nothing is stored for the customer (an id that never signed in
+    /// to MFA, or one spelt differently): nothing is written; store errors.
     pub async fn reset(
         &self,
         org: &OrgId,
         customer: &CustomerId,
         by: &str,
     ) -> Result<(), S::Error> {
-        self.run(org, customer, |record, _, ctx| record.reset(by, ctx))
+        self.run_stored(org, customer, |record, _, ctx| record.reset(by, ctx))
             .await
     }
 
@@ -390,12 +499,17 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         &self,
         org: &OrgId,
         customer: &CustomerId,
-        decide: impl Fn(&CustomerRecord, &OrgPolicy, &Context<'_>, &mut R) -> Decision<T>,
+        decide: impl Fn(&CustomerRecord, &OrgPolicy, &Context<'_>, &mut ChaCha20Rng) -> Decision<T>,
     ) -> Result<T, S::Error> {
         self.run(org, customer, |record, policy, ctx| {
-            // Poisoning only means another call panicked mid-draw; an RNG has no invariant to break.
-            let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
-            decide(record, policy, ctx, &mut rng)
+            let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+            {
+                // Poisoning only means another call panicked mid-draw; an RNG has no invariant to
+                // break. The lock is held for these 32 bytes only.
+                let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+                rng.fill_bytes(seed.as_mut_slice());
+            }
+            decide(record, policy, ctx, &mut ChaCha20Rng::from_seed(*seed))
         })
         .await
     }
@@ -405,7 +519,28 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         &self,
         org: &OrgId,
         customer: &CustomerId,
-        decide: impl Fn(&CustomerRecord, &OrgPolicy, &Context<'_>) -> Decision<T>,
+        decide: impl FnMut(&CustomerRecord, &OrgPolicy, &Context<'_>) -> Decision<T>,
+    ) -> Result<T, S::Error> {
+        self.run_inner(org, customer, false, decide).await
+    }
+
+    /// [`Service::run`] for an operation on a stored record only: [`MfaError::NotFound`] when
+    /// there is none.
+    async fn run_stored<T>(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        decide: impl FnMut(&CustomerRecord, &OrgPolicy, &Context<'_>) -> Decision<T>,
+    ) -> Result<T, S::Error> {
+        self.run_inner(org, customer, true, decide).await
+    }
+
+    async fn run_inner<T>(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        stored_only: bool,
+        mut decide: impl FnMut(&CustomerRecord, &OrgPolicy, &Context<'_>) -> Decision<T>,
     ) -> Result<T, S::Error> {
         for _ in 0..self.max_attempts {
             // Both at once: on a networked store that is one round trip instead of two.
@@ -415,6 +550,9 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
                 .await
                 .map_err(ServiceError::Store)?;
             let policy = policy.map(|v| v.value).unwrap_or_default();
+            if stored_only && loaded.is_none() {
+                return Err(MfaError::NotFound.into());
+            }
             let (record, version) = split(loaded);
             let ctx = Context {
                 org,

@@ -131,10 +131,11 @@ pub(crate) async fn customer_mfa<A: Backend>(
     params(("id" = String, Path, description = "The customer id (percent-encoded).")),
     request_body(content = Option<NoFields>, content_type = "application/json", description = "Empty, `{}` or `null`."),
     responses(
-        (status = 200, description = "The customer is unconfigured.", body = StateChanged),
+        (status = 200, description = "The customer is unconfigured, and every session of theirs has ended.", body = StateChanged),
         (status = 400, description = "`invalid_customer_id`; `malformed_json`.", body = ErrorBody),
         (status = 401, description = "`unauthenticated`.", body = ErrorBody),
         (status = 403, description = "`forbidden`: not an administrator.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no MFA is stored for this id (ids are exact: `Alice@` is not `alice@`); nothing was written.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`.", body = ErrorBody),
         (status = 422, description = "`invalid_body`.", body = ErrorBody),

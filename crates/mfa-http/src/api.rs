@@ -154,10 +154,10 @@ where
     /// For the host's password sign-in handler, once the password checked out: what the session
     /// must do next, with this crate's error answers.
     ///
+    /// Keep [`LoginStep::session`] in the new session: [`MfaHost::caller`] reports it from then on.
     /// [`LoginStep::Done`] carries the [`MfaPassed`](mfa_core::MfaPassed) proof (the organisation
-    /// has MFA off and the customer never set it up): mark the new session with it, as
-    /// [`MfaHost::mfa_passed`] does for the API's own routes. Enroll and challenge leave the session
-    /// at [`MfaStage::Pending`](crate::MfaStage::Pending); [`Next::from`](crate::model::Next) gives
+    /// has MFA off and the customer never set it up); enroll and challenge leave the session to
+    /// pass its second factor through the API's routes. [`Next::from`](crate::model::Next) gives
     /// the `"next"` value for a JSON answer. This is not routed through `mfa_passed` because at
     /// sign-in the host is creating the session the proof belongs to, which the request does not
     /// carry yet.

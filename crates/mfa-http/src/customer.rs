@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use mfa_core::{MfaPassed, StateName};
+use mfa_core::{MfaPassed, SessionCheck, StateName};
 
 use crate::api::Backend;
 use crate::extract::CustomerCaller;
@@ -18,16 +18,18 @@ use crate::model::{
     BackupCodes, CodeRequest, EnrollmentStarted, MfaStatus, Next, StateChanged, Verified,
     VerifyRequest,
 };
-use crate::{Error, ErrorBody, ErrorKind, MfaHost, MfaStage};
+use crate::{Error, ErrorBody, MfaHost};
 
-/// The signed-in customer's MFA.
+/// The signed-in customer's MFA, and what the session must do next.
+///
+/// A session that has not passed MFA sees only what it needs to go on (no count of backup codes).
 #[utoipa::path(
     get,
     path = "/mfa",
     tag = "customer",
     responses(
         (status = 200, description = "The customer's MFA state.", body = MfaStatus),
-        (status = 401, description = "`unauthenticated`: no signed-in session.", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: no signed-in session; `session_ended`: the customer's MFA was reset or changed since this session signed in.", body = ErrorBody),
         (status = 403, description = "`forbidden`: the caller is not a customer.", body = ErrorBody),
         (status = 500, description = "`internal`.", body = ErrorBody),
         (status = 503, description = "`unavailable`: a store failed; try again.", body = ErrorBody),
@@ -37,8 +39,18 @@ pub(crate) async fn status<A: Backend>(
     State(app): State<Arc<A>>,
     caller: CustomerCaller,
 ) -> Result<Response, Error> {
-    let (status, org_enabled) = app
-        .service()
+    let service = app.service();
+    let check = service
+        .check_session(&caller.org, &caller.customer, &caller.session)
+        .await
+        .map_err(|error| app.refusal(&error))?;
+    let next = match check {
+        SessionCheck::Ended => return Err(crate::error::session_ended()),
+        SessionCheck::Complete(_) => Next::Done,
+        SessionCheck::Enroll => Next::Enroll,
+        _ => Next::Verify,
+    };
+    let (status, org_enabled) = service
         .status(&caller.org, &caller.customer)
         .await
         .map_err(|error| app.refusal(&error))?;
@@ -47,7 +59,8 @@ pub(crate) async fn status<A: Backend>(
         &MfaStatus {
             state: status.state,
             org_enabled,
-            backup_codes_remaining: status.backup_codes_remaining,
+            backup_codes_remaining: (next == Next::Done).then_some(status.backup_codes_remaining),
+            next,
         },
     ))
 }
@@ -56,7 +69,8 @@ pub(crate) async fn status<A: Backend>(
 ///
 /// Issues a fresh secret (replacing a pending one) and returns it once, as a key URI, a QR code and
 /// grouped base32 text. Confirm it with a code within `expires_at`. Only while the organisation has
-/// MFA on, and not once MFA is configured. The body is empty, `{}` or `null`, sent as JSON.
+/// MFA on, not once MFA is configured, and for a session signed in with the password since the
+/// customer's last reset. The body is empty, `{}` or `null`, sent as JSON.
 #[utoipa::path(
     post,
     path = "/mfa/enrollment",
@@ -65,7 +79,7 @@ pub(crate) async fn status<A: Backend>(
     responses(
         (status = 201, description = "The new secret, shown once.", body = EnrollmentStarted),
         (status = 400, description = "`malformed_json`.", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`.", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`; `session_ended`: sign in again.", body = ErrorBody),
         (status = 403, description = "`mfa_disabled`: the organisation has MFA off; `forbidden`: not a customer.", body = ErrorBody),
         (status = 409, description = "`already_configured`: an administrator must reset MFA first.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),
@@ -82,7 +96,7 @@ pub(crate) async fn start_enrollment<A: Backend>(
 ) -> Result<Response, Error> {
     let enrollment = app
         .service()
-        .start_enrollment(&caller.org, &caller.customer)
+        .start_enrollment(&caller.org, &caller.customer, &caller.session)
         .await
         .map_err(|error| app.refusal(&error))?;
     let uri = &enrollment.uri;
@@ -111,7 +125,7 @@ pub(crate) async fn start_enrollment<A: Backend>(
     responses(
         (status = 200, description = "MFA is configured.", body = StateChanged),
         (status = 400, description = "`malformed_json`.", body = ErrorBody),
-        (status = 401, description = "`invalid_code`: wrong or malformed; `unauthenticated`.", body = ErrorBody),
+        (status = 401, description = "`invalid_code`: wrong or malformed; `unauthenticated`; `session_ended`.", body = ErrorBody),
         (status = 403, description = "`forbidden`.", body = ErrorBody),
         (status = 409, description = "`not_pending`: no enrollment to confirm; `already_configured`.", body = ErrorBody),
         (status = 410, description = "`enrollment_expired`: start again.", body = ErrorBody),
@@ -132,7 +146,7 @@ pub(crate) async fn confirm_enrollment<A: Backend>(
 ) -> Result<Response, Error> {
     let passed = app
         .service()
-        .confirm_enrollment(&caller.org, &caller.customer, &body.code)
+        .confirm_enrollment(&caller.org, &caller.customer, &caller.session, &body.code)
         .await
         .map_err(|error| app.refusal(&error))?;
     let state = StateChanged {
@@ -143,7 +157,10 @@ pub(crate) async fn confirm_enrollment<A: Backend>(
 
 /// Generates a new set of backup codes, shown once; the previous set stops working.
 ///
-/// Needs a session that passed MFA: a password alone must not mint a way around the second factor.
+/// Needs a second factor (a code, a backup code or the enrollment) that passed in this session
+/// within the last ten minutes: a password alone, or a session that needed no MFA when it signed
+/// in, must not mint a way around the second factor. A change of factor: every other session of
+/// the customer ends, and the host re-marks this one (its headers come with this answer).
 #[utoipa::path(
     post,
     path = "/mfa/backup-codes",
@@ -152,8 +169,8 @@ pub(crate) async fn confirm_enrollment<A: Backend>(
     responses(
         (status = 201, description = "The new codes, shown once.", body = BackupCodes),
         (status = 400, description = "`malformed_json`.", body = ErrorBody),
-        (status = 401, description = "`unauthenticated`.", body = ErrorBody),
-        (status = 403, description = "`mfa_required`: pass MFA in this session first; `forbidden`.", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`; `session_ended`.", body = ErrorBody),
+        (status = 403, description = "`mfa_required`: give a code in this session first; `forbidden`.", body = ErrorBody),
         (status = 409, description = "`not_configured`.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`.", body = ErrorBody),
@@ -165,24 +182,30 @@ pub(crate) async fn confirm_enrollment<A: Backend>(
 pub(crate) async fn generate_backup_codes<A: Backend>(
     State(app): State<Arc<A>>,
     caller: CustomerCaller,
+    head: Parts,
     _: NoInput,
 ) -> Result<Response, Error> {
-    if caller.stage != MfaStage::Passed {
-        return Err(Error::new(
-            ErrorKind::MfaRequired,
-            "pass MFA in this session before generating backup codes",
-        ));
-    }
-    let codes = off_the_workers(
-        app.service()
-            .generate_backup_codes(&caller.org, &caller.customer),
-    )
+    let issued = off_the_workers(app.service().generate_backup_codes(
+        &caller.org,
+        &caller.customer,
+        &caller.session,
+    ))
     .await
     .map_err(|error| app.refusal(&error))?;
     let body = BackupCodes {
-        codes: codes.iter().map(|code| code.as_str().to_owned()).collect(),
+        codes: issued
+            .codes
+            .iter()
+            .map(|code| code.as_str().to_owned())
+            .collect(),
     };
-    Ok(json::response(StatusCode::CREATED, &body))
+    passed_to_host(
+        &*app,
+        head,
+        issued.passed,
+        json::response(StatusCode::CREATED, &body),
+    )
+    .await
 }
 
 /// Gives the sign-in's second factor: a TOTP code, or a backup code.
@@ -198,7 +221,7 @@ pub(crate) async fn generate_backup_codes<A: Backend>(
     responses(
         (status = 200, description = "The code was accepted; the session passed MFA.", body = Verified),
         (status = 400, description = "`malformed_json`.", body = ErrorBody),
-        (status = 401, description = "`invalid_code`: wrong, malformed, replayed or used; `unauthenticated`.", body = ErrorBody),
+        (status = 401, description = "`invalid_code`: wrong, malformed, replayed or used; `unauthenticated`; `session_ended`.", body = ErrorBody),
         (status = 403, description = "`forbidden`.", body = ErrorBody),
         (status = 409, description = "`not_configured`: there is nothing to verify.", body = ErrorBody),
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),
@@ -220,7 +243,7 @@ pub(crate) async fn verify<A: Backend>(
     let (passed, backup_codes_remaining) = match &body {
         VerifyRequest::Code(CodeRequest { code }) => {
             let accepted = service
-                .verify_totp(&caller.org, &caller.customer, code)
+                .verify_totp(&caller.org, &caller.customer, &caller.session, code)
                 .await
                 .map_err(|error| app.refusal(&error))?;
             (accepted.passed, accepted.backup_codes_remaining)
@@ -229,6 +252,7 @@ pub(crate) async fn verify<A: Backend>(
             let accepted = off_the_workers(service.verify_backup_code(
                 &caller.org,
                 &caller.customer,
+                &caller.session,
                 &request.backup_code,
             ))
             .await

@@ -21,8 +21,12 @@ pub enum ErrorKind {
     /// 403: the caller may not use this route (not an administrator, not a customer, or refused by
     /// the host).
     Forbidden,
-    /// 403: the session must pass MFA first (generating backup codes needs a second factor).
+    /// 403: the session must pass MFA first (generating backup codes needs a second factor that
+    /// passed in this session within the last ten minutes).
     MfaRequired,
+    /// 401: the session ended when the customer's MFA was reset or their factors changed; sign in
+    /// again.
+    SessionEnded,
     /// 403: the organisation has MFA switched off, so there is nothing to enroll in.
     MfaDisabled,
     /// 404: no such route.
@@ -64,7 +68,9 @@ impl ErrorKind {
     #[must_use]
     pub const fn status(self) -> StatusCode {
         match self {
-            Self::Unauthenticated | Self::InvalidCode => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated | Self::InvalidCode | Self::SessionEnded => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::Forbidden | Self::MfaRequired | Self::MfaDisabled => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -91,6 +97,7 @@ impl ErrorKind {
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::MfaRequired => "mfa_required",
+            Self::SessionEnded => "session_ended",
             Self::MfaDisabled => "mfa_disabled",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -242,6 +249,18 @@ impl Error {
                 )
                 .with_retry_after(secs)
             }
+            MfaError::SessionEnded => session_ended(),
+            MfaError::SecondFactorRequired { max_age_secs } => Self::new(
+                ErrorKind::MfaRequired,
+                format!(
+                    "give a code in this session first: changing factors needs one from the last {} minutes",
+                    max_age_secs.div_ceil(60)
+                ),
+            ),
+            MfaError::NotFound => Self::new(
+                ErrorKind::NotFound,
+                "no MFA is stored for this customer: nothing to reset",
+            ),
             other => {
                 tracing::error!(error = %other, "mfa-http: the MFA service could not complete a step");
                 internal()
@@ -269,6 +288,13 @@ impl Error {
             message: self.message.clone().into_owned(),
         }
     }
+}
+
+pub(crate) fn session_ended() -> Error {
+    Error::new(
+        ErrorKind::SessionEnded,
+        "this session ended when the customer's MFA changed; sign in again",
+    )
 }
 
 pub(crate) fn unavailable() -> Error {

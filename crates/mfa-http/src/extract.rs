@@ -8,17 +8,18 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
-use mfa_core::{CustomerId, OrgId};
+use mfa_core::{CustomerId, MfaSession, OrgId, SessionCheck};
 
 use crate::api::Backend;
 use crate::model::{AuditParams, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
-use crate::{Error, ErrorKind, MfaHost, MfaStage};
+use crate::{Error, ErrorKind, MfaHost};
 
-/// A signed-in customer.
+/// A signed-in customer, with the MFA session the host keeps for them (every service call checks
+/// it against the customer's record).
 pub(crate) struct CustomerCaller {
     pub(crate) org: OrgId,
     pub(crate) customer: CustomerId,
-    pub(crate) stage: MfaStage,
+    pub(crate) session: MfaSession,
 }
 
 impl<A: Backend> FromRequestParts<Arc<A>> for CustomerCaller {
@@ -30,7 +31,7 @@ impl<A: Backend> FromRequestParts<Arc<A>> for CustomerCaller {
             .caller(parts)
             .await
             .map_err(|error| Error::from_host(&error))?;
-        let Some((customer, stage)) = caller.customer_session() else {
+        let Some((customer, session)) = caller.customer_session() else {
             return Err(Error::new(
                 ErrorKind::Forbidden,
                 "this route is for a signed-in customer",
@@ -38,7 +39,7 @@ impl<A: Backend> FromRequestParts<Arc<A>> for CustomerCaller {
         };
         Ok(Self {
             customer: customer.clone(),
-            stage,
+            session: *session,
             org: caller.org().clone(),
         })
     }
@@ -67,12 +68,24 @@ impl<A: Backend> FromRequestParts<Arc<A>> for AdminCaller {
             ));
         };
         // An administrator who signed in as a customer acts with that session: until its second
-        // factor passed, a password alone must not switch MFA off or reset anyone's (its own).
-        if let Some((_, MfaStage::Pending)) = caller.customer_session() {
-            return Err(Error::new(
-                ErrorKind::MfaRequired,
-                "this session must pass its second factor before administering the portal",
-            ));
+        // factor passed (now, not at some earlier sign-in: the organisation may have switched MFA
+        // on since), a password alone must not switch MFA off or reset anyone's (its own).
+        if let Some((customer, session)) = caller.customer_session() {
+            let check = app
+                .service()
+                .check_session(caller.org(), customer, session)
+                .await
+                .map_err(|error| app.refusal(&error))?;
+            match check {
+                SessionCheck::Complete(_) => {}
+                SessionCheck::Ended => return Err(crate::error::session_ended()),
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::MfaRequired,
+                        "this session must pass its second factor before administering the portal",
+                    ));
+                }
+            }
         }
         Ok(Self {
             name: name.to_owned(),

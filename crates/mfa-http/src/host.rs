@@ -5,7 +5,7 @@ use core::future::Future;
 
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use mfa_core::{CustomerId, MfaPassed, OrgId};
+use mfa_core::{CustomerId, MfaPassed, MfaSession, OrgId};
 
 /// The host's side of the API: its sessions, which this crate never sees inside.
 ///
@@ -24,10 +24,17 @@ use mfa_core::{CustomerId, MfaPassed, OrgId};
 ///
 /// # Security
 ///
-/// - Report a customer only for a session whose password check passed, and [`MfaStage::Passed`]
-///   only for a session that holds an [`MfaPassed`] proof (from [`mfa_passed`](Self::mfa_passed) or
-///   from [`LoginStep::Done`](mfa_core::LoginStep::Done) at sign-in). Generating backup codes needs
-///   a passed session: a password alone must not mint a way around the second factor.
+/// - Report a customer only for a session whose password check passed, with the [`MfaSession`] the
+///   session was given: [`LoginStep::session`](mfa_core::LoginStep::session) at sign-in, then
+///   [`MfaPassed::session`] each time [`mfa_passed`](Self::mfa_passed) is called. Keep it
+///   server-side: whoever can write it can claim a factor passed. The router checks it against the
+///   customer's record on every request, so a session from before an administrator's reset or a
+///   change of factor is refused (401 `session_ended`: end it), and generating backup codes needs a
+///   second factor that passed in this session within the last ten minutes (403 `mfa_required`).
+/// - Check it on your own protected routes too, with
+///   [`Service::check_session`](mfa_core::Service::check_session): it says whether to let the
+///   session in, send it to enroll or to the code prompt (a session that needed no MFA, after the
+///   organisation switched MFA on), or end it.
 /// - Report an administrator only for a fully signed-in administrator session (with its own second
 ///   factor, if the host has one): the admin routes switch MFA off for everyone and reset customers.
 /// - Every state-changing route insists on `Content-Type: application/json`, which a cross-site form
@@ -44,8 +51,10 @@ pub trait MfaHost: Send + Sync + 'static {
     fn caller(&self, parts: &mut Parts) -> impl Future<Output = Result<Caller, HostError>> + Send;
 
     /// The calling session's customer just passed MFA (confirmed an enrollment, or gave a TOTP or a
-    /// backup code): mark the session, so that [`caller`](Self::caller) reports
-    /// [`MfaStage::Passed`] from now on and the host lets the customer in.
+    /// backup code), or changed factors in a session that had (a new set of backup codes): keep
+    /// [`MfaPassed::session`] in the session in place of the one it had, so that
+    /// [`caller`](Self::caller) reports it from now on and the host lets the customer in. Every
+    /// other session of the customer has ended if the factors changed.
     ///
     /// `parts` is the head of the request that passed, after [`caller`](Self::caller) ran on it, and
     /// `proof` is about the customer `caller` reported for it (check [`MfaPassed::customer`] against
@@ -68,27 +77,18 @@ pub trait MfaHost: Send + Sync + 'static {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     org: OrgId,
-    customer: Option<(CustomerId, MfaStage)>,
+    customer: Option<(CustomerId, MfaSession)>,
     admin: Option<String>,
 }
 
-/// How far a customer's session got through sign-in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MfaStage {
-    /// The password was checked; the second factor was not (yet). Such a session may read its MFA
-    /// state, enroll, confirm and verify, and nothing else.
-    Pending,
-    /// The session holds an [`MfaPassed`] proof: a code was accepted, or none is required.
-    Passed,
-}
-
 impl Caller {
-    /// A customer of `org`, signed in to `stage`.
+    /// A customer of `org`, with the MFA session the host keeps for them (how far sign-in got, and
+    /// for which of the customer's factors).
     #[must_use]
-    pub const fn customer(org: OrgId, customer: CustomerId, stage: MfaStage) -> Self {
+    pub const fn customer(org: OrgId, customer: CustomerId, session: MfaSession) -> Self {
         Self {
             org,
-            customer: Some((customer, stage)),
+            customer: Some((customer, session)),
             admin: None,
         }
     }
@@ -118,10 +118,10 @@ impl Caller {
         &self.org
     }
 
-    /// The customer and how far their session got, if the caller is a customer.
+    /// The customer and their MFA session, if the caller is a customer.
     #[must_use]
-    pub fn customer_session(&self) -> Option<(&CustomerId, MfaStage)> {
-        self.customer.as_ref().map(|(id, stage)| (id, *stage))
+    pub fn customer_session(&self) -> Option<(&CustomerId, &MfaSession)> {
+        self.customer.as_ref().map(|(id, session)| (id, session))
     }
 
     /// The administrator's name, if the caller is one.

@@ -25,8 +25,8 @@ mod openapi;
 
 pub use api::MfaApi;
 pub use error::{Error, ErrorBody, ErrorKind};
-pub use host::{Caller, HostError, MfaHost, MfaStage};
+pub use host::{Caller, HostError, MfaHost};
 pub use json::{JsonBody, MAX_BODY_BYTES, NoInput};
 /// The core this crate adapts: its ids, proofs and login steps are this API's own types.
 pub use mfa_core;
-pub use mfa_core::{CustomerId, LoginStep, MfaPassed, OrgId, PassedBy};
+pub use mfa_core::{CustomerId, LoginStep, MfaPassed, MfaSession, OrgId, PassedBy, SessionCheck};

@@ -32,8 +32,13 @@ pub struct MfaStatus {
     pub state: StateName,
     /// Whether the organisation has MFA switched on. A configured customer is challenged either way.
     pub org_enabled: bool,
-    /// Unused backup codes.
-    pub backup_codes_remaining: u32,
+    /// Unused backup codes; only for a session that passed MFA (`null` before: a password alone
+    /// learns no more than it needs to go on).
+    #[schema(required = true)]
+    pub backup_codes_remaining: Option<u32>,
+    /// What the session must do next: `enroll`, `verify`, or `done` when it passed MFA (or needs
+    /// none).
+    pub next: Next,
 }
 
 /// `POST /mfa/enrollment`: a fresh secret to show the customer once, as a QR code and as text.
@@ -156,8 +161,8 @@ pub enum Next {
 impl From<&LoginStep> for Next {
     fn from(step: &LoginStep) -> Self {
         match step {
-            LoginStep::Enroll => Self::Enroll,
-            LoginStep::Challenge => Self::Verify,
+            LoginStep::Enroll(_) => Self::Enroll,
+            LoginStep::Challenge(_) => Self::Verify,
             LoginStep::Done(_) => Self::Done,
         }
     }

@@ -183,7 +183,8 @@ impl MfaHost for ForgetfulHost {
 
 type FlakyApi = MfaApi<Arc<Flaky>, ManualClock, ChaCha20Rng, ForgetfulHost>;
 
-fn api() -> (FlakyApi, Arc<Flaky>) {
+/// The API over a store that works until told otherwise, with alice's session `s1` signed in.
+async fn api() -> (FlakyApi, Arc<Flaky>) {
     let store = Arc::new(Flaky::default());
     let mut seed = ChaCha20Rng::seed_from_u64(1);
     let keys = KeyRing::new(SealingKey::generate(KeyId::new(1), &mut seed));
@@ -194,10 +195,13 @@ fn api() -> (FlakyApi, Arc<Flaky>) {
         ChaCha20Rng::seed_from_u64(2),
     )
     .with_max_attempts(3);
-    (
-        MfaApi::new(Arc::new(service), ForgetfulHost::default()),
-        store,
-    )
+    let host = ForgetfulHost::default();
+    let alice = service
+        .login_step(&OrgId::new(ORG).unwrap(), &CustomerId::new(ALICE).unwrap())
+        .await
+        .unwrap();
+    host.0.keep(ORG, ALICE, "s1", alice.session());
+    (MfaApi::new(Arc::new(service), host), store)
 }
 
 async fn send(api: &FlakyApi, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
@@ -226,7 +230,7 @@ fn as_admin(request: axum::http::request::Builder) -> axum::http::request::Build
 
 #[tokio::test]
 async fn a_failing_store_is_a_generic_503() {
-    let (api, store) = api();
+    let (api, store) = api().await;
     store.mode.store(FAILS, Ordering::SeqCst);
     let requests = [
         as_alice(Request::get("/mfa")).body(Body::empty()),
@@ -255,7 +259,7 @@ async fn a_failing_store_is_a_generic_503() {
 
 #[tokio::test]
 async fn a_contended_record_asks_for_a_retry() {
-    let (api, store) = api();
+    let (api, store) = api().await;
     store.mode.store(CONFLICTS, Ordering::SeqCst);
     let request = as_admin(Request::put("/admin/mfa"))
         .body(Body::from(r#"{"enabled":true}"#))
@@ -268,7 +272,7 @@ async fn a_contended_record_asks_for_a_retry() {
 
 #[tokio::test]
 async fn a_host_that_cannot_mark_the_session_is_reported() {
-    let (api, store) = api();
+    let (api, store) = api().await;
     store.mode.store(WORKS, Ordering::SeqCst);
     let (status, _, _) = send(
         &api,

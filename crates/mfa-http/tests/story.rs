@@ -413,6 +413,11 @@ async fn audit_pages_backwards_without_gaps() {
 #[tokio::test]
 async fn who_may_call_what() {
     let h = Harness::new().await;
+    // MFA on, so that a password alone leaves a session short of its second factor.
+    h.service()
+        .set_org_enabled(&org(), true, ADMIN)
+        .await
+        .unwrap();
     let customer_routes = [
         Req::get("/mfa"),
         Req::post("/mfa/enrollment").empty_json(),
@@ -456,7 +461,23 @@ async fn who_may_call_what() {
             .expect(403, Some("mfa_required"));
     }
     assert_eq!(h.snapshot().await, before, "refused calls change nothing");
-    h.host.mark_passed("s1");
+    // Once the session passed its second factor (here: by setting it up), it may.
+    let started = h
+        .call(
+            Req::post("/mfa/enrollment")
+                .customer(ALICE, "s1")
+                .empty_json(),
+        )
+        .await;
+    let uri =
+        mfa_http::mfa_core::KeyUri::parse(started.json["otpauth_uri"].as_str().unwrap()).unwrap();
+    h.call(
+        Req::post("/mfa/enrollment/confirm")
+            .customer(ALICE, "s1")
+            .json(&json!({"code": h.app_code(&uri)})),
+    )
+    .await
+    .expect(200, None);
     h.call(Req::get("/admin/mfa").customer(ALICE, "s1").admin())
         .await
         .expect(200, None);

@@ -12,13 +12,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mfa_core::Store;
+use mfa_core::{SessionCheck, Store};
 use mfa_http::model::Next;
 use mfa_http::{Error, ErrorKind, JsonBody, NoInput};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
-use crate::portal::{Portal, PortalClock, SignInError};
+use crate::accounts::Role;
+use crate::portal::{Portal, PortalClock, SignInError, unavailable};
 
 /// `POST /api/session`.
 #[derive(Deserialize)]
@@ -106,16 +107,31 @@ pub(crate) async fn me<S: Store + 'static, C: PortalClock>(
     State(portal): State<Arc<Portal<S, C>>>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    let user = portal
+    let (id, session) = portal
         .sessions
         .lookup(&headers, portal.now())
-        .and_then(|(_, session)| session.user)
         .ok_or_else(|| Error::new(ErrorKind::Unauthenticated, "sign in first"))?;
-    if !user.is_complete() {
-        return Err(Error::new(
-            ErrorKind::Unauthenticated,
-            "finish signing in: the second factor is still required",
-        ));
+    let user = session
+        .user
+        .ok_or_else(|| Error::new(ErrorKind::Unauthenticated, "sign in first"))?;
+    // Checked against the customer's record now, not as it stood at sign-in.
+    if user.role == Role::Customer {
+        match portal.check(&user).await.map_err(|_| unavailable())? {
+            SessionCheck::Complete(_) => {}
+            SessionCheck::Ended => {
+                portal.sessions.remove(&id);
+                return Err(Error::new(
+                    ErrorKind::SessionEnded,
+                    "this session ended when your MFA changed; sign in again",
+                ));
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Unauthenticated,
+                    "finish signing in: the second factor is still required",
+                ));
+            }
+        }
     }
     Ok(Json(Me {
         email: user.email.as_str(),

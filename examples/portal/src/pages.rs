@@ -20,7 +20,7 @@ use axum::extract::State;
 use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use mfa_core::{AuditQuery, CustomerStatus, LoginStep, StateName, Store};
+use mfa_core::{AuditQuery, CustomerStatus, MfaError, SessionCheck, StateName, Store};
 use mfa_http::model::{AuditEvent, Next};
 use serde::Deserialize;
 use zeroize::Zeroize;
@@ -80,7 +80,7 @@ impl Visit {
             email: user.email.as_str(),
             csrf: self.csrf(),
             admin: user.role == Role::Admin,
-            complete: user.is_complete(),
+            complete: user.looks_complete(),
         })
     }
 
@@ -135,62 +135,50 @@ fn message_page(status: StatusCode, title: &str, text: &str) -> Response {
     html::page(status, title, "message", None, &body)
 }
 
-/// Where a customer whose session has not passed MFA goes next: the set-up, the code prompt, or
-/// (when the organisation switched MFA off meanwhile and the customer never set it up) straight in,
-/// with the session marked and its id renewed.
-async fn pending_step<S: Store + 'static, C: PortalClock>(
-    portal: &Portal<S, C>,
-    user: &SignedIn,
-) -> Result<Next, Response> {
-    let step = portal
-        .mfa
-        .login_step(&user.org, &user.email)
-        .await
-        .map_err(|error| unavailable(&error))?;
-    Ok(match &step {
-        LoginStep::Done(proof) if proof.customer() == &user.email => Next::Done,
-        LoginStep::Done(_) => Next::Verify,
-        step => Next::from(step),
-    })
-}
-
-/// Marks a session whose customer needs no second factor as passed, with a new id.
-fn mark_passed<S: Store + 'static, C: PortalClock>(
+/// Sends a signed-in customer to the page for where their sign-in stands now: the account, the
+/// set-up (also for a session that needed no MFA, once the organisation switched it on), the code
+/// prompt, or, for a session that a reset or a change of factor ended, the sign-in page.
+fn route_customer<S: Store + 'static, C: PortalClock>(
     portal: &Portal<S, C>,
     visit: &Visit,
-) -> Option<HeaderValue> {
-    let id = visit.id.as_ref()?;
-    let new_id =
-        portal
-            .sessions
-            .rotate(id, portal.now(), |session| match session.user.as_mut() {
-                Some(user) if user.role == Role::Customer => {
-                    user.mfa_passed = true;
-                    true
-                }
-                _ => false,
-            })?;
-    Some(portal.sessions.set_cookie(&new_id))
-}
-
-/// Sends a signed-in customer to the page for where their sign-in stands.
-async fn route_customer<S: Store + 'static, C: PortalClock>(
-    portal: &Portal<S, C>,
-    visit: &Visit,
-    user: &SignedIn,
+    check: SessionCheck,
 ) -> Response {
-    if user.mfa_passed {
-        return see_other("/account");
+    match check {
+        // A session let in without a factor of its own (the organisation switched MFA off after its
+        // password check) gained a privilege: it gets a fresh id, as a passed factor would give.
+        SessionCheck::Complete(_)
+            if visit
+                .user()
+                .is_some_and(|user| user.mfa.is_some_and(|mfa| mfa.passed().is_none())) =>
+        {
+            match visit
+                .id
+                .as_ref()
+                .and_then(|id| portal.sessions.rotate(id, portal.now(), |_| true))
+            {
+                Some(new_id) => {
+                    with_cookie(see_other("/account"), portal.sessions.set_cookie(&new_id))
+                }
+                None => see_other("/signin"),
+            }
+        }
+        SessionCheck::Complete(_) => see_other("/account"),
+        SessionCheck::Enroll => see_other("/mfa/setup"),
+        SessionCheck::Challenge => see_other("/mfa/verify"),
+        _ => end_session(portal, visit),
     }
-    match pending_step(portal, user).await {
-        Ok(Next::Enroll) => see_other("/mfa/setup"),
-        Ok(Next::Verify) => see_other("/mfa/verify"),
-        Ok(Next::Done) => match mark_passed(portal, visit) {
-            Some(cookie) => with_cookie(see_other("/account"), cookie),
-            None => see_other("/signin"),
-        },
-        Err(response) => response,
+}
+
+/// Ends the visit's session (a reset or a change of factor ended it) and sends the browser to sign
+/// in again.
+fn end_session<S: Store + 'static, C: PortalClock>(
+    portal: &Portal<S, C>,
+    visit: &Visit,
+) -> Response {
+    if let Some(id) = &visit.id {
+        portal.sessions.remove(id);
     }
+    with_cookie(see_other("/signin"), portal.sessions.clear_cookie())
 }
 
 /// `GET /`: wherever the visitor's session stands.
@@ -199,10 +187,9 @@ pub(crate) async fn root<S: Store + 'static, C: PortalClock>(
     headers: HeaderMap,
 ) -> Response {
     let visit = Visit::of(&portal, &headers);
-    match visit.user() {
-        None => see_other("/signin"),
-        Some(user) if user.role == Role::Admin => see_other("/admin"),
-        Some(user) => route_customer(&portal, &visit, &user.clone()).await,
+    match customer_of(&portal, &visit).await {
+        Ok((_, check)) => route_customer(&portal, &visit, check),
+        Err(response) => response,
     }
 }
 
@@ -307,8 +294,17 @@ pub(crate) async fn signin_page<S: Store + 'static, C: PortalClock>(
     headers: HeaderMap,
 ) -> Response {
     let visit = Visit::of(&portal, &headers);
-    if let Some(user) = visit.user().filter(|user| user.is_complete()) {
-        return see_other(home(user));
+    if let Some(user) = visit.user() {
+        let complete = match user.role {
+            Role::Admin => true,
+            Role::Customer => match portal.check(user).await {
+                Ok(check) => check.is_complete(),
+                Err(error) => return unavailable(&error),
+            },
+        };
+        if complete {
+            return see_other(home(user));
+        }
     }
     let flash = visit.take_flash(&portal);
     let notice = flash.as_deref().map(|text| ("notice", text));
@@ -410,12 +406,21 @@ pub(crate) async fn signout<S: Store + 'static, C: PortalClock>(
     with_cookie(see_other("/signin"), portal.sessions.set_cookie(&new_id))
 }
 
-/// The signed-in customer of this visit, or the answer that sends everyone else away.
-fn customer_of(visit: &Visit) -> Result<SignedIn, Response> {
-    match visit.user() {
-        None => Err(see_other("/signin")),
-        Some(user) if user.role == Role::Admin => Err(see_other("/admin")),
-        Some(user) => Ok(user.clone()),
+/// The signed-in customer of this visit with what their session may do now (checked against their
+/// record), or the answer that sends everyone else away.
+async fn customer_of<S: Store + 'static, C: PortalClock>(
+    portal: &Portal<S, C>,
+    visit: &Visit,
+) -> Result<(SignedIn, SessionCheck), Response> {
+    let user = match visit.user() {
+        None => return Err(see_other("/signin")),
+        Some(user) if user.role == Role::Admin => return Err(see_other("/admin")),
+        Some(user) => user.clone(),
+    };
+    match portal.check(&user).await {
+        Ok(SessionCheck::Ended) => Err(end_session(portal, visit)),
+        Ok(check) => Ok((user, check)),
+        Err(error) => Err(unavailable(&error)),
     }
 }
 
@@ -426,24 +431,12 @@ pub(crate) async fn setup<S: Store + 'static, C: PortalClock>(
     headers: HeaderMap,
 ) -> Response {
     let visit = Visit::of(&portal, &headers);
-    let user = match customer_of(&visit) {
-        Ok(user) => user,
+    // Also a session that signed in while MFA was off, once the organisation switched it on.
+    let user = match customer_of(&portal, &visit).await {
+        Ok((user, SessionCheck::Enroll)) => user,
+        Ok((_, check)) => return route_customer(&portal, &visit, check),
         Err(response) => return response,
     };
-    if user.mfa_passed {
-        // Signed in while MFA was off, and the organisation switched it on since: set it up now.
-        match portal.service().status(&user.org, &user.email).await {
-            Ok((status, true)) if status.state != StateName::Configured => {}
-            Ok(_) => return see_other("/account"),
-            Err(error) => return unavailable(&error),
-        }
-    } else {
-        match pending_step(&portal, &user).await {
-            Ok(Next::Enroll) => {}
-            Ok(_) => return route_customer(&portal, &visit, &user).await,
-            Err(response) => return response,
-        }
-    }
     let body = format!(
         r#"<section class="card narrow" id="setup" data-account="{email}">
 <noscript><p class="error">This page needs JavaScript to show the QR code.</p></noscript>
@@ -522,16 +515,9 @@ pub(crate) async fn verify<S: Store + 'static, C: PortalClock>(
     headers: HeaderMap,
 ) -> Response {
     let visit = Visit::of(&portal, &headers);
-    let user = match customer_of(&visit) {
-        Ok(user) => user,
-        Err(response) => return response,
-    };
-    if user.mfa_passed {
-        return see_other("/account");
-    }
-    match pending_step(&portal, &user).await {
-        Ok(Next::Verify) => {}
-        Ok(_) => return route_customer(&portal, &visit, &user).await,
+    match customer_of(&portal, &visit).await {
+        Ok((_, SessionCheck::Challenge)) => {}
+        Ok((_, check)) => return route_customer(&portal, &visit, check),
         Err(response) => return response,
     }
     let body = r#"<section class="card narrow" id="challenge">
@@ -578,13 +564,11 @@ pub(crate) async fn account<S: Store + 'static, C: PortalClock>(
     headers: HeaderMap,
 ) -> Response {
     let visit = Visit::of(&portal, &headers);
-    let user = match customer_of(&visit) {
-        Ok(user) => user,
+    let user = match customer_of(&portal, &visit).await {
+        Ok((user, SessionCheck::Complete(_))) => user,
+        Ok((_, check)) => return route_customer(&portal, &visit, check),
         Err(response) => return response,
     };
-    if !user.mfa_passed {
-        return route_customer(&portal, &visit, &user).await;
-    }
     let (status, org_enabled) = match portal.service().status(&user.org, &user.email).await {
         Ok(status) => status,
         Err(error) => return unavailable(&error),
@@ -916,12 +900,20 @@ pub(crate) async fn admin_reset<S: Store + 'static, C: PortalClock>(
         }
         Err(error) => return unavailable(&error),
     };
-    if let Err(error) = portal
+    match portal
         .service()
         .reset(&admin.org, &customer, admin.email.as_str())
         .await
     {
-        return unavailable(&error);
+        Ok(()) => {}
+        Err(error) if error.mfa() == Some(&MfaError::NotFound) => {
+            let text = format!(
+                "{} never set up MFA: there is nothing to reset.",
+                customer.as_str()
+            );
+            return flash_and_return(&portal, &visit, text);
+        }
+        Err(error) => return unavailable(&error),
     }
     let text = format!(
         "MFA was reset for {}: they set it up again at their next sign-in.",

@@ -9,8 +9,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
 use mfa_core::{
-    BackupHashParams, Clock, CustomerId, KeyRing, LockoutRule, LoginStep, OrgId, Service, Settings,
-    Store,
+    BackupHashParams, Clock, CustomerId, KeyRing, LockoutRule, OrgId, Service, ServiceError,
+    SessionCheck, Settings, Store,
 };
 use mfa_http::MfaApi;
 use mfa_http::model::Next;
@@ -286,27 +286,46 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
             }
         };
         self.throttle.succeeded(&email);
-        let (mfa_passed, next) = match account.role {
+        let (mfa, next) = match account.role {
             // This example's administrators have no second factor of their own: see the README.
-            Role::Admin => (true, Next::Done),
+            Role::Admin => (None, Next::Done),
             Role::Customer => {
                 let step = self
                     .mfa
                     .login_step(&account.org, &account.email)
                     .await
                     .map_err(SignInError::Unavailable)?;
-                let passed =
-                    matches!(&step, LoginStep::Done(proof) if proof.customer() == &account.email);
-                (passed, Next::from(&step))
+                (Some(step.session()), Next::from(&step))
             }
         };
         let user = SignedIn {
             org: account.org,
             email: account.email,
             role: account.role,
-            mfa_passed,
+            mfa,
         };
         Ok((user, next))
+    }
+
+    /// What a customer's session may do now: checked against the customer's record on every
+    /// protected request, so a reset or a change of factor (from any node, the JSON API or `mfa
+    /// admin`) ends it, and a session that needed no MFA is sent to set it up once the
+    /// organisation switches it on. A customer session without an MFA stamp is over.
+    ///
+    /// # Errors
+    /// The service's, when the store fails.
+    pub async fn check(
+        &self,
+        user: &SignedIn,
+    ) -> Result<SessionCheck, ServiceError<<S as Store>::Error>> {
+        match &user.mfa {
+            Some(session) => {
+                self.service()
+                    .check_session(&user.org, &user.email, session)
+                    .await
+            }
+            None => Ok(SessionCheck::Ended),
+        }
     }
 
     /// A new session for `user`, replacing the request's session (if any): the id changes at

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use data_encoding::BASE64URL_NOPAD;
-use mfa_core::{Clock, CustomerId, MfaPassed, OrgId};
-use mfa_http::{Caller, HostError, MfaHost, MfaStage};
+use mfa_core::{Clock, CustomerId, MfaPassed, MfaSession, OrgId};
+use mfa_http::{Caller, HostError, MfaHost};
 use subtle::ConstantTimeEq;
 
 use crate::accounts::Role;
@@ -69,16 +69,22 @@ pub struct SignedIn {
     pub email: CustomerId,
     /// Customer or administrator.
     pub role: Role,
-    /// Whether the session passed every required second factor. Administrators have none in
-    /// this example (see the README).
-    pub mfa_passed: bool,
+    /// A customer's MFA session, from the password check on (administrators have no second factor
+    /// in this example: see the README). Every protected request checks it against the
+    /// customer's record (`Portal::check`), so a reset, a change of factor or the organisation
+    /// switching MFA on takes effect at once.
+    pub mfa: Option<MfaSession>,
 }
 
 impl SignedIn {
-    /// Whether the session may see the account: signed in, and past MFA.
+    /// Whether the session itself says it got past MFA: for the page header only. Whether it may
+    /// see the account is decided by checking it against the customer's record.
     #[must_use]
-    pub const fn is_complete(&self) -> bool {
-        self.mfa_passed
+    pub fn looks_complete(&self) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::Customer => self.mfa.is_some_and(|mfa| mfa.passed().is_some()),
+        }
     }
 }
 
@@ -387,12 +393,8 @@ impl<C: Clock + 'static> MfaHost for PortalHost<C> {
         let user = session.user.ok_or(HostError::Unauthenticated)?;
         Ok(match user.role {
             Role::Customer => {
-                let stage = if user.mfa_passed {
-                    MfaStage::Passed
-                } else {
-                    MfaStage::Pending
-                };
-                Caller::customer(user.org, user.email, stage)
+                let session = user.mfa.ok_or(HostError::Unauthenticated)?;
+                Caller::customer(user.org, user.email, session)
             }
             Role::Admin => Caller::admin(user.org, user.email.as_str()),
         })
@@ -411,8 +413,12 @@ impl<C: Clock + 'static> MfaHost for PortalHost<C> {
         let new_id = self
             .sessions
             .rotate(&id, now, |session| match &mut session.user {
-                Some(user) if user.role == Role::Customer && &user.email == proof.customer() => {
-                    user.mfa_passed = true;
+                Some(user)
+                    if user.role == Role::Customer
+                        && &user.email == proof.customer()
+                        && &user.org == proof.org() =>
+                {
+                    user.mfa = Some(proof.session());
                     true
                 }
                 _ => false,
@@ -433,7 +439,7 @@ mod tests {
             org: OrgId::new("acme").unwrap(),
             email: CustomerId::new("alice@acme.test").unwrap(),
             role: Role::Customer,
-            mfa_passed: false,
+            mfa: None,
         }
     }
 

@@ -38,7 +38,13 @@ async fn snapshot(t: &Portal) -> String {
         .sessions()
         .signed_in()
         .iter()
-        .map(|user| format!("{}:{}", user.email.as_str(), user.mfa_passed))
+        .map(|user| {
+            format!(
+                "{}:{}",
+                user.email.as_str(),
+                user.mfa.is_some_and(|mfa| mfa.passed().is_some())
+            )
+        })
         .collect();
     sessions.sort();
     format!(

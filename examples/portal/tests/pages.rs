@@ -494,3 +494,97 @@ async fn it_serves_over_a_real_socket() {
     assert!(answer.contains("id=\"sign-in\""));
     server.abort();
 }
+
+/// Finding 8: a session that signed in while no MFA was required is asked for it, on the pages and
+/// on `/api/me`, as soon as the organisation switches MFA on (it used to keep full access for up
+/// to 12 hours).
+#[tokio::test]
+async fn a_no_mfa_session_is_sent_to_set_up_once_mfa_is_switched_on() {
+    let t = common::sqlite().await;
+    let mut alice = t.client();
+    assert_eq!(alice.sign_in(ALICE, "alice-pass").await, "done");
+    assert_eq!(alice.get("/api/me").await.status, 200);
+    let mut admin = t.client();
+    admin.sign_in(common::ADMIN, "admin-pass").await;
+    admin
+        .json(
+            axum::http::Method::PUT,
+            "/api/admin/mfa",
+            &json!({ "enabled": true }),
+        )
+        .await
+        .expect(200, None);
+    alice
+        .get("/api/me")
+        .await
+        .expect(401, Some("unauthenticated"));
+    let account = alice.get("/account").await;
+    account.expect(303, None);
+    assert_eq!(account.location(), Some("/mfa/setup"));
+    alice.get("/mfa/setup").await.expect(200, None);
+}
+
+/// Finding 2: an administrator's reset ends every session of the customer, the thief's included:
+/// it can no longer see the account nor enroll an authenticator of its own, and the customer,
+/// signing in again, can.
+#[tokio::test]
+async fn a_reset_ends_the_customers_sessions_in_the_portal() {
+    let t = common::sqlite().await;
+    let mut admin = t.client();
+    admin.sign_in(common::ADMIN, "admin-pass").await;
+    admin
+        .json(
+            axum::http::Method::PUT,
+            "/api/admin/mfa",
+            &json!({ "enabled": true }),
+        )
+        .await
+        .expect(200, None);
+    let mut alice = t.client();
+    assert_eq!(alice.sign_in(ALICE, "alice-pass").await, "enroll");
+    let started = alice.post("/api/mfa/enrollment", &json!({})).await;
+    let uri = KeyUri::parse(started.json()["otpauth_uri"].as_str().unwrap()).unwrap();
+    alice
+        .post("/api/mfa/enrollment/confirm", &json!({"code": t.code(&uri)}))
+        .await
+        .expect(200, None);
+    // The thief has the password and a code from the stolen phone.
+    t.clock.advance(30);
+    let mut thief = t.client();
+    assert_eq!(thief.sign_in(ALICE, "alice-pass").await, "verify");
+    thief
+        .post("/api/mfa/verify", &json!({"code": t.code(&uri)}))
+        .await
+        .expect(200, None);
+    assert_eq!(thief.get("/api/me").await.status, 200);
+
+    admin
+        .post("/api/admin/customers/alice%40acme.test/mfa/reset", &json!({}))
+        .await
+        .expect(200, None);
+    thief
+        .get("/api/me")
+        .await
+        .expect(401, Some("session_ended"));
+    // The portal dropped the session: the cookie names nothing any more.
+    thief
+        .post("/api/mfa/enrollment", &json!({}))
+        .await
+        .expect(401, Some("unauthenticated"));
+    let page = alice.get("/account").await;
+    page.expect(303, None);
+    assert_eq!(page.location(), Some("/signin"));
+    assert!(
+        t.portal
+            .sessions()
+            .signed_in()
+            .iter()
+            .all(|user| user.email.as_str() != ALICE),
+        "no session of alice is left"
+    );
+    assert_eq!(alice.sign_in(ALICE, "alice-pass").await, "enroll");
+    alice
+        .post("/api/mfa/enrollment", &json!({}))
+        .await
+        .expect(201, None);
+}

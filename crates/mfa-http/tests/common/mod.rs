@@ -18,7 +18,7 @@ use mfa_http::mfa_core::{
     AuditQuery, BackupHashParams, Clock, CustomerStatus, KeyId, KeyRing, KeyUri, ManualClock,
     MemoryStore, SealingKey, Service, Settings, StoredEvent, UnixTime,
 };
-use mfa_http::{Caller, CustomerId, HostError, MfaApi, MfaHost, MfaPassed, MfaStage, OrgId};
+use mfa_http::{Caller, CustomerId, HostError, MfaApi, MfaHost, MfaPassed, MfaSession, OrgId};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde_json::{Value, json};
@@ -33,11 +33,13 @@ pub const CAROL: &str = "carol@acme.test";
 pub const ADMIN: &str = "admin@acme.test";
 
 /// A host whose "sessions" are request headers: `x-customer`, `x-admin`, `x-org` and `x-session`.
-/// A session id is at [`MfaStage::Passed`] once `mfa_passed` saw it; `x-fail` makes the session
-/// store fail.
+/// The harness signs a customer's session id in (the service's `login_step`, as a password sign-in
+/// does) the first time a request carries it; `mfa_passed` keeps the session it is given. `x-fail`
+/// makes the session store fail.
 #[derive(Clone, Default)]
 pub struct TestHost {
-    passed_sessions: Arc<Mutex<HashSet<String>>>,
+    /// (org, customer, session id) to the MFA session the host keeps.
+    sessions: Arc<Mutex<HashMap<(String, String, String), MfaSession>>>,
     proofs: Arc<Mutex<Vec<MfaPassed>>>,
 }
 
@@ -47,12 +49,30 @@ impl TestHost {
         self.proofs.lock().unwrap().clone()
     }
 
-    /// Marks a session as passed, as a host's sign-in does with `LoginStep::Done`.
-    pub fn mark_passed(&self, session: &str) {
-        self.passed_sessions
+    /// The MFA session kept for `customer`'s session `id` (of `acme`), if it signed in.
+    pub fn session(&self, customer: &str, id: &str) -> Option<MfaSession> {
+        self.sessions
             .lock()
             .unwrap()
-            .insert(session.to_owned());
+            .get(&(ORG.to_owned(), customer.to_owned(), id.to_owned()))
+            .copied()
+    }
+
+    /// Keeps `session` for `customer`'s session `id` of `org`: what a host's password sign-in does
+    /// with the session `login_step` gives.
+    pub fn keep(&self, org: &str, customer: &str, id: &str, session: MfaSession) {
+        self.sessions.lock().unwrap().insert(
+            (org.to_owned(), customer.to_owned(), id.to_owned()),
+            session,
+        );
+    }
+
+    fn knows(&self, org: &str, customer: &str, id: &str) -> bool {
+        self.sessions.lock().unwrap().contains_key(&(
+            org.to_owned(),
+            customer.to_owned(),
+            id.to_owned(),
+        ))
     }
 }
 
@@ -76,17 +96,27 @@ impl MfaHost for TestHost {
             .transpose()
             .map_err(|_| HostError::Unauthenticated)?;
         let admin = text(parts, "x-admin")?;
-        let session = text(parts, "x-session")?.unwrap_or_default();
-        let stage = if self.passed_sessions.lock().unwrap().contains(session) {
-            MfaStage::Passed
-        } else {
-            MfaStage::Pending
+        let id = text(parts, "x-session")?.unwrap_or_default();
+        let session = match &customer {
+            Some(customer) => Some(
+                self.sessions
+                    .lock()
+                    .unwrap()
+                    .get(&(
+                        org.as_str().to_owned(),
+                        customer.as_str().to_owned(),
+                        id.to_owned(),
+                    ))
+                    .copied()
+                    .ok_or(HostError::Unauthenticated)?,
+            ),
+            None => None,
         };
-        match (customer, admin) {
-            (Some(customer), Some(admin)) => {
-                Ok(Caller::customer(org, customer, stage).with_admin(admin))
+        match (customer.zip(session), admin) {
+            (Some((customer, session)), Some(admin)) => {
+                Ok(Caller::customer(org, customer, session).with_admin(admin))
             }
-            (Some(customer), None) => Ok(Caller::customer(org, customer, stage)),
+            (Some((customer, session)), None) => Ok(Caller::customer(org, customer, session)),
             (None, Some(admin)) => Ok(Caller::admin(org, admin)),
             (None, None) => Err(HostError::Unauthenticated),
         }
@@ -104,10 +134,9 @@ impl MfaHost for TestHost {
             customer,
             "the proof is the caller's"
         );
-        self.passed_sessions
-            .lock()
-            .unwrap()
-            .insert(session.to_owned());
+        let org = text(parts, "x-org")?.unwrap_or(ORG);
+        assert_eq!(proof.org().as_str(), org, "the proof is the caller's");
+        self.keep(org, customer, session, proof.session());
         self.proofs.lock().unwrap().push(proof);
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -275,7 +304,34 @@ impl Harness {
         reply
     }
 
+    /// Signs in the customer's session id the request carries, if it is new: what a host's password
+    /// sign-in does.
+    pub async fn sign_in_if_new(&self, req: &Req) {
+        let header = |name: &str| {
+            req.headers
+                .iter()
+                .find(|(key, _)| key == name)
+                .and_then(|(_, value)| value.to_str().ok())
+        };
+        let (Some(customer), Some(id)) = (header("x-customer"), header("x-session")) else {
+            return;
+        };
+        let org = header("x-org").unwrap_or(ORG);
+        if self.host.knows(org, customer, id) {
+            return;
+        }
+        let (Ok(org_id), Ok(customer_id)) = (OrgId::new(org), CustomerId::new(customer)) else {
+            return;
+        };
+        if let Ok(step) = self.api.login_step(&org_id, &customer_id).await {
+            self.host.keep(org, customer, id, step.session());
+        }
+    }
+
     async fn send(&self, req: Req) -> Reply {
+        if req.headers.iter().all(|(key, _)| key != "x-fail") {
+            self.sign_in_if_new(&req).await;
+        }
         let mut builder = Request::builder().method(req.method.clone()).uri(&req.uri);
         for (name, value) in &req.headers {
             builder = builder.header(name, value);
