@@ -52,7 +52,9 @@ use rand_core::CryptoRng;
 use subtle::ConstantTimeEq;
 use zeroize::{ZeroizeOnDrop, Zeroizing};
 
-use crate::UnixTime;
+use sha2::{Digest, Sha256};
+
+use crate::{CustomerId, OrgId, UnixTime};
 
 /// How many backup codes a set may hold at most.
 pub const MAX_BACKUP_CODES: u8 = 16;
@@ -261,6 +263,38 @@ pub struct BackupSlot(usize);
 pub struct BackupCodeSet {
     params: BackupHashParams,
     codes: Vec<StoredBackupCode>,
+    /// Hashed for their owner (the organisation and customer are argon2id's associated data), as
+    /// every set this version makes is; sets from format-1 records are not.
+    bound: bool,
+}
+
+/// Whose backup codes these are: their hashes bind the organisation and the customer, so a set
+/// copied onto another customer's record (by whoever can write the database) verifies nothing
+/// there.
+#[derive(Clone, Copy, Debug)]
+pub struct BackupOwner<'a> {
+    org: &'a OrgId,
+    customer: &'a CustomerId,
+}
+
+impl<'a> BackupOwner<'a> {
+    /// The codes of `customer` of `org`.
+    #[must_use]
+    pub const fn new(org: &'a OrgId, customer: &'a CustomerId) -> Self {
+        Self { org, customer }
+    }
+
+    /// argon2id's associated data: SHA-256 of a label and the length-prefixed ids (associated data
+    /// is at most 32 bytes; the ids are up to 255 each).
+    fn binding(&self) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        hash.update(b"mfa-core backup-code owner v1\0");
+        for part in [self.org.as_str(), self.customer.as_str()] {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part.as_bytes());
+        }
+        hash.finalize().into()
+    }
 }
 
 /// One hashed code. Equality here is not constant-time, and need not be: it compares stored sets,
@@ -284,6 +318,7 @@ impl BackupCodeSet {
     /// [`BackupError::InvalidCount`] when `count` is 0 or more than [`MAX_BACKUP_CODES`];
     /// [`BackupError::Kdf`] when argon2 fails (it cannot allocate its memory).
     pub fn generate<R: CryptoRng + ?Sized>(
+        owner: &BackupOwner<'_>,
         count: u8,
         params: BackupHashParams,
         rng: &mut R,
@@ -291,6 +326,7 @@ impl BackupCodeSet {
         if count == 0 || count > MAX_BACKUP_CODES {
             return Err(BackupError::InvalidCount);
         }
+        let binding = owner.binding();
         let mut taken = [false; ALPHABET.len()];
         let mut codes = Vec::with_capacity(usize::from(count));
         let mut shown = Vec::with_capacity(usize::from(count));
@@ -307,7 +343,7 @@ impl BackupCodeSet {
             }
             let mut salt = [0u8; SALT_LEN];
             rng.fill_bytes(&mut salt);
-            let hash = kdf(params, &symbols, &salt)?;
+            let hash = kdf(params, &symbols, &salt, Some(&binding))?;
             codes.push(StoredBackupCode {
                 tag,
                 salt,
@@ -316,7 +352,14 @@ impl BackupCodeSet {
             });
             shown.push(BackupCode::from_symbols(&symbols));
         }
-        Ok((Self { params, codes }, shown))
+        Ok((
+            Self {
+                params,
+                codes,
+                bound: true,
+            },
+            shown,
+        ))
     }
 
     /// Checks a code as a customer typed it, without changing the set: on success, pass the slot to
@@ -333,8 +376,8 @@ impl BackupCodeSet {
     /// [`BackupError::Malformed`] when the input is not 12 symbols of the alphabet after normalising;
     /// [`BackupError::NoMatch`] when it matches no code; [`BackupError::AlreadyUsed`] when it matches a
     /// code that was already used; [`BackupError::Kdf`] when argon2 fails.
-    pub fn check(&self, typed: &str) -> Result<BackupSlot, BackupError> {
-        self.check_attempt(&mut BackupAttempt::new(typed))
+    pub fn check(&self, typed: &str, owner: &BackupOwner<'_>) -> Result<BackupSlot, BackupError> {
+        self.check_attempt(&mut BackupAttempt::new(typed), owner)
     }
 
     /// [`BackupCodeSet::check`] for an attempt that may be checked more than once: against a set
@@ -347,6 +390,7 @@ impl BackupCodeSet {
     pub fn check_attempt(
         &self,
         attempt: &mut BackupAttempt<'_>,
+        owner: &BackupOwner<'_>,
     ) -> Result<BackupSlot, BackupError> {
         // The buffer stays here and is lent out, so the normalised code is never moved (a move would
         // leave a copy behind that `Zeroizing` cannot reach).
@@ -357,7 +401,8 @@ impl BackupCodeSet {
         // One evaluation on every path, against the dummy salt when no code has the tag; its result is
         // thrown away, but an error is still returned, as it would be for a real code.
         let salt = stored.map_or(&DUMMY_SALT, |code| &code.salt);
-        let hash = attempt.hash(self.params, &symbols, salt)?;
+        let binding = self.bound.then(|| owner.binding());
+        let hash = attempt.hash(self.params, &symbols, salt, binding.as_ref())?;
         let (Some(index), Some(stored)) = (slot, stored) else {
             return Err(BackupError::NoMatch);
         };
@@ -396,7 +441,7 @@ impl BackupCodeSet {
         if let Err(error) = normalise(attempt.typed, &mut symbols) {
             return error;
         }
-        match attempt.hash(params, &symbols, &DUMMY_SALT) {
+        match attempt.hash(params, &symbols, &DUMMY_SALT, None) {
             Ok(_) => BackupError::NoMatch,
             Err(error) => error,
         }
@@ -448,6 +493,7 @@ impl fmt::Debug for BackupCodeSet {
             .field("codes", &self.len())
             .field("remaining", &self.remaining())
             .field("params", &self.params)
+            .field("bound", &self.bound)
             .finish()
     }
 }
@@ -457,6 +503,26 @@ impl fmt::Debug for BackupCodeSet {
 struct RawBackupCodeSet {
     params: BackupHashParams,
     codes: Vec<StoredBackupCode>,
+    bound: bool,
+}
+
+/// A set as format-1 records hold it: hashed without its owner.
+#[derive(serde::Deserialize)]
+pub(crate) struct LegacyBackupCodeSet {
+    params: BackupHashParams,
+    codes: Vec<StoredBackupCode>,
+}
+
+impl TryFrom<LegacyBackupCodeSet> for BackupCodeSet {
+    type Error = &'static str;
+
+    fn try_from(legacy: LegacyBackupCodeSet) -> Result<Self, &'static str> {
+        Self::try_from(RawBackupCodeSet {
+            params: legacy.params,
+            codes: legacy.codes,
+            bound: false,
+        })
+    }
 }
 
 impl TryFrom<RawBackupCodeSet> for BackupCodeSet {
@@ -478,6 +544,7 @@ impl TryFrom<RawBackupCodeSet> for BackupCodeSet {
         Ok(Self {
             params: raw.params,
             codes: raw.codes,
+            bound: raw.bound,
         })
     }
 }
@@ -565,9 +632,17 @@ fn draw_tag<R: CryptoRng + ?Sized>(taken: &mut [bool; ALPHABET.len()], rng: &mut
 /// when the attempt is dropped, and `Debug` shows only how many evaluations it made.
 pub struct BackupAttempt<'a> {
     typed: &'a str,
-    /// The cost and salt of the last evaluation, and its output.
-    memo: Option<(BackupHashParams, [u8; SALT_LEN], Zeroizing<[u8; HASH_LEN]>)>,
+    /// The cost, salt and owner binding of the last evaluation, and its output.
+    memo: Option<Memo>,
     evaluations: u32,
+}
+
+/// One evaluation's inputs (but the code) and output.
+struct Memo {
+    params: BackupHashParams,
+    salt: [u8; SALT_LEN],
+    binding: Option<[u8; 32]>,
+    hash: Zeroizing<[u8; HASH_LEN]>,
 }
 
 impl<'a> BackupAttempt<'a> {
@@ -592,16 +667,23 @@ impl<'a> BackupAttempt<'a> {
         params: BackupHashParams,
         symbols: &[u8; CODE_LEN],
         salt: &[u8; SALT_LEN],
+        binding: Option<&[u8; 32]>,
     ) -> Result<[u8; HASH_LEN], BackupError> {
-        if let Some((memo_params, memo_salt, hash)) = &self.memo
-            && *memo_params == params
-            && memo_salt == salt
+        if let Some(memo) = &self.memo
+            && memo.params == params
+            && &memo.salt == salt
+            && memo.binding.as_ref() == binding
         {
-            return Ok(**hash);
+            return Ok(*memo.hash);
         }
         self.evaluations = self.evaluations.saturating_add(1);
-        let hash = kdf(params, symbols, salt)?;
-        self.memo = Some((params, *salt, Zeroizing::new(hash)));
+        let hash = kdf(params, symbols, salt, binding)?;
+        self.memo = Some(Memo {
+            params,
+            salt: *salt,
+            binding: binding.copied(),
+            hash: Zeroizing::new(hash),
+        });
         Ok(hash)
     }
 }
@@ -615,21 +697,26 @@ impl fmt::Debug for BackupAttempt<'_> {
 }
 
 /// The one place the KDF is evaluated (the tests count the calls): argon2id, version 0x13, over the 12
-/// normalised symbols, with `salt`, into 32 bytes.
+/// normalised symbols, with `salt` and, for a bound set, the owner binding as associated data, into
+/// 32 bytes.
 fn kdf(
     params: BackupHashParams,
     code: &[u8; CODE_LEN],
     salt: &[u8; SALT_LEN],
+    binding: Option<&[u8; 32]>,
 ) -> Result<[u8; HASH_LEN], BackupError> {
     #[cfg(test)]
     tests::KDF_CALLS.with(|calls| calls.set(calls.get() + 1));
-    let argon2_params = argon2::Params::new(
-        params.m_cost_kib,
-        params.t_cost,
-        params.p_cost,
-        Some(HASH_LEN),
-    )
-    .map_err(|_| BackupError::Kdf)?;
+    let mut builder = argon2::ParamsBuilder::new();
+    builder
+        .m_cost(params.m_cost_kib)
+        .t_cost(params.t_cost)
+        .p_cost(params.p_cost)
+        .output_len(HASH_LEN);
+    if let Some(binding) = binding {
+        builder.data(argon2::AssociatedData::new(binding).map_err(|_| BackupError::Kdf)?);
+    }
+    let argon2_params = builder.build().map_err(|_| BackupError::Kdf)?;
     let argon2 = Argon2::new(
         argon2::Algorithm::Argon2id,
         argon2::Version::V0x13,
@@ -670,6 +757,27 @@ pub enum BackupError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The owner of the test sets.
+    fn alice() -> (OrgId, CustomerId) {
+        (OrgId::new("acme").unwrap(), CustomerId::new("alice@acme.test").unwrap())
+    }
+
+    fn generate_alice<R: CryptoRng + ?Sized>(
+        count: u8,
+        params: BackupHashParams,
+        rng: &mut R,
+    ) -> Result<(BackupCodeSet, Vec<BackupCode>), BackupError> {
+        let (org, customer) = alice();
+        BackupCodeSet::generate(&BackupOwner::new(&org, &customer), count, params, rng)
+    }
+
+    impl BackupCodeSet {
+        fn check_alice(&self, typed: &str) -> Result<BackupSlot, BackupError> {
+            let (org, customer) = alice();
+            self.check(typed, &BackupOwner::new(&org, &customer))
+        }
+    }
     use alloc::format;
     use alloc::string::ToString;
     use core::cell::Cell;
@@ -695,7 +803,7 @@ mod tests {
     const FAST: BackupHashParams = BackupHashParams::danger_insecure_fast();
 
     fn fresh(count: u8) -> (BackupCodeSet, Vec<BackupCode>) {
-        BackupCodeSet::generate(count, FAST, &mut rand::rng()).unwrap()
+        generate_alice(count, FAST, &mut rand::rng()).unwrap()
     }
 
     /// A predictable "RNG" for known answers: bytes 0, 1, 2, ... (or one byte forever). Marked as a
@@ -798,22 +906,66 @@ mod tests {
     fn each_code_checks_at_its_own_slot() {
         let (set, codes) = fresh(MAX_BACKUP_CODES);
         for (i, code) in codes.iter().enumerate() {
-            assert_eq!(set.check(code.as_str()), Ok(BackupSlot(i)), "{i}");
+            assert_eq!(set.check_alice(code.as_str()), Ok(BackupSlot(i)), "{i}");
         }
     }
 
     #[test]
     fn known_answer_from_a_counting_rng() {
         // Bytes 0 to 11 make the code, 12 to 27 the salt.
-        let (set, codes) = BackupCodeSet::generate(1, FAST, &mut TestRng::counting()).unwrap();
+        let (set, codes) = generate_alice(1, FAST, &mut TestRng::counting()).unwrap();
         assert_eq!(codes[0].as_str(), "0123-4567-89AB");
         let stored = &set.codes[0];
         assert_eq!(stored.tag, 0);
         assert_eq!(stored.salt, core::array::from_fn(|i| 12 + i as u8));
-        // Computed independently with the reference implementation (the C libargon2 20171227 from Debian, via ctypes:
-        // argon2id_hash_raw(t=1, m=8, p=1, "0123456789AB", salt 0x0c..0x1b, 32)). A change here would
-        // make every stored set unverifiable.
-        assert_eq!(stored.hash, KNOWN_HASH);
+        // Computed independently with the reference implementation (the C libargon2 20171227 from
+        // Debian, through argon2-cffi's argon2_ctx: t=1, m=8, p=1, "0123456789AB", salt 0x0c..0x1b,
+        // associated data SHA-256("mfa-core backup-code owner v1\0" || be64(4) || "acme" ||
+        // be64(15) || "alice@acme.test"), 32 bytes). A change here would make every stored set
+        // unverifiable.
+        assert_eq!(stored.hash, KNOWN_BOUND_HASH);
+        // Sets from format-1 records were hashed without associated data (argon2id_hash_raw with
+        // the same inputs), and still verify as such.
+        let binding = None;
+        let code = core::array::from_fn(|i| b"0123456789AB"[i]);
+        assert_eq!(kdf(FAST, &code, &stored.salt, binding).unwrap(), KNOWN_HASH);
+    }
+
+    const KNOWN_BOUND_HASH: [u8; 32] = [
+        0xd0, 0x70, 0xcd, 0x7b, 0xdd, 0x80, 0x83, 0x78, 0x3d, 0x2b, 0x7c, 0x68, 0x2f, 0x63, 0x6e,
+        0xbe, 0x31, 0xb6, 0x45, 0xe8, 0x84, 0xc5, 0xf6, 0x3c, 0xe1, 0xe8, 0x1a, 0xae, 0x1a, 0x04,
+        0x3e, 0x02,
+    ];
+
+    /// A set belongs to its owner: copied onto another customer's (or organisation's) record it
+    /// verifies nothing, while a set from a format-1 record (hashed before sets were bound) still
+    /// verifies for whoever holds it.
+    #[test]
+    fn a_set_verifies_only_for_its_owner() {
+        let (set, codes) = fresh(3);
+        let acme = OrgId::new("acme").unwrap();
+        let other_org = OrgId::new("globex").unwrap();
+        let bob = CustomerId::new("bob@acme.test").unwrap();
+        let alice = CustomerId::new("alice@acme.test").unwrap();
+        for owner in [BackupOwner::new(&acme, &bob), BackupOwner::new(&other_org, &alice)] {
+            for code in &codes {
+                assert_eq!(set.check(code.as_str(), &owner), Err(BackupError::NoMatch));
+            }
+        }
+        assert_eq!(set.check_alice(codes[1].as_str()), Ok(BackupSlot(1)));
+        // A legacy set: the same codes hashed without an owner.
+        let legacy = BackupCodeSet::try_from(LegacyBackupCodeSet {
+            params: FAST,
+            codes: alloc::vec![StoredBackupCode {
+                tag: 0,
+                salt: [7; SALT_LEN],
+                hash: kdf(FAST, b"0123456789AB", &[7; SALT_LEN], None).unwrap(),
+                used_at: None,
+            }],
+        })
+        .unwrap();
+        assert_eq!(legacy.check("0123-4567-89AB", &BackupOwner::new(&acme, &bob)), Ok(BackupSlot(0)));
+        assert!(format!("{legacy:?}").contains("bound: false"));
     }
 
     const KNOWN_HASH: [u8; 32] = [
@@ -824,7 +976,7 @@ mod tests {
 
     #[test]
     fn typed_input_is_normalised_as_crockford_says() {
-        let (set, codes) = BackupCodeSet::generate(1, FAST, &mut TestRng::counting()).unwrap();
+        let (set, codes) = generate_alice(1, FAST, &mut TestRng::counting()).unwrap();
         assert_eq!(codes[0].as_str(), "0123-4567-89AB");
         for typed in [
             "0123-4567-89AB",
@@ -841,7 +993,7 @@ mod tests {
             "0l23 4567 89ab",
             "oL23-4567-89Ab",
         ] {
-            assert_eq!(set.check(typed), Ok(BackupSlot(0)), "{typed:?}");
+            assert_eq!(set.check_alice(typed), Ok(BackupSlot(0)), "{typed:?}");
         }
         // And for random codes: lower case, no dashes, spaces instead of dashes.
         let (set, codes) = fresh(5);
@@ -853,7 +1005,7 @@ mod tests {
                 text.replace('-', " "),
                 format!(" {} ", text.to_ascii_lowercase().replace('-', "")),
             ] {
-                assert_eq!(set.check(&typed), Ok(BackupSlot(i)), "{typed:?}");
+                assert_eq!(set.check_alice(&typed), Ok(BackupSlot(i)), "{typed:?}");
             }
         }
     }
@@ -861,30 +1013,30 @@ mod tests {
     #[test]
     fn a_used_code_is_refused_and_remaining_goes_down() {
         let (mut set, codes) = fresh(5);
-        let slot = set.check(codes[2].as_str()).unwrap();
+        let slot = set.check_alice(codes[2].as_str()).unwrap();
         assert_eq!(set.remaining(), 5, "check alone changes nothing");
         set.mark_used(slot, UnixTime::from_secs(1_700_000_000));
         assert_eq!(set.remaining(), 4);
         assert_eq!(set.len(), 5);
         assert_eq!(set.codes[2].used_at, Some(1_700_000_000));
-        assert_eq!(set.check(codes[2].as_str()), Err(BackupError::AlreadyUsed));
+        assert_eq!(set.check_alice(codes[2].as_str()), Err(BackupError::AlreadyUsed));
         let lower = codes[2].as_str().to_ascii_lowercase();
-        assert_eq!(set.check(&lower), Err(BackupError::AlreadyUsed));
+        assert_eq!(set.check_alice(&lower), Err(BackupError::AlreadyUsed));
         // Marking again keeps the time of first use.
         set.mark_used(slot, UnixTime::from_secs(1_800_000_000));
         assert_eq!(set.codes[2].used_at, Some(1_700_000_000));
         assert_eq!(set.remaining(), 4);
         // The others still work.
         for i in [0, 1, 3, 4] {
-            assert_eq!(set.check(codes[i].as_str()), Ok(BackupSlot(i)));
+            assert_eq!(set.check_alice(codes[i].as_str()), Ok(BackupSlot(i)));
         }
         for (i, code) in codes.iter().enumerate() {
-            let slot = set.check(code.as_str()).unwrap_or(BackupSlot(i));
+            let slot = set.check_alice(code.as_str()).unwrap_or(BackupSlot(i));
             set.mark_used(slot, UnixTime::from_secs(1_900_000_000));
         }
         assert_eq!(set.remaining(), 0);
         for code in &codes {
-            assert_eq!(set.check(code.as_str()), Err(BackupError::AlreadyUsed));
+            assert_eq!(set.check_alice(code.as_str()), Err(BackupError::AlreadyUsed));
         }
     }
 
@@ -892,7 +1044,7 @@ mod tests {
     fn a_slot_the_set_does_not_have_changes_nothing() {
         let (big, big_codes) = fresh(MAX_BACKUP_CODES);
         let (mut small, _) = fresh(2);
-        let slot = big.check(big_codes[15].as_str()).unwrap();
+        let slot = big.check_alice(big_codes[15].as_str()).unwrap();
         let before = small.clone();
         small.mark_used(slot, UnixTime::from_secs(1));
         assert_eq!(small, before);
@@ -905,7 +1057,7 @@ mod tests {
         for code in &codes {
             for position in [1, 6, 11] {
                 let typed = with_symbol_changed(code.as_str(), position);
-                assert_eq!(set.check(&typed), Err(BackupError::NoMatch), "{typed}");
+                assert_eq!(set.check_alice(&typed), Err(BackupError::NoMatch), "{typed}");
             }
         }
     }
@@ -921,7 +1073,7 @@ mod tests {
             }
             // The right secret under a tag the set does not have.
             let typed = format!("{}{}", char::from(symbol_for(tag)), &text[1..]);
-            assert_eq!(set.check(&typed), Err(BackupError::NoMatch), "{typed}");
+            assert_eq!(set.check_alice(&typed), Err(BackupError::NoMatch), "{typed}");
             misses += 1;
         }
         assert_eq!(misses, 27);
@@ -954,7 +1106,7 @@ mod tests {
             "0123\u{a0}4567\u{a0}89AB",
             "\u{1F600}\u{1F600}\u{1F600}",
         ] {
-            assert_eq!(set.check(typed), Err(BackupError::Malformed), "{typed:?}");
+            assert_eq!(set.check_alice(typed), Err(BackupError::Malformed), "{typed:?}");
         }
     }
 
@@ -963,7 +1115,7 @@ mod tests {
         let (set, _) = fresh(MAX_BACKUP_CODES);
         let (_, others) = fresh(MAX_BACKUP_CODES);
         for other in &others {
-            assert_eq!(set.check(other.as_str()), Err(BackupError::NoMatch));
+            assert_eq!(set.check_alice(other.as_str()), Err(BackupError::NoMatch));
         }
     }
 
@@ -979,28 +1131,28 @@ mod tests {
             .unwrap();
         let tag_absent = format!("{}{}", char::from(symbol_for(absent_tag)), &good[1..]);
 
-        assert_eq!(counting(|| set.check(good)), (1, Ok(BackupSlot(1))));
+        assert_eq!(counting(|| set.check_alice(good)), (1, Ok(BackupSlot(1))));
         assert_eq!(
-            counting(|| set.check(&wrong_secret)),
+            counting(|| set.check_alice(&wrong_secret)),
             (1, Err(BackupError::NoMatch))
         );
         assert_eq!(
-            counting(|| set.check(&tag_absent)),
+            counting(|| set.check_alice(&tag_absent)),
             (1, Err(BackupError::NoMatch))
         );
         set.mark_used(BackupSlot(1), UnixTime::from_secs(5));
         assert_eq!(
-            counting(|| set.check(good)),
+            counting(|| set.check_alice(good)),
             (1, Err(BackupError::AlreadyUsed))
         );
         for malformed in ["", "0123", "0123-4567-89AB-C", "U123-4567-89AB", "é"] {
             assert_eq!(
-                counting(|| set.check(malformed)),
+                counting(|| set.check_alice(malformed)),
                 (0, Err(BackupError::Malformed)),
                 "{malformed:?}"
             );
         }
-        let (n, result) = counting(|| BackupCodeSet::generate(0, FAST, &mut rand::rng()));
+        let (n, result) = counting(|| generate_alice(0, FAST, &mut rand::rng()));
         assert_eq!((n, result.err()), (0, Some(BackupError::InvalidCount)));
     }
 
@@ -1011,7 +1163,7 @@ mod tests {
         assert_eq!(
             shown,
             "BackupCodeSet { codes: 3, remaining: 3, params: BackupHashParams { m_cost_kib: 8, \
-             t_cost: 1, p_cost: 1 } }"
+             t_cost: 1, p_cost: 1 }, bound: true }"
         );
         let pretty = format!("{set:#?}");
         for code in &codes {
@@ -1041,7 +1193,7 @@ mod tests {
     fn postcard_round_trip_keeps_everything() {
         let (mut set, codes) = fresh(4);
         set.mark_used(
-            set.check(codes[3].as_str()).unwrap(),
+            set.check_alice(codes[3].as_str()).unwrap(),
             UnixTime::from_secs(42),
         );
         let bytes = postcard::to_allocvec(&set).unwrap();
@@ -1049,8 +1201,8 @@ mod tests {
         assert_eq!(back, set);
         assert_eq!(back.params(), FAST);
         assert_eq!(back.remaining(), 3);
-        assert_eq!(back.check(codes[0].as_str()), Ok(BackupSlot(0)));
-        assert_eq!(back.check(codes[3].as_str()), Err(BackupError::AlreadyUsed));
+        assert_eq!(back.check_alice(codes[0].as_str()), Ok(BackupSlot(0)));
+        assert_eq!(back.check_alice(codes[3].as_str()), Err(BackupError::AlreadyUsed));
 
         let params = postcard::to_allocvec(&BackupHashParams::DEFAULT).unwrap();
         assert_eq!(
@@ -1098,7 +1250,7 @@ mod tests {
     fn count_must_be_1_to_16() {
         for count in [0, MAX_BACKUP_CODES + 1, u8::MAX] {
             assert_eq!(
-                BackupCodeSet::generate(count, FAST, &mut rand::rng()).err(),
+                generate_alice(count, FAST, &mut rand::rng()).err(),
                 Some(BackupError::InvalidCount),
                 "{count}"
             );
@@ -1138,13 +1290,13 @@ mod tests {
     fn a_stuck_rng_still_gives_distinct_tags() {
         for byte in [0, 0x1f, 0xff] {
             let (set, codes) =
-                BackupCodeSet::generate(MAX_BACKUP_CODES, FAST, &mut TestRng::stuck(byte)).unwrap();
+                generate_alice(MAX_BACKUP_CODES, FAST, &mut TestRng::stuck(byte)).unwrap();
             let mut tags: Vec<u8> = set.codes.iter().map(|code| code.tag).collect();
             tags.sort_unstable();
             tags.dedup();
             assert_eq!(tags.len(), usize::from(MAX_BACKUP_CODES));
             for (i, code) in codes.iter().enumerate() {
-                assert_eq!(set.check(code.as_str()), Ok(BackupSlot(i)));
+                assert_eq!(set.check_alice(code.as_str()), Ok(BackupSlot(i)));
             }
         }
     }
@@ -1152,9 +1304,9 @@ mod tests {
     #[test]
     fn the_default_params_work() {
         let (set, codes) =
-            BackupCodeSet::generate(1, BackupHashParams::DEFAULT, &mut rand::rng()).unwrap();
+            generate_alice(1, BackupHashParams::DEFAULT, &mut rand::rng()).unwrap();
         assert_eq!(set.params(), BackupHashParams::DEFAULT);
-        assert_eq!(set.check(codes[0].as_str()), Ok(BackupSlot(0)));
+        assert_eq!(set.check_alice(codes[0].as_str()), Ok(BackupSlot(0)));
     }
 
     #[test]
@@ -1187,14 +1339,14 @@ mod tests {
         #[test]
         fn check_never_panics(typed in any::<String>()) {
             let (set, _) = shared_set();
-            let result = set.check(&typed);
+            let result = set.check_alice(&typed);
             prop_assert!(matches!(result, Err(BackupError::Malformed | BackupError::NoMatch)));
         }
 
         #[test]
         fn check_never_panics_near_the_format(typed in "[0-9A-Za-z -]{0,20}") {
             let (set, _) = shared_set();
-            let result = set.check(&typed);
+            let result = set.check_alice(&typed);
             prop_assert!(matches!(result, Err(BackupError::Malformed | BackupError::NoMatch)));
         }
 
@@ -1212,7 +1364,7 @@ mod tests {
                 typed.push(if lower[i] { symbol.to_ascii_lowercase() } else { *symbol });
             }
             typed.push_str(separators[12]);
-            prop_assert_eq!(set.check(&typed), Ok(BackupSlot(which)));
+            prop_assert_eq!(set.check_alice(&typed), Ok(BackupSlot(which)));
         }
     }
 

@@ -17,8 +17,9 @@ use crate::encoding::{DecodeError, decode, encode, format_of};
 
 /// The byte format of records this version writes.
 const RECORD_FORMAT: u8 = 2;
+use crate::backup::LegacyBackupCodeSet;
 use crate::{
-    BackupAttempt, BackupCode, BackupCodeSet, BackupError, BackupHashParams, CodeError, CustomerId,
+    BackupAttempt, BackupCode, BackupCodeSet, BackupOwner, BackupError, BackupHashParams, CodeError, CustomerId,
     Event, EventKind, Factor, FactorPassed, Failures, KeyId, KeyRing, KeyUri, MfaPassed,
     MfaSession, OrgId, OrgPolicy, PassedBy, RECENT_FACTOR_SECS, Rejection, SealError, SealedSecret,
     Secret, SessionCheck, SettingsError, TimeError, Totp, UnixTime, UriError, VerifyError, Window,
@@ -139,11 +140,52 @@ impl Default for CustomerRecord {
     }
 }
 
-/// The record as format 1 stored it, before sessions had a generation to be checked against.
+/// The record as format 1 stored it: before sessions had a generation to be checked against, and
+/// before backup-code hashes were bound to their owner.
 #[derive(Deserialize)]
 struct RecordV1 {
-    mfa: CustomerMfa,
+    mfa: CustomerMfaV1,
     failures: Failures,
+}
+
+#[derive(Deserialize)]
+enum CustomerMfaV1 {
+    Unconfigured(Unconfigured),
+    Pending(Pending),
+    Configured(ConfiguredV1),
+}
+
+#[derive(Deserialize)]
+struct ConfiguredV1 {
+    sealed: SealedSecret,
+    totp: Totp,
+    configured_at: UnixTime,
+    last_step: u64,
+    drift: i64,
+    backup: Option<LegacyBackupCodeSet>,
+}
+
+impl TryFrom<CustomerMfaV1> for CustomerMfa {
+    type Error = DecodeError;
+
+    fn try_from(old: CustomerMfaV1) -> Result<Self, DecodeError> {
+        Ok(match old {
+            CustomerMfaV1::Unconfigured(state) => Self::Unconfigured(state),
+            CustomerMfaV1::Pending(state) => Self::Pending(state),
+            CustomerMfaV1::Configured(old) => Self::Configured(Configured {
+                sealed: old.sealed,
+                totp: old.totp,
+                configured_at: old.configured_at,
+                last_step: old.last_step,
+                drift: old.drift,
+                backup: old
+                    .backup
+                    .map(BackupCodeSet::try_from)
+                    .transpose()
+                    .map_err(|_| DecodeError::Corrupt)?,
+            }),
+        })
+    }
 }
 
 /// What a password sign-in must do next (the table in DESIGN.md), with the session to keep.
@@ -514,7 +556,8 @@ impl CustomerRecord {
             });
         };
         let settings = policy.settings();
-        match BackupCodeSet::generate(settings.backup_code_count, settings.backup_hash, rng) {
+        let owner = BackupOwner::new(ctx.org, ctx.customer);
+        match BackupCodeSet::generate(&owner, settings.backup_code_count, settings.backup_hash, rng) {
             Ok((set, codes)) => {
                 let count = u32::try_from(codes.len()).unwrap_or(u32::MAX);
                 let generation = self.next_generation();
@@ -600,7 +643,7 @@ impl CustomerRecord {
         if let Some(locked) = self.locked(Factor::BackupCode, ctx) {
             return locked;
         }
-        match configured.redeem_backup_code(attempt, policy.settings().backup_hash, ctx.now) {
+        match configured.redeem_backup_code(attempt, policy.settings().backup_hash, ctx) {
             Ok((configured, remaining)) => {
                 let next = Self {
                     mfa: CustomerMfa::Configured(configured),
@@ -704,11 +747,14 @@ impl CustomerRecord {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         match format_of(bytes)? {
             (RECORD_FORMAT, body) => decode(body),
-            (1, body) => decode(body).map(|old: RecordV1| Self {
-                mfa: old.mfa,
-                failures: old.failures,
-                generation: 0,
-            }),
+            (1, body) => {
+                let old: RecordV1 = decode(body)?;
+                Ok(Self {
+                    mfa: old.mfa.try_into()?,
+                    failures: old.failures,
+                    generation: 0,
+                })
+            }
             (other, _) => Err(DecodeError::UnknownFormat(other)),
         }
     }
@@ -944,7 +990,7 @@ impl Configured {
         &self,
         attempt: &mut BackupAttempt<'_>,
         params: BackupHashParams,
-        now: UnixTime,
+        ctx: &Context<'_>,
     ) -> Result<(Configured, u32), Refused> {
         let refusal = |error| match error {
             BackupError::NoMatch => Refused::Attempt(Rejection::WrongCode),
@@ -959,9 +1005,10 @@ impl Configured {
                 attempt, params,
             )));
         };
-        let slot = set.check_attempt(attempt).map_err(refusal)?;
+        let owner = BackupOwner::new(ctx.org, ctx.customer);
+        let slot = set.check_attempt(attempt, &owner).map_err(refusal)?;
         let mut set = set.clone();
-        set.mark_used(slot, now);
+        set.mark_used(slot, ctx.now);
         let remaining = count_remaining(&set);
         Ok((
             Configured {

@@ -38,6 +38,7 @@ impl Event {
             EventKind::LockedOut { .. } => "locked_out",
             EventKind::Reset { .. } => "reset",
             EventKind::SecretResealed { .. } => "secret_resealed",
+            EventKind::RejectionsCoalesced { .. } => "rejections_coalesced",
         }
     }
 
@@ -140,6 +141,22 @@ pub enum EventKind {
         /// The key that seals it now.
         to: KeyId,
     },
+    /// Refusals that change no record (malformed text, attempts while locked out, an expired
+    /// enrollment, the code just accepted sent again) are logged one of a kind per customer and
+    /// window: the first as its own `attempt_rejected` event, the repeats that follow within the
+    /// window counted here, so a flood cannot grow the log without bound.
+    RejectionsCoalesced {
+        /// What was attempted.
+        factor: Factor,
+        /// Why it was rejected.
+        reason: Rejection,
+        /// How many repeats were counted (not logged one by one) after the first.
+        count: u32,
+        /// When the first of the window, which was logged, came.
+        from: UnixTime,
+        /// When the last counted one came.
+        to: UnixTime,
+    },
 }
 
 /// Which factor an attempt used.
@@ -203,6 +220,17 @@ mod tests {
                 until: UnixTime::from_secs(60),
             },
             EventKind::Reset { by: "admin".into() },
+            EventKind::SecretResealed {
+                from: KeyId::new(1),
+                to: KeyId::new(2),
+            },
+            EventKind::RejectionsCoalesced {
+                factor: Factor::Totp,
+                reason: Rejection::Locked,
+                count: 299,
+                from: UnixTime::from_secs(10),
+                to: UnixTime::from_secs(69),
+            },
         ];
         let mut names = alloc::collections::BTreeSet::new();
         for kind in kinds {
@@ -215,7 +243,7 @@ mod tests {
             assert_eq!(Event::from_bytes(&event.to_bytes()), Ok(event.clone()));
             names.insert(event.kind_name());
         }
-        assert_eq!(names.len(), 11, "every kind has its own name");
+        assert_eq!(names.len(), 13, "every kind has its own name");
         let mut bytes = Event {
             at: UnixTime::EPOCH,
             org: OrgId::new("a").unwrap(),

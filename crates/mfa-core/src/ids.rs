@@ -4,6 +4,7 @@ use alloc::string::String;
 use core::fmt;
 
 use serde::{Deserialize, Serialize};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// The longest id accepted, in bytes.
 pub const MAX_ID_LEN: usize = 255;
@@ -12,13 +13,15 @@ macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
+        #[serde(try_from = "StoredId", into = "String")]
         pub struct $name(String);
 
         impl $name {
-            #[doc = concat!("A ", $what, " id: 1 to 255 bytes of UTF-8 with no control characters")]
-            /// and no white space at either end (it would vanish from key URIs and forms, and two
-            /// spellings of one id would be two customers).
+            #[doc = concat!("A ", $what, " id: 1 to 255 bytes of UTF-8 with no control characters,")]
+            /// no format characters (Unicode category Cf: bidirectional overrides, zero-width
+            /// joiners and spaces, soft hyphens, which make one id look like another or reorder
+            /// what is shown around it) and no white space at either end (it would vanish from key
+            /// URIs and forms, and two spellings of one id would be two customers).
             ///
             /// # Errors
             /// [`IdError`] saying which rule the text breaks.
@@ -39,6 +42,16 @@ macro_rules! id_type {
             type Error = IdError;
             fn try_from(id: String) -> Result<Self, IdError> {
                 Self::new(id)
+            }
+        }
+
+        /// Stored ids are read by the rules they were written under: an id an earlier version
+        /// accepted (before format characters were refused) still reads, so its record does.
+        impl TryFrom<StoredId> for $name {
+            type Error = IdError;
+            fn try_from(id: StoredId) -> Result<Self, IdError> {
+                check_stored(&id.0)?;
+                Ok(Self(id.0))
             }
         }
 
@@ -80,7 +93,25 @@ id_type!(
     "customer"
 );
 
+/// An id as stores and events hold it.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct StoredId(String);
+
+/// The rules for a new id.
 fn check(id: &str) -> Result<(), IdError> {
+    check_stored(id)?;
+    if id
+        .chars()
+        .any(|c| c.general_category() == GeneralCategory::Format)
+    {
+        return Err(IdError::FormatCharacter);
+    }
+    Ok(())
+}
+
+/// The rules every stored id was written under.
+fn check_stored(id: &str) -> Result<(), IdError> {
     if id.is_empty() {
         return Err(IdError::Empty);
     }
@@ -112,6 +143,10 @@ pub enum IdError {
     /// The id starts or ends with white space.
     #[error("an id must not start or end with white space")]
     SurroundingWhitespace,
+    /// The id contains a format character (Unicode category Cf: a bidirectional override, a
+    /// zero-width character, a soft hyphen).
+    #[error("an id must not contain invisible format characters")]
+    FormatCharacter,
 }
 
 #[cfg(test)]
@@ -138,6 +173,25 @@ mod tests {
             );
         }
         assert!(CustomerId::new("Bob Smith").is_ok());
+        // Invisible or reordering characters: `alice@acme.test` spelt another way, or shown
+        // backwards around what follows it.
+        for sly in [
+            "alice\u{200b}@acme.test",
+            "\u{202e}tset.emca@ecila",
+            "ali\u{ad}ce@acme.test",
+            "alice@acme.test\u{2066}",
+            "\u{feff}alice@acme.test",
+        ] {
+            assert_eq!(CustomerId::new(sly), Err(IdError::FormatCharacter), "{sly:?}");
+            // Written by an earlier version, it still reads.
+            let bytes = postcard::to_allocvec(sly).unwrap();
+            assert_eq!(
+                postcard::from_bytes::<CustomerId>(&bytes).unwrap().as_str(),
+                sly
+            );
+        }
+        assert!(CustomerId::new("zoë@acme.test").is_ok());
+        assert!(CustomerId::new("\u{5d0}\u{5d1}@acme.test").is_ok(), "right-to-left letters are letters");
         let bytes = postcard::to_allocvec("bad\u{0}id").unwrap();
         assert!(postcard::from_bytes::<CustomerId>(&bytes).is_err());
         let bytes = postcard::to_allocvec(&CustomerId::new("ok").unwrap()).unwrap();

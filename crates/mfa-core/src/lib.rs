@@ -24,6 +24,8 @@ mod ascii;
 mod backup;
 #[cfg(feature = "std")]
 mod clock;
+#[cfg(feature = "std")]
+mod coalesce;
 mod code;
 mod customer;
 mod encoding;
@@ -48,11 +50,13 @@ mod time;
 mod totp;
 
 pub use backup::{
-    BackupAttempt, BackupCode, BackupCodeSet, BackupError, BackupHashParams, BackupSlot,
+    BackupAttempt, BackupCode, BackupOwner, BackupCodeSet, BackupError, BackupHashParams, BackupSlot,
     MAX_BACKUP_CODES,
 };
 #[cfg(feature = "std")]
 pub use clock::{Clock, ManualClock, SystemClock};
+#[cfg(feature = "std")]
+pub use coalesce::COALESCE_WINDOW_SECS;
 pub use code::{Code, CodeError};
 pub use customer::{
     BackupAccepted, BackupCodesIssued, Configured, Context, CustomerMfa, CustomerRecord,

@@ -9,6 +9,7 @@ use async_lock::Semaphore;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, SeedableRng};
 
+use crate::coalesce::Coalescer;
 use crate::encoding::DecodeError;
 use crate::{
     AuditQuery, BackupAccepted, BackupAttempt, BackupCodesIssued, Context, CustomerId,
@@ -49,6 +50,7 @@ pub struct Service<S, C, R> {
     kdf_permits: Semaphore,
     max_concurrent_kdf: usize,
     kdf_evaluations: AtomicU64,
+    coalescer: Coalescer,
 }
 
 /// The store, the clock, the key ids (never the keys: [`KeyRing`]'s own `Debug` shows ids only)
@@ -109,6 +111,7 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
             kdf_permits: Semaphore::new(cpus),
             max_concurrent_kdf: cpus,
             kdf_evaluations: AtomicU64::new(0),
+            coalescer: Coalescer::default(),
         }
     }
 
@@ -561,7 +564,9 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
             };
             let (next, events, outcome) = decide(&record, &policy, &ctx).into_parts();
             let Some(next) = next else {
-                // A refusal that changes no record still leaves its audit event.
+                // A refusal that changes no record still leaves its audit event: the first of its
+                // kind in a minute, and the count of the repeats after it (see `coalesce`).
+                let events = self.coalescer.admit(events, ctx.now);
                 if !events.is_empty() {
                     self.store
                         .append_events(&events)
