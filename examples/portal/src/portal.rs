@@ -18,6 +18,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::accounts::{Account, Accounts, AccountsError, PasswordError, Passwords, Role};
+use crate::keys::{self, KeyError};
 use crate::sessions::{PortalHost, SessionId, SessionLimits, Sessions, SignedIn};
 use crate::throttle::Throttle;
 use crate::{api, headers, pages};
@@ -86,6 +87,9 @@ pub enum StartError {
     /// The MFA service could not store the organisation.
     #[error("MFA store: {0}")]
     Mfa(#[source] Box<dyn core::error::Error + Send + Sync>),
+    /// The keys do not open what the database sealed (a wrong key, a key id not given).
+    #[error("sealing keys: {0}")]
+    Keys(#[from] KeyError),
 }
 
 /// Why a password sign-in failed.
@@ -121,12 +125,15 @@ impl<S, C> fmt::Debug for Portal<S, C> {
 }
 
 impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
-    /// The portal over an MFA `store` and the `accounts` table in the same database. On first start
-    /// (no accounts yet) it creates the organisation with MFA off and the [`DEMO_ACCOUNTS`]; the
-    /// second value says whether it did.
+    /// The portal over an MFA `store` and the `accounts` table in the same database. It first checks
+    /// that `keys` open what the store sealed ([`keys::check`]). On first start (no accounts yet) it
+    /// creates the organisation with MFA off and the [`DEMO_ACCOUNTS`]; the second value says
+    /// whether it did.
     ///
     /// # Errors
-    /// [`StartError`] when the accounts or the organisation cannot be read or written.
+    /// [`StartError::Keys`] when a key id the store uses is missing from `keys` or its key does not
+    /// open its secrets; [`StartError`]'s others when the accounts or the organisation cannot be
+    /// read or written.
     pub async fn start(
         store: S,
         accounts: Accounts,
@@ -134,6 +141,7 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
         keys: KeyRing,
         config: Config,
     ) -> Result<(Arc<Self>, bool), StartError> {
+        keys::check(&keys, &store).await?;
         let rng = StdRng::from_rng(&mut rand::rng());
         let service = Arc::new(Service::new(store, clock.clone(), keys, rng));
         let sessions = Arc::new(Sessions::new(config.sessions, config.secure));

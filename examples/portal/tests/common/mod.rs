@@ -114,22 +114,28 @@ pub async fn sqlite() -> TestPortal<SqliteStore> {
 }
 
 pub async fn sqlite_with(config: Config) -> TestPortal<SqliteStore> {
+    sqlite_with_keys(config, keys()).await
+}
+
+/// The portal on a SQLite file in a fresh directory (`portal.db` there), sealing with `keys`.
+pub async fn sqlite_with_keys(config: Config, keys: KeyRing) -> TestPortal<SqliteStore> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("portal.db");
     portal::database::create_private(&path).unwrap();
     let store = SqliteStore::open(&path).await.unwrap();
     let accounts = Accounts::sqlite(&path).await.unwrap();
-    build(store, accounts, config, Cleanup::Dir(dir)).await
+    build(store, accounts, config, keys, Cleanup::Dir(dir)).await
 }
 
 async fn build<S: Store + 'static>(
     store: S,
     accounts: Accounts,
     config: Config,
+    keys: KeyRing,
     cleanup: Cleanup,
 ) -> TestPortal<S> {
     let clock = ManualClock::new(UnixTime::from_secs(T0));
-    let (portal, created) = Portal::start(store, accounts, clock.clone(), keys(), config)
+    let (portal, created) = Portal::start(store, accounts, clock.clone(), keys, config)
         .await
         .unwrap();
     assert!(
@@ -220,7 +226,7 @@ pub async fn postgres(label: &str) -> Option<TestPortal<PostgresStore>> {
     let accounts = Accounts::postgres(store.pool().clone(), &portal_schema)
         .await
         .unwrap();
-    Some(build(store, accounts, config(), cleanup).await)
+    Some(build(store, accounts, config(), keys(), cleanup).await)
 }
 
 /// A browser: sends requests through the router and keeps the session cookie it is given.
