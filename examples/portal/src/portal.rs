@@ -20,6 +20,7 @@ use rand::rngs::StdRng;
 use crate::accounts::{Account, Accounts, AccountsError, PasswordError, Passwords, Role};
 use crate::keys::{self, KeyError};
 use crate::sessions::{PortalHost, SessionId, SessionLimits, Sessions, SignedIn};
+use crate::signin_token::SignInTokens;
 use crate::throttle::Throttle;
 use crate::{api, headers, pages};
 
@@ -108,6 +109,7 @@ pub struct Portal<S, C> {
     pub(crate) mfa: MfaApi<S, C, StdRng, PortalHost<C>>,
     pub(crate) accounts: Accounts,
     pub(crate) sessions: Arc<Sessions>,
+    pub(crate) signin_tokens: SignInTokens,
     pub(crate) passwords: Passwords,
     pub(crate) throttle: Throttle,
     pub(crate) config: Config,
@@ -155,6 +157,7 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
             mfa: MfaApi::new(service, host),
             accounts,
             sessions,
+            signin_tokens: SignInTokens::new(config.secure, config.sessions.max_age_secs),
             passwords,
             throttle: Throttle::new(config.password_lockout),
             config,
