@@ -355,22 +355,44 @@ pub(crate) async fn signin_submit<S: Store + 'static, C: PortalClock>(
             &form.email,
             Some(("error", "Wrong email or password.")),
         ),
-        Err(SignInError::Throttled(secs)) => {
-            let text = format!("Too many wrong passwords. Try again in {secs} seconds.");
-            let mut response = signin_response(
-                &portal,
-                &headers,
-                StatusCode::TOO_MANY_REQUESTS,
-                &form.email,
-                Some(("error", &text)),
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            response
-        }
+        Err(SignInError::Throttled(secs)) => must_wait(
+            &portal,
+            &headers,
+            &form.email,
+            secs,
+            "Too many wrong passwords.",
+        ),
+        Err(SignInError::Busy(secs)) => must_wait(
+            &portal,
+            &headers,
+            &form.email,
+            secs,
+            "Too many sign-in attempts right now.",
+        ),
         Err(SignInError::Unavailable(error)) => unavailable(&error),
     }
+}
+
+/// The sign-in page again, 429 with `Retry-After`: `why`, then try again in `secs` seconds.
+fn must_wait<S: Store + 'static, C: PortalClock>(
+    portal: &Portal<S, C>,
+    headers: &HeaderMap,
+    email: &str,
+    secs: u64,
+    why: &str,
+) -> Response {
+    let text = format!("{why} Try again in {secs} seconds.");
+    let mut response = signin_response(
+        portal,
+        headers,
+        StatusCode::TOO_MANY_REQUESTS,
+        email,
+        Some(("error", &text)),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
 }
 
 /// A form that carries only the CSRF token.

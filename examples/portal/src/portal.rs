@@ -21,7 +21,7 @@ use crate::accounts::{Account, Accounts, AccountsError, PasswordError, Passwords
 use crate::keys::{self, KeyError};
 use crate::sessions::{PortalHost, SessionId, SessionLimits, Sessions, SignedIn};
 use crate::signin_token::SignInTokens;
-use crate::throttle::Throttle;
+use crate::throttle::{self, Refused, Throttle};
 use crate::{api, headers, pages};
 
 /// The demo accounts created on first start: email, password, role.
@@ -100,6 +100,8 @@ pub(crate) enum SignInError {
     Wrong,
     /// Too many wrong passwords for this email: wait this many seconds.
     Throttled(u64),
+    /// Too many emails with wrong passwords to keep count of one more: wait this many seconds.
+    Busy(u64),
     /// A store failed; the error says how to answer (it was logged).
     Unavailable(mfa_http::Error),
 }
@@ -159,7 +161,7 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
             sessions,
             signin_tokens: SignInTokens::new(config.secure, config.sessions.max_age_secs),
             passwords,
-            throttle: Throttle::new(config.password_lockout),
+            throttle: Throttle::new(config.password_lockout, throttle::MAX_TRACKED),
             config,
             clock,
         };
@@ -270,10 +272,15 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
         if email.is_empty() || email.len() > MAX_EMAIL || password.len() > MAX_PASSWORD {
             return Err(SignInError::Wrong);
         }
-        let now = self.now();
-        if let Some(wait) = self.throttle.wait(&email, now) {
-            return Err(SignInError::Throttled(wait));
-        }
+        // Counted before the slow part, so that a burst cannot get more checks than the lockout
+        // allows; an early return below (a store failed) drops the attempt, which gives it back.
+        let attempt = self
+            .throttle
+            .begin(&email, self.now())
+            .map_err(|refused| match refused {
+                Refused::Locked(wait) => SignInError::Throttled(wait),
+                Refused::Full(wait) => SignInError::Busy(wait),
+            })?;
         let account = self.accounts.find(&email).await.map_err(|error| {
             tracing::error!(%error, "portal: the accounts table failed");
             SignInError::Unavailable(unavailable())
@@ -292,11 +299,11 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
         let account = match account {
             Some(account) if matches && account.org == self.config.org => account,
             _ => {
-                self.throttle.failed(&email, now);
+                attempt.failed();
                 return Err(SignInError::Wrong);
             }
         };
-        self.throttle.succeeded(&email);
+        attempt.succeeded();
         let (mfa_passed, next) = match account.role {
             // This example's administrators have no second factor of their own: see the README.
             Role::Admin => (true, Next::Done),

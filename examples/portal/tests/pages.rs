@@ -522,6 +522,43 @@ async fn it_serves_over_a_real_socket() {
 }
 
 #[tokio::test]
+async fn concurrent_guesses_get_no_more_password_checks_than_the_lockout_allows() {
+    // 40 sign-ins for one email at once, the right password 36th: the throttle counts each attempt
+    // as it starts, so only the lockout's free failures reach the (slow) password check, and the
+    // rest, the right password too, must wait.
+    let t = common::sqlite().await;
+    let free = usize::try_from(t.portal.config().password_lockout.free_failures).unwrap();
+    let right = 35;
+    let requests: Vec<_> = (0..40)
+        .map(|n| {
+            let mut client = t.client();
+            let password = if n == right { "alice-pass" } else { "guess" };
+            Box::pin(async move {
+                client
+                    .post(
+                        "/api/session",
+                        &json!({"email": ALICE, "password": password}),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let replies = common::join_in_order(requests).await;
+    let statuses: Vec<u16> = replies.iter().map(|reply| reply.status.as_u16()).collect();
+    let checked = statuses.iter().filter(|&&status| status != 429).count();
+    assert!(
+        checked <= free,
+        "{checked} passwords were checked, {free} allowed: {statuses:?}"
+    );
+    assert_eq!(statuses[..free], vec![401; free], "{statuses:?}");
+    replies[right].expect(429, Some("locked"));
+    assert_eq!(replies[right].header("retry-after"), Some("30"));
+    // Once the wait is over, the right password goes in and clears the count.
+    t.clock.advance(30);
+    assert_eq!(t.client().sign_in(ALICE, "alice-pass").await, "done");
+}
+
+#[tokio::test]
 async fn sign_in_forms_keep_no_session_so_a_burst_evicts_nobody() {
     let mut config = common::config();
     config.sessions.max_sessions = 4;

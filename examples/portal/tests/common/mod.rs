@@ -305,6 +305,30 @@ impl Reply {
     }
 }
 
+/// Runs `futures` together on this task, polling them in their order each time: each reaches its
+/// first wait before the next starts, as requests that arrive in that order would.
+pub async fn join_in_order<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(&mut outputs) {
+            if output.is_none() {
+                match std::pin::Pin::new(future).poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(Option::unwrap).collect()
+}
+
 /// `application/x-www-form-urlencoded`.
 pub fn urlencode(fields: &[(&str, &str)]) -> String {
     fields
