@@ -111,7 +111,8 @@ async fn accounts(url: &str, count: usize) -> Result<(), BoxError> {
     let started = Instant::now();
     let env_key = std::env::var(portal::keys::KEY_ENV)
         .map_err(|_| format!("set {} as for the portal", portal::keys::KEY_ENV))?;
-    let (keys, _) = portal::keys::load(Some(&env_key), Path::new("unused.key"))?;
+    let (keys, _) = portal::keys::read(Some(&env_key), Path::new("unused.key"))?
+        .ok_or_else(|| format!("{} is empty", portal::keys::KEY_ENV))?;
     let mut config = Config::new(OrgId::new(ORG)?);
     config.danger_insecure_fast_hashes = true;
     match Database::parse(url)? {

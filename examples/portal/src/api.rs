@@ -55,7 +55,7 @@ struct Me<'a> {
 
 /// `POST /api/session` `{"email", "password"}`: 200 `{"next": "enroll" | "verify" | "done"}` and a
 /// new session cookie; 401 `unauthenticated` for a wrong email or password; 429 `locked` after
-/// too many.
+/// too many, or when the portal keeps count of too many emails with wrong passwords to add this one.
 pub(crate) async fn create_session<S: Store + 'static, C: PortalClock>(
     State(portal): State<Arc<Portal<S, C>>>,
     headers: HeaderMap,
@@ -69,6 +69,11 @@ pub(crate) async fn create_session<S: Store + 'static, C: PortalClock>(
             SignInError::Throttled(secs) => Error::new(
                 ErrorKind::Locked,
                 format!("too many wrong passwords; try again in {secs} seconds"),
+            )
+            .with_retry_after(secs),
+            SignInError::Busy(secs) => Error::new(
+                ErrorKind::Locked,
+                format!("too many sign-in attempts right now; try again in {secs} seconds"),
             )
             .with_retry_after(secs),
             SignInError::Unavailable(error) => error,

@@ -4,6 +4,13 @@
 //!
 //! A key is `ID:KEY` or a bare `KEY` (key id 1), where `KEY` is 32 bytes as 64 hex digits or as
 //! base64: the form `mfa admin keys generate` writes and `mfa admin keys rotate` reads.
+//!
+//! A key file is created only for a database that seals nothing yet ([`load_or_create`]): started
+//! from another directory or with a mistyped `--key-file`, the portal would otherwise make up a new
+//! key under the same id 1, fail every customer who set up MFA, and seal new enrollments under a
+//! second key that the first start's file does not hold. And before it serves, [`check`] opens one
+//! secret under each key id the database uses, so that a wrong key (another key given the same id)
+//! or a missing previous key stops the start instead of failing each customer in turn.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -11,7 +18,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use data_encoding::{BASE64, BASE64_NOPAD, BASE64URL, BASE64URL_NOPAD, HEXLOWER_PERMISSIVE};
-use mfa_core::{KeyId, KeyRing, SealingKey};
+use mfa_core::{CustomerId, KeyId, KeyRing, OrgId, SealError, SealingKey, Store};
 use zeroize::Zeroizing;
 
 /// The environment variable that holds the sealing key.
@@ -76,23 +83,204 @@ pub enum KeyError {
         #[source]
         source: io::Error,
     },
+    /// There is no key file, and the database already seals secrets: a new key would open none of
+    /// them. Nothing was created.
+    #[error(
+        "{} does not exist, but the database holds {}: a new key would open none of them, so none \
+         was created. Start the portal where its key file is, or name it with --key-file (or give \
+         the key in {KEY_ENV})",
+        located(path),
+        describe_sealed(sealed)
+    )]
+    Missing {
+        /// The key file looked for.
+        path: PathBuf,
+        /// How many secrets the database seals under each key id.
+        sealed: Vec<(KeyId, u64)>,
+    },
+    /// Secrets are sealed under a key id that no key given has.
+    #[error(
+        "the database holds {count} sealed secret{} under key id {id}, and no key given has that \
+         id: give its key file with --key-file, or with --previous-key-file during a key rotation",
+        plural(*count)
+    )]
+    NotLoaded {
+        /// The key id.
+        id: KeyId,
+        /// How many secrets it seals.
+        count: u64,
+    },
+    /// The key given for a key id does not open what the database sealed under that id: another key
+    /// with the same id.
+    #[error(
+        "the key given for key id {id} does not open the secrets sealed under key id {id} (the \
+         first tried: {org} / {customer}): it is not the key that sealed them; give that one"
+    )]
+    WrongKey {
+        /// The key id.
+        id: KeyId,
+        /// The organisation of the secret tried.
+        org: OrgId,
+        /// Its customer.
+        customer: CustomerId,
+        /// What opening it said.
+        #[source]
+        source: SealError,
+    },
+    /// The store could not say what it seals.
+    #[error("MFA store: {0}")]
+    Store(#[source] Box<dyn core::error::Error + Send + Sync>),
 }
 
-/// The sealing keyring: the key from `env_value` (the value of [`KEY_ENV`], if set and not empty),
-/// or else from `key_file`, created with a fresh random key (mode 0600) if it does not exist.
+const fn plural(count: u64) -> &'static str {
+    if count == 1 { "" } else { "s" }
+}
+
+/// `3 sealed secrets (2 under key id 1, 1 under key id 2)`.
+fn describe_sealed(sealed: &[(KeyId, u64)]) -> String {
+    let total: u64 = sealed.iter().map(|(_, count)| count).sum();
+    let each: Vec<String> = sealed
+        .iter()
+        .map(|(id, count)| format!("{count} under key id {id}"))
+        .collect();
+    format!(
+        "{total} sealed secret{} ({})",
+        plural(total),
+        each.join(", ")
+    )
+}
+
+/// `path`, and the directory a relative one is in: a start from another directory shows.
+fn located(path: &Path) -> String {
+    match std::path::absolute(path) {
+        Ok(absolute) if path.is_relative() => {
+            format!("{} ({})", path.display(), absolute.display())
+        }
+        _ => path.display().to_string(),
+    }
+}
+
+fn store_error(error: impl core::error::Error + Send + Sync + 'static) -> KeyError {
+    KeyError::Store(Box::new(error))
+}
+
+/// The sealing keyring from `env_value` (the value of [`KEY_ENV`], if set and not empty), or else
+/// from `key_file` if it exists; `None` when neither has a key. Nothing is created: a missing key
+/// file is [`load_or_create`]'s to make, once the store is known to seal nothing.
 ///
 /// # Errors
 /// [`KeyError::Malformed`] for a key that is not 32 bytes in hex or base64;
 /// [`KeyError::Permissions`] for a key file other users may read; [`KeyError::Io`] when the file
-/// cannot be read or created.
-pub fn load(env_value: Option<&str>, key_file: &Path) -> Result<(KeyRing, KeySource), KeyError> {
+/// cannot be read.
+pub fn read(
+    env_value: Option<&str>,
+    key_file: &Path,
+) -> Result<Option<(KeyRing, KeySource)>, KeyError> {
     let ((id, bytes), source) = match env_value.filter(|value| !value.trim().is_empty()) {
         Some(value) => (parse_with_id(value, KEY_ENV)?, KeySource::Env),
-        None => from_file(key_file)?,
+        None => match read_file(key_file) {
+            Ok(key) => (key, KeySource::File(key_file.to_path_buf())),
+            Err(KeyError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        },
     };
     let key = SealingKey::from_slice(id, &bytes[..])
         .map_err(|_| KeyError::Malformed(KEY_ENV.to_owned()))?;
-    Ok((KeyRing::new(key), source))
+    Ok(Some((KeyRing::new(key), source)))
+}
+
+/// The keyring [`read`] found, or else a new one in `key_file` (created with a fresh random key,
+/// key id 1, mode 0600), but only if `store` seals no secret yet: otherwise the key that sealed
+/// them is missing, and a new one would open none of them.
+///
+/// # Errors
+/// [`KeyError::Missing`], naming the file and what the store seals; [`KeyError::Store`] when the
+/// store cannot say; [`KeyError::Io`] when the file cannot be created (or appeared meanwhile, in
+/// which case a second start reads it).
+pub async fn load_or_create<S: Store>(
+    found: Option<(KeyRing, KeySource)>,
+    key_file: &Path,
+    store: &S,
+) -> Result<(KeyRing, KeySource), KeyError> {
+    if let Some(found) = found {
+        return Ok(found);
+    }
+    let sealed = store.count_sealed().await.map_err(store_error)?;
+    if sealed.iter().any(|(_, count)| *count > 0) {
+        return Err(KeyError::Missing {
+            path: key_file.to_path_buf(),
+            sealed,
+        });
+    }
+    let bytes = create(key_file).map_err(io_error(key_file))?;
+    let key = SealingKey::from_slice(KEY_ID, &bytes[..])
+        .map_err(|_| KeyError::Malformed(key_file.display().to_string()))?;
+    Ok((
+        KeyRing::new(key),
+        KeySource::Created(key_file.to_path_buf()),
+    ))
+}
+
+/// Secrets tried per key id at start-up.
+const CHECKED_PER_KEY: usize = 3;
+
+/// Checks `keys` against what `store` seals, before the portal serves: every key id that seals a
+/// secret must be in the ring, and its key must open one of the first few secrets the store lists
+/// under it.
+///
+/// A wrong key opens none of them. One record that does not open while another does is taken for
+/// damaged, as `mfa admin keys rotate` takes it, and does not stop the start; nor can a few records
+/// tell whether every other one opens (the rotation walks them all).
+///
+/// # Errors
+/// [`KeyError::NotLoaded`], [`KeyError::WrongKey`] (naming the first secret tried), or
+/// [`KeyError::Store`].
+pub async fn check<S: Store>(keys: &KeyRing, store: &S) -> Result<(), KeyError> {
+    let sealed = store.count_sealed().await.map_err(store_error)?;
+    let loaded: Vec<KeyId> = keys.key_ids().collect();
+    for &(id, count) in sealed.iter().filter(|(_, count)| *count > 0) {
+        if !loaded.contains(&id) {
+            return Err(KeyError::NotLoaded { id, count });
+        }
+        let listed = store
+            .sealed_under(id, None, CHECKED_PER_KEY)
+            .await
+            .map_err(store_error)?;
+        let mut refused = None;
+        for (org, customer) in &listed {
+            let record = store
+                .load_customer(org, customer)
+                .await
+                .map_err(store_error)?;
+            // Gone or resealed since it was listed (another node at work): nothing to open.
+            let Some(sealed) = record
+                .as_ref()
+                .and_then(|record| record.value.sealed_secret())
+            else {
+                continue;
+            };
+            match keys.open(sealed, org, customer) {
+                Ok(_) => {
+                    refused = None;
+                    break;
+                }
+                Err(source) => {
+                    refused = refused.or(Some(KeyError::WrongKey {
+                        id: sealed.key_id(),
+                        org: org.clone(),
+                        customer: customer.clone(),
+                        source,
+                    }));
+                }
+            }
+        }
+        if let Some(error) = refused {
+            return Err(error);
+        }
+    }
+    Ok(())
 }
 
 /// Adds the keys of `files` to `ring`, to open the secrets they sealed while the ring's active key
@@ -167,15 +355,6 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> KeyError + '_ {
 
 type KeyBytes = (KeyId, Zeroizing<Vec<u8>>);
 
-fn from_file(path: &Path) -> Result<(KeyBytes, KeySource), KeyError> {
-    match create(path) {
-        Ok(bytes) => return Ok(((KEY_ID, bytes), KeySource::Created(path.to_path_buf()))),
-        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(error) => return Err(io_error(path)(error)),
-    }
-    Ok((read_file(path)?, KeySource::File(path.to_path_buf())))
-}
-
 /// An existing key file's key, refused if other users may read or write it.
 fn read_file(path: &Path) -> Result<KeyBytes, KeyError> {
     let mut file = File::open(path).map_err(io_error(path))?;
@@ -243,6 +422,19 @@ fn check_permissions(_file: &File, _path: &Path) -> Result<(), KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The portal's first steps with its key over a database that seals nothing yet.
+    fn load(env_value: Option<&str>, key_file: &Path) -> Result<(KeyRing, KeySource), KeyError> {
+        let found = read(env_value, key_file)?;
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(load_or_create(
+                found,
+                key_file,
+                &mfa_core::MemoryStore::default(),
+            ))
+    }
 
     #[test]
     fn hex_and_base64() {

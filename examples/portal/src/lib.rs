@@ -31,6 +31,7 @@ pub mod keys;
 mod pages;
 mod portal;
 pub mod sessions;
+mod signin_token;
 mod throttle;
 
 pub use portal::{Config, DEMO_ACCOUNTS, Portal, PortalClock, StartError};

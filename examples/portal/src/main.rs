@@ -75,25 +75,19 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Picks the store, then runs the one generic portal on it.
 async fn start(cli: Cli) -> Result<(), BoxError> {
     let database = Database::parse(&cli.database_url)?;
+    // The key is read (and a malformed one refused) before the database is opened or created; a
+    // missing key file is created once the store is known to seal nothing (in `run`).
     let env_key = std::env::var(keys::KEY_ENV).ok();
-    let (mut keys, key_source) = keys::load(env_key.as_deref(), &cli.key_file)?;
-    let active_key = keys.active_id();
-    let previous_keys = keys::add_previous(&mut keys, &cli.previous_key_file)?;
+    let found = keys::read(env_key.as_deref(), &cli.key_file)?;
     let mut config = Config::new(OrgId::new(ORG)?);
     config.secure = cli.secure_cookies;
     config.danger_insecure_fast_hashes = cli.danger_insecure_fast_hashes;
     let setup = Setup {
         listen: cli.listen,
         database: database.to_string(),
-        key_source,
-        active_key,
-        previous_keys: cli
-            .previous_key_file
-            .iter()
-            .zip(previous_keys)
-            .map(|(path, id)| format!("id {id} from {}", path.display()))
-            .collect(),
-        keys,
+        found,
+        key_file: cli.key_file,
+        previous_key_files: cli.previous_key_file,
         config,
     };
     match database {
@@ -115,10 +109,10 @@ async fn start(cli: Cli) -> Result<(), BoxError> {
 struct Setup {
     listen: SocketAddr,
     database: String,
-    key_source: KeySource,
-    active_key: mfa_core::KeyId,
-    previous_keys: Vec<String>,
-    keys: KeyRing,
+    /// The key from the environment or an existing key file.
+    found: Option<(KeyRing, KeySource)>,
+    key_file: PathBuf,
+    previous_key_files: Vec<PathBuf>,
     config: Config,
 }
 
@@ -130,12 +124,18 @@ async fn run<S: Store + 'static>(
     let Setup {
         listen,
         database,
-        key_source,
-        active_key,
-        previous_keys,
-        keys,
+        found,
+        key_file,
+        previous_key_files,
         config,
     } = setup;
+    let (mut keys, key_source) = keys::load_or_create(found, &key_file, &store).await?;
+    let active_key = keys.active_id();
+    let previous_keys: Vec<String> = keys::add_previous(&mut keys, &previous_key_files)?
+        .into_iter()
+        .zip(&previous_key_files)
+        .map(|(id, path)| format!("id {id} from {}", path.display()))
+        .collect();
     let insecure = config.danger_insecure_fast_hashes;
     let (portal, created) = Portal::start(store, accounts, SystemClock, keys, config).await?;
     let listener = tokio::net::TcpListener::bind(listen).await?;

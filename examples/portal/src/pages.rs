@@ -1,9 +1,11 @@
 //! The HTML pages: sign-in, the MFA set-up and the code prompt, the account, the administrator's
 //! settings. Plain server-rendered HTML; `/static/app.js` drives the MFA steps through the JSON API.
 //!
-//! The forms that post here (sign-in, sign-out, the administrator's) carry the session's CSRF token
-//! in a hidden field, checked in constant time before anything else; the session cookie is
-//! `SameSite=Strict` as well.
+//! The forms that post here carry a CSRF token in a hidden field, checked in constant time before
+//! anything else: the session's on the signed-in pages (sign-out, the administrator's), and on the
+//! sign-in form, which visitors load before they have a session, a signed token that needs none
+//! (see `signin_token`): loading the form stores nothing. The cookies are `SameSite=Strict` as
+//! well.
 
 // Helpers return the page to answer with as their error, once per request: boxing it would only add
 // an allocation to every refusal.
@@ -256,25 +258,16 @@ fn signin_form(csrf: &str, email: &str, notice: Option<(&str, &str)>) -> String 
     body
 }
 
-/// The sign-in page in a session of its own (one is made when the request has none, for the CSRF
-/// token), with a cookie for it when it is new.
+/// The sign-in page, with a form token for the browser (and the cookie it is bound to, when the
+/// browser has none yet). No session is made for it.
 fn signin_response<S: Store + 'static, C: PortalClock>(
     portal: &Portal<S, C>,
-    visit: &Visit,
+    headers: &HeaderMap,
     status: StatusCode,
     email: &str,
     notice: Option<(&str, &str)>,
 ) -> Response {
-    let (csrf, cookie) = match &visit.session {
-        Some(session) => (session.csrf().to_owned(), None),
-        None => {
-            let (id, session) = portal.sessions.create(None, portal.now());
-            (
-                session.csrf().to_owned(),
-                Some(portal.sessions.set_cookie(&id)),
-            )
-        }
-    };
+    let (csrf, cookie) = portal.signin_tokens.issue(headers, portal.now());
     let response = html::page(
         status,
         "Sign in",
@@ -308,7 +301,7 @@ pub(crate) async fn signin_page<S: Store + 'static, C: PortalClock>(
     }
     let flash = visit.take_flash(&portal);
     let notice = flash.as_deref().map(|text| ("notice", text));
-    signin_response(&portal, &visit, StatusCode::OK, "", notice)
+    signin_response(&portal, &headers, StatusCode::OK, "", notice)
 }
 
 /// `POST /signin` (form: `csrf`, `email`, `password`).
@@ -317,27 +310,30 @@ pub(crate) async fn signin_submit<S: Store + 'static, C: PortalClock>(
     headers: HeaderMap,
     form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
-    let visit = Visit::of(&portal, &headers);
     let Ok(Form(form)) = form else {
         return signin_response(
             &portal,
-            &visit,
+            &headers,
             StatusCode::BAD_REQUEST,
             "",
             Some(("error", "The form could not be read. Please try again.")),
         );
     };
-    if !visit.csrf_ok(&form.csrf) {
-        // No session, or a token from another: a stale tab, or a cross-site post. The form comes
-        // back with this session's token (or a new session's); the session itself is left alone.
+    if !portal
+        .signin_tokens
+        .verify(&headers, &form.csrf, portal.now())
+    {
+        // No token, an old one, or one made for another browser: a stale tab, or a cross-site post.
+        // The form comes back with a token this browser's cookie makes good.
         return signin_response(
             &portal,
-            &visit,
+            &headers,
             StatusCode::FORBIDDEN,
             &form.email,
             Some(("error", "This sign-in form has expired. Please try again.")),
         );
     }
+    let visit = Visit::of(&portal, &headers);
     match portal.sign_in(&form.email, &form.password).await {
         Ok((user, next)) => {
             let path = match next {
@@ -350,27 +346,49 @@ pub(crate) async fn signin_submit<S: Store + 'static, C: PortalClock>(
         }
         Err(SignInError::Wrong) => signin_response(
             &portal,
-            &visit,
+            &headers,
             StatusCode::UNAUTHORIZED,
             &form.email,
             Some(("error", "Wrong email or password.")),
         ),
-        Err(SignInError::Throttled(secs)) => {
-            let text = format!("Too many wrong passwords. Try again in {secs} seconds.");
-            let mut response = signin_response(
-                &portal,
-                &visit,
-                StatusCode::TOO_MANY_REQUESTS,
-                &form.email,
-                Some(("error", &text)),
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            response
-        }
+        Err(SignInError::Throttled(secs)) => must_wait(
+            &portal,
+            &headers,
+            &form.email,
+            secs,
+            "Too many wrong passwords.",
+        ),
+        Err(SignInError::Busy(secs)) => must_wait(
+            &portal,
+            &headers,
+            &form.email,
+            secs,
+            "Too many sign-in attempts right now.",
+        ),
         Err(SignInError::Unavailable(error)) => unavailable(&error),
     }
+}
+
+/// The sign-in page again, 429 with `Retry-After`: `why`, then try again in `secs` seconds.
+fn must_wait<S: Store + 'static, C: PortalClock>(
+    portal: &Portal<S, C>,
+    headers: &HeaderMap,
+    email: &str,
+    secs: u64,
+    why: &str,
+) -> Response {
+    let text = format!("{why} Try again in {secs} seconds.");
+    let mut response = signin_response(
+        portal,
+        headers,
+        StatusCode::TOO_MANY_REQUESTS,
+        email,
+        Some(("error", &text)),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
 }
 
 /// A form that carries only the CSRF token.
@@ -398,7 +416,8 @@ pub(crate) async fn signout<S: Store + 'static, C: PortalClock>(
         );
     }
     portal.sessions.remove(id);
-    // A session of its own for the sign-in page, with the message.
+    // A session for the message on the sign-in page: one that never signed in, the first a full
+    // store lets go, and one per sign-out at most (the form itself needs none).
     let (new_id, _) = portal.sessions.create(None, portal.now());
     portal.sessions.update(&new_id, |session| {
         session.flash = Some("You have signed out.".to_owned());

@@ -18,8 +18,10 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::accounts::{Account, Accounts, AccountsError, PasswordError, Passwords, Role};
+use crate::keys::{self, KeyError};
 use crate::sessions::{PortalHost, SessionId, SessionLimits, Sessions, SignedIn};
-use crate::throttle::Throttle;
+use crate::signin_token::SignInTokens;
+use crate::throttle::{self, Refused, Throttle};
 use crate::{api, headers, pages};
 
 /// The demo accounts created on first start: email, password, role.
@@ -86,6 +88,9 @@ pub enum StartError {
     /// The MFA service could not store the organisation.
     #[error("MFA store: {0}")]
     Mfa(#[source] Box<dyn core::error::Error + Send + Sync>),
+    /// The keys do not open what the database sealed (a wrong key, a key id not given).
+    #[error("sealing keys: {0}")]
+    Keys(#[from] KeyError),
 }
 
 /// Why a password sign-in failed.
@@ -95,6 +100,8 @@ pub(crate) enum SignInError {
     Wrong,
     /// Too many wrong passwords for this email: wait this many seconds.
     Throttled(u64),
+    /// Too many emails with wrong passwords to keep count of one more: wait this many seconds.
+    Busy(u64),
     /// A store failed; the error says how to answer (it was logged).
     Unavailable(mfa_http::Error),
 }
@@ -104,6 +111,7 @@ pub struct Portal<S, C> {
     pub(crate) mfa: MfaApi<S, C, StdRng, PortalHost<C>>,
     pub(crate) accounts: Accounts,
     pub(crate) sessions: Arc<Sessions>,
+    pub(crate) signin_tokens: SignInTokens,
     pub(crate) passwords: Passwords,
     pub(crate) throttle: Throttle,
     pub(crate) config: Config,
@@ -121,12 +129,15 @@ impl<S, C> fmt::Debug for Portal<S, C> {
 }
 
 impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
-    /// The portal over an MFA `store` and the `accounts` table in the same database. On first start
-    /// (no accounts yet) it creates the organisation with MFA off and the [`DEMO_ACCOUNTS`]; the
-    /// second value says whether it did.
+    /// The portal over an MFA `store` and the `accounts` table in the same database. It first checks
+    /// that `keys` open what the store sealed ([`keys::check`]). On first start (no accounts yet) it
+    /// creates the organisation with MFA off and the [`DEMO_ACCOUNTS`]; the second value says
+    /// whether it did.
     ///
     /// # Errors
-    /// [`StartError`] when the accounts or the organisation cannot be read or written.
+    /// [`StartError::Keys`] when a key id the store uses is missing from `keys` or its key does not
+    /// open its secrets; [`StartError`]'s others when the accounts or the organisation cannot be
+    /// read or written.
     pub async fn start(
         store: S,
         accounts: Accounts,
@@ -134,6 +145,7 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
         keys: KeyRing,
         config: Config,
     ) -> Result<(Arc<Self>, bool), StartError> {
+        keys::check(&keys, &store).await?;
         let rng = StdRng::from_rng(&mut rand::rng());
         let service = Arc::new(Service::new(store, clock.clone(), keys, rng));
         let sessions = Arc::new(Sessions::new(config.sessions, config.secure));
@@ -147,8 +159,9 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
             mfa: MfaApi::new(service, host),
             accounts,
             sessions,
+            signin_tokens: SignInTokens::new(config.secure, config.sessions.max_age_secs),
             passwords,
-            throttle: Throttle::new(config.password_lockout),
+            throttle: Throttle::new(config.password_lockout, throttle::MAX_TRACKED),
             config,
             clock,
         };
@@ -259,10 +272,15 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
         if email.is_empty() || email.len() > MAX_EMAIL || password.len() > MAX_PASSWORD {
             return Err(SignInError::Wrong);
         }
-        let now = self.now();
-        if let Some(wait) = self.throttle.wait(&email, now) {
-            return Err(SignInError::Throttled(wait));
-        }
+        // Counted before the slow part, so that a burst cannot get more checks than the lockout
+        // allows; an early return below (a store failed) drops the attempt, which gives it back.
+        let attempt = self
+            .throttle
+            .begin(&email, self.now())
+            .map_err(|refused| match refused {
+                Refused::Locked(wait) => SignInError::Throttled(wait),
+                Refused::Full(wait) => SignInError::Busy(wait),
+            })?;
         let account = self.accounts.find(&email).await.map_err(|error| {
             tracing::error!(%error, "portal: the accounts table failed");
             SignInError::Unavailable(unavailable())
@@ -281,11 +299,11 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
         let account = match account {
             Some(account) if matches && account.org == self.config.org => account,
             _ => {
-                self.throttle.failed(&email, now);
+                attempt.failed();
                 return Err(SignInError::Wrong);
             }
         };
-        self.throttle.succeeded(&email);
+        attempt.succeeded();
         let (mfa, next) = match account.role {
             // This example's administrators have no second factor of their own: see the README.
             Role::Admin => (None, Next::Done),

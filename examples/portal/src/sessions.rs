@@ -2,14 +2,20 @@
 //!
 //! The cookie is `HttpOnly`, `SameSite=Strict` and `Path=/`; behind TLS it is also `Secure` and named
 //! with the `__Host-` prefix (so no subdomain can set it). Each session carries a CSRF token for the
-//! HTML forms, and a sign-in or a passed second factor gives the session a fresh id (OWASP Session
-//! Management Cheat Sheet: renew the id on any privilege change), so an id planted before sign-in is
-//! worth nothing after it.
+//! HTML forms of the signed-in pages, and a sign-in or a passed second factor gives the session a
+//! fresh id (OWASP Session Management Cheat Sheet: renew the id on any privilege change), so an id
+//! planted before sign-in is worth nothing after it.
+//!
+//! Loading the sign-in form makes no session (its token is signed instead, see `signin_token`):
+//! otherwise anyone could fill the store by loading a page. The sessions that never signed in are
+//! the ones a sign-out leaves to show its message. A full store makes room by removing the least
+//! recently used session, those that never signed in first, taken from an ordered index in
+//! logarithmic time: a creation never walks the whole store under its lock.
 //!
 //! In memory is enough for one process. Several portal nodes behind a load balancer need a shared
 //! session store (the database, Redis...) instead, with the same interface.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -28,7 +34,7 @@ const TOKEN_BYTES: usize = 32;
 const TOKEN_CHARS: usize = 43;
 
 /// A fresh 256-bit random token, base64url without padding.
-fn token() -> String {
+pub(crate) fn token() -> String {
     let mut bytes = [0u8; TOKEN_BYTES];
     rand::fill(&mut bytes[..]);
     BASE64URL_NOPAD.encode(&bytes)
@@ -130,10 +136,12 @@ impl Session {
 pub struct SessionLimits {
     /// A session unused this long is gone (30 minutes).
     pub idle_secs: u64,
-    /// Any session is gone after this long (12 hours).
+    /// Any session is gone after this long (12 hours); a sign-in form, which keeps no session,
+    /// works for as long.
     pub max_age_secs: u64,
-    /// At most this many sessions at once (100,000). When full, expired sessions go first, then
-    /// the least recently used sessions that never signed in, then the least recently used of all.
+    /// At most this many sessions at once (100,000). When full, a new one takes the place of the
+    /// least recently used session that never signed in (the one a sign-out leaves for its
+    /// message), else of the least recently used of all.
     pub max_sessions: usize,
 }
 
@@ -147,9 +155,94 @@ impl Default for SessionLimits {
     }
 }
 
+/// A session's place in the eviction order: sessions that never signed in first, then by last use,
+/// then by when they were stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Place {
+    signed_in: bool,
+    last_seen: u64,
+    /// Unique per stored session: ties in `last_seen` are common (whole seconds).
+    seq: u64,
+}
+
+/// A stored session and its place in the order.
+struct Stored {
+    session: Session,
+    seq: u64,
+}
+
+impl Stored {
+    const fn place(&self) -> Place {
+        Place {
+            signed_in: self.session.user.is_some(),
+            last_seen: self.session.last_seen,
+            seq: self.seq,
+        }
+    }
+}
+
+/// The sessions, and the same ids in eviction order, so that a full store makes room by taking the
+/// first instead of searching all of them. Every change keeps the two in step.
+#[derive(Default)]
+struct Table {
+    map: HashMap<SessionId, Stored>,
+    order: BTreeMap<Place, SessionId>,
+    next_seq: u64,
+    /// Sessions looked at to make room in a full store, for the tests: one per session removed.
+    #[cfg(test)]
+    examined: usize,
+}
+
+impl Table {
+    fn insert(&mut self, id: SessionId, session: Session) {
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        let stored = Stored { session, seq };
+        self.order.insert(stored.place(), id.clone());
+        if let Some(old) = self.map.insert(id, stored) {
+            // A 256-bit random id met twice: keep the order right all the same.
+            self.order.remove(&old.place());
+        }
+    }
+
+    fn remove(&mut self, id: &SessionId) -> Option<Session> {
+        let stored = self.map.remove(id)?;
+        self.order.remove(&stored.place());
+        Some(stored.session)
+    }
+
+    /// Changes a session with `change`, moving it in the order if its place changed.
+    fn change<T>(&mut self, id: &SessionId, change: impl FnOnce(&mut Session) -> T) -> Option<T> {
+        let stored = self.map.get_mut(id)?;
+        let before = stored.place();
+        let result = change(&mut stored.session);
+        let after = stored.place();
+        if after != before {
+            self.order.remove(&before);
+            self.order.insert(after, id.clone());
+        }
+        Some(result)
+    }
+
+    /// Removes the first session in the order.
+    fn evict_first(&mut self) -> bool {
+        #[cfg(test)]
+        {
+            self.examined += 1;
+        }
+        match self.order.pop_first() {
+            Some((_, id)) => {
+                self.map.remove(&id);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// The session store, in memory.
 pub struct Sessions {
-    map: Mutex<HashMap<SessionId, Session>>,
+    table: Mutex<Table>,
     limits: SessionLimits,
     secure: bool,
 }
@@ -170,16 +263,17 @@ impl Sessions {
     #[must_use]
     pub fn new(limits: SessionLimits, secure: bool) -> Self {
         Self {
-            map: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::default()),
             limits,
             secure,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<SessionId, Session>> {
-        // Every change under the lock is a single insert, remove or field update, so a panic elsewhere
-        // while it was held cannot have left a session half-changed.
-        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // Every change under the lock is one insert, remove or field update of the map with the same
+        // of the order, none of which can panic half-way, so a panic elsewhere while it was held
+        // cannot have left a session half-changed.
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The cookie's name.
@@ -195,7 +289,7 @@ impl Sessions {
     /// How many sessions there are (expired ones included until they are swept).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().map.len()
     }
 
     /// The accounts of the signed-in sessions, with whether each passed MFA: for a status page, or a
@@ -203,8 +297,9 @@ impl Sessions {
     #[must_use]
     pub fn signed_in(&self) -> Vec<SignedIn> {
         self.lock()
+            .map
             .values()
-            .filter_map(|session| session.user.clone())
+            .filter_map(|stored| stored.session.user.clone())
             .collect()
     }
 
@@ -227,23 +322,30 @@ impl Sessions {
     #[must_use]
     pub fn lookup(&self, headers: &HeaderMap, now: u64) -> Option<(SessionId, Session)> {
         let name = self.cookie_name();
-        let mut map = self.lock();
+        let mut table = self.lock();
         for value in cookie_values(headers, name) {
             let id = SessionId(value.to_owned());
-            let Some(session) = map.get_mut(&id) else {
+            let Some(stored) = table.map.get(&id) else {
                 continue;
             };
-            if self.expired(session, now) {
-                map.remove(&id);
+            if self.expired(&stored.session, now) {
+                table.remove(&id);
                 continue;
             }
-            session.last_seen = now;
-            return Some((id, session.clone()));
+            let touched = table.change(&id, |session| {
+                session.last_seen = now;
+                session.clone()
+            });
+            if let Some(session) = touched {
+                return Some((id, session));
+            }
         }
         None
     }
 
-    /// A new session, for `user` (or nobody yet), with a fresh id and CSRF token.
+    /// A new session, for `user` (or nobody yet), with a fresh id and CSRF token. A full store makes
+    /// room by removing the first sessions of its order (see [`SessionLimits::max_sessions`]):
+    /// one look per session removed, whatever the number of sessions.
     pub fn create(&self, user: Option<SignedIn>, now: u64) -> (SessionId, Session) {
         let session = Session {
             csrf: token(),
@@ -253,31 +355,29 @@ impl Sessions {
             last_seen: now,
         };
         let id = SessionId(token());
-        let mut map = self.lock();
-        if map.len() >= self.limits.max_sessions {
-            self.make_room(&mut map, now);
+        let mut table = self.lock();
+        while table.map.len() >= self.limits.max_sessions.max(1) {
+            if !table.evict_first() {
+                break;
+            }
         }
-        map.insert(id.clone(), session.clone());
+        table.insert(id.clone(), session.clone());
         (id, session)
     }
 
-    fn make_room(&self, map: &mut HashMap<SessionId, Session>, now: u64) {
-        map.retain(|_, session| !self.expired(session, now));
-        while map.len() >= self.limits.max_sessions {
-            let oldest = map
-                .iter()
-                .min_by_key(|(_, session)| (session.user.is_some(), session.last_seen))
-                .map(|(id, _)| id.clone());
-            match oldest {
-                Some(id) => map.remove(&id),
-                None => break,
-            };
-        }
-    }
-
-    /// Drops every expired session.
+    /// Drops every expired session. A pass over them all: for a timer (once a minute in `main`),
+    /// not for a request.
     pub fn sweep(&self, now: u64) {
-        self.lock().retain(|_, session| !self.expired(session, now));
+        let mut table = self.lock();
+        let expired: Vec<SessionId> = table
+            .map
+            .iter()
+            .filter(|(_, stored)| self.expired(&stored.session, now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            table.remove(id);
+        }
     }
 
     /// Ends a session.
@@ -287,13 +387,7 @@ impl Sessions {
 
     /// Changes a session in place; whether it still existed.
     pub fn update(&self, id: &SessionId, change: impl FnOnce(&mut Session)) -> bool {
-        match self.lock().get_mut(id) {
-            Some(session) => {
-                change(session);
-                true
-            }
-            None => false,
-        }
+        self.lock().change(id, change).is_some()
     }
 
     /// Moves a session to a fresh id with a fresh CSRF token, after `change` accepted it (returned
@@ -305,16 +399,16 @@ impl Sessions {
         now: u64,
         change: impl FnOnce(&mut Session) -> bool,
     ) -> Option<SessionId> {
-        let mut map = self.lock();
-        let mut session = map.remove(id)?;
+        let mut table = self.lock();
+        let mut session = table.remove(id)?;
         if !change(&mut session) {
-            map.insert(id.clone(), session);
+            table.insert(id.clone(), session);
             return None;
         }
         session.csrf = token();
         session.last_seen = now;
         let new_id = SessionId(token());
-        map.insert(new_id.clone(), session);
+        table.insert(new_id.clone(), session);
         Some(new_id)
     }
 
@@ -342,7 +436,10 @@ impl Sessions {
 }
 
 /// The values of the cookies named `name` in every `Cookie` header, that have the shape of a token.
-fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+pub(crate) fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -560,5 +657,50 @@ mod tests {
         }
         let cookie = with_cookie(&format!("portal_session={}", signed_in.as_str()));
         assert!(sessions.lookup(&cookie, 50).is_some());
+    }
+
+    #[test]
+    fn a_full_store_lets_the_least_recently_used_go_with_one_look() {
+        let limits = SessionLimits {
+            max_sessions: 1_000,
+            ..SessionLimits::default()
+        };
+        let sessions = Sessions::new(limits, false);
+        let ids: Vec<SessionId> = (0..1_000)
+            .map(|n| sessions.create(Some(alice()), n).0)
+            .collect();
+        // The oldest, used again, is now the most recent: the second oldest goes first.
+        let first = with_cookie(&format!("portal_session={}", ids[0].as_str()));
+        assert!(sessions.lookup(&first, 1_000).is_some());
+        sessions.lock().examined = 0;
+        for now in 1_001..1_011 {
+            let _ = sessions.create(Some(alice()), now);
+        }
+        assert_eq!(sessions.len(), 1_000);
+        // Ten creations in a full store of 1,000: ten sessions looked at, not ten thousand.
+        assert_eq!(sessions.lock().examined, 10);
+        assert!(sessions.lookup(&first, 1_011).is_some());
+        for (n, id) in ids.iter().enumerate().skip(1).take(12) {
+            let cookie = with_cookie(&format!("portal_session={}", id.as_str()));
+            assert_eq!(sessions.lookup(&cookie, 1_011).is_some(), n > 10, "{n}");
+        }
+        // The order follows every change: a sweep, a removal, a rotation and an update that signs
+        // a session out.
+        let table = sessions.lock();
+        assert_eq!(table.order.len(), table.map.len());
+        drop(table);
+        let (anonymous, _) = sessions.create(None, 1_012);
+        let new_id = sessions.rotate(&ids[500], 1_012, |_| true).unwrap();
+        sessions.update(&new_id, |session| session.user = None);
+        sessions.remove(&ids[600]);
+        sessions.sweep(1_011 + limits.idle_secs);
+        let table = sessions.lock();
+        assert_eq!(table.order.len(), table.map.len());
+        assert!(
+            table.order.values().all(|id| table.map.contains_key(id)),
+            "every id in the order is stored"
+        );
+        let first_two: Vec<&SessionId> = table.order.values().take(2).collect();
+        assert!(first_two.contains(&&anonymous) && first_two.contains(&&new_id));
     }
 }

@@ -197,3 +197,135 @@ fn a_malformed_key_is_refused_and_not_repeated() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("sqlite:// or postgres://"));
 }
+
+/// A request with a JSON body (if any) and the session cookie (if any).
+fn api(address: SocketAddr, method: &str, path: &str, cookie: Option<&str>, body: &str) -> String {
+    let cookie = cookie.map_or_else(String::new, |id| format!("Cookie: portal_session={id}\r\n"));
+    http(
+        address,
+        &format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{cookie}Content-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// The session cookie an answer sets.
+fn session_cookie(answer: &str) -> String {
+    answer
+        .lines()
+        .find_map(|line| line.strip_prefix("set-cookie: portal_session="))
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("no session cookie in {answer}"))
+        .to_owned()
+}
+
+/// Starts the portal in `dir` with `args`, expecting it to refuse: its stderr. A portal that starts
+/// instead is stopped, and the test fails.
+fn refused(dir: &Path, args: &[&str]) -> String {
+    let mut child = command(dir).args(args).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut banner = String::new();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if let Ok(line) = received.recv_timeout(Duration::from_millis(50)) {
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.contains("stop with Ctrl+C") {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the portal started:\n{banner}");
+            }
+        }
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    stderr
+}
+
+#[test]
+fn a_missing_or_wrong_key_file_is_refused_once_secrets_are_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path());
+    // MFA on, and Alice starts an enrollment: her secret is sealed under key id 1.
+    let admin = session_cookie(&api(
+        running.address,
+        "POST",
+        "/api/session",
+        None,
+        r#"{"email":"admin@acme.test","password":"admin-pass"}"#,
+    ));
+    let on = api(
+        running.address,
+        "PUT",
+        "/api/admin/mfa",
+        Some(&admin),
+        r#"{"enabled":true}"#,
+    );
+    assert!(on.starts_with("HTTP/1.1 200 OK\r\n"), "{on}");
+    let alice = session_cookie(&api(
+        running.address,
+        "POST",
+        "/api/session",
+        None,
+        r#"{"email":"alice@acme.test","password":"alice-pass"}"#,
+    ));
+    let started = api(
+        running.address,
+        "POST",
+        "/api/mfa/enrollment",
+        Some(&alice),
+        "{}",
+    );
+    assert!(started.starts_with("HTTP/1.1 201 Created\r\n"), "{started}");
+    drop(running);
+
+    // Started without its key file (another directory, a mistyped --key-file): refused, and no
+    // key is made up.
+    let key_file = dir.path().join("portal.key");
+    let kept = dir.path().join("kept.key");
+    std::fs::rename(&key_file, &kept).unwrap();
+    let stderr = refused(dir.path(), &[]);
+    for expected in ["portal.key", "1 sealed secret", "key id 1"] {
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+    assert!(!key_file.exists(), "no key file was created");
+    let stderr = refused(dir.path(), &["--key-file", "portl.key"]);
+    assert!(stderr.contains("portl.key"), "{stderr}");
+    assert!(!dir.path().join("portl.key").exists());
+
+    // Another key under id 1: refused, naming the key id.
+    std::fs::write(&key_file, format!("{}\n", "ab".repeat(32))).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let stderr = refused(dir.path(), &[]);
+    assert!(stderr.contains("key id 1"), "{stderr}");
+    assert!(stderr.contains("does not open"), "{stderr}");
+
+    // The right key: it starts.
+    std::fs::rename(&kept, &key_file).unwrap();
+    let again = start(dir.path());
+    assert!(
+        again.banner.contains("sealing key  from portal.key"),
+        "{}",
+        again.banner
+    );
+}

@@ -62,7 +62,7 @@ struct Setup {
     alice: Client,
     bob: Client,
     admin: Client,
-    /// A session that only loaded the sign-in page.
+    /// A visitor who only loaded the sign-in page: no session, only the form's cookie.
     anonymous: Client,
     admin_csrf: String,
     alice_csrf: String,

@@ -44,7 +44,7 @@ async fn enabled<S: Store + 'static>(t: &TestPortal<S>) -> bool {
 async fn a_customer_and_an_administrator_click_through() {
     let t = common::sqlite().await;
 
-    // The sign-in page, in a session of its own for the CSRF token.
+    // The sign-in page, with a cookie for its CSRF token, and no session.
     let mut admin = t.client();
     let page = admin.get("/signin").await;
     page.expect(200, None);
@@ -53,10 +53,12 @@ async fn a_customer_and_an_administrator_click_through() {
         &["email", "password", "sign-in", "demo-accounts"],
     );
     let cookie = page.header("set-cookie").unwrap().to_owned();
+    assert!(cookie.starts_with("portal_signin="), "{cookie}");
     assert!(
         cookie.contains("; Path=/; HttpOnly; SameSite=Strict"),
         "{cookie}"
     );
+    assert!(admin.cookie().is_none(), "the sign-in form is no session");
     assert!(!cookie.contains("Secure"), "{cookie}");
     let csp = page.header("content-security-policy").unwrap();
     assert!(
@@ -71,12 +73,11 @@ async fn a_customer_and_an_administrator_click_through() {
     assert!(!page.text().contains("<script>"), "no inline script");
     assert!(!page.text().contains("style="), "no inline style");
 
-    // The administrator signs in with the form and gets a new session id.
-    let anonymous = admin.cookie().unwrap().to_owned();
+    // The administrator signs in with the form and gets a session.
     let reply = form_sign_in(&mut admin, "ADMIN@acme.test ", "admin-pass").await;
     reply.expect(303, None);
     assert_eq!(reply.location(), Some("/admin"));
-    assert_ne!(admin.cookie().unwrap(), anonymous);
+    assert!(admin.cookie().is_some());
     let page = admin.get("/admin").await;
     page.expect(200, None);
     let html = page.text();
@@ -411,35 +412,60 @@ async fn behind_tls_the_cookie_is_secure_and_host_only() {
     let t = common::sqlite_with(config).await;
     let mut client = t.client();
     let page = client.get("/signin").await;
-    let cookie = page.header("set-cookie").unwrap();
-    assert!(cookie.starts_with("__Host-portal_session="), "{cookie}");
+    let cookie = page.header("set-cookie").unwrap().to_owned();
+    assert!(cookie.starts_with("__Host-portal_signin="), "{cookie}");
     assert!(
         cookie.contains("; Path=/; HttpOnly; SameSite=Strict; Secure"),
         "{cookie}"
     );
     assert!(page.header("strict-transport-security").is_some());
-    // The plain name means nothing to this portal.
-    let id = cookie
-        .trim_start_matches("__Host-portal_session=")
-        .split(';')
-        .next()
+    // The form works with its __Host- cookie only: the plain name means nothing to this portal.
+    let csrf = page.csrf();
+    let value = client
+        .cookie_named("__Host-portal_signin")
         .unwrap()
         .to_owned();
+    let mut plain = t.client();
+    plain.set_cookie_named("portal_signin", Some(value));
+    plain
+        .form(
+            "/signin",
+            &[
+                ("csrf", &csrf),
+                ("email", common::BOB),
+                ("password", "bob-pass"),
+            ],
+        )
+        .await
+        .expect(403, None);
     let reply = client
-        .send(
-            axum::http::Request::post("/api/session")
-                .header("content-type", "application/json")
-                .header("cookie", format!("__Host-portal_session={id}"))
-                .body(axum::body::Body::from(
-                    json!({"email": common::BOB, "password": "bob-pass"}).to_string(),
-                ))
-                .unwrap(),
+        .form(
+            "/signin",
+            &[
+                ("csrf", &csrf),
+                ("email", common::BOB),
+                ("password", "bob-pass"),
+            ],
         )
         .await;
-    reply.expect(200, None);
+    reply.expect(303, None);
     let signed_in = reply.header("set-cookie").unwrap();
-    assert!(signed_in.starts_with("__Host-portal_session="));
-    assert!(!signed_in.contains(&id), "a new id at sign-in");
+    assert!(
+        signed_in.starts_with("__Host-portal_session="),
+        "{signed_in}"
+    );
+    assert!(signed_in.contains("; Secure"), "{signed_in}");
+    // So is the session's.
+    let id = client
+        .cookie_named("__Host-portal_session")
+        .unwrap()
+        .to_owned();
+    let mut plain = t.client();
+    plain.set_cookie_named("portal_session", Some(id.clone()));
+    assert_eq!(plain.get("/api/me").await.status, 401);
+    let mut host = t.client();
+    host.set_cookie_named("__Host-portal_session", Some(id));
+    assert_eq!(host.get("/api/me").await.status, 200);
 }
 
 #[tokio::test]
@@ -545,7 +571,10 @@ async fn a_reset_ends_the_customers_sessions_in_the_portal() {
     let started = alice.post("/api/mfa/enrollment", &json!({})).await;
     let uri = KeyUri::parse(started.json()["otpauth_uri"].as_str().unwrap()).unwrap();
     alice
-        .post("/api/mfa/enrollment/confirm", &json!({"code": t.code(&uri)}))
+        .post(
+            "/api/mfa/enrollment/confirm",
+            &json!({"code": t.code(&uri)}),
+        )
         .await
         .expect(200, None);
     // The thief has the password and a code from the stolen phone.
@@ -559,7 +588,10 @@ async fn a_reset_ends_the_customers_sessions_in_the_portal() {
     assert_eq!(thief.get("/api/me").await.status, 200);
 
     admin
-        .post("/api/admin/customers/alice%40acme.test/mfa/reset", &json!({}))
+        .post(
+            "/api/admin/customers/alice%40acme.test/mfa/reset",
+            &json!({}),
+        )
         .await
         .expect(200, None);
     thief
@@ -587,4 +619,85 @@ async fn a_reset_ends_the_customers_sessions_in_the_portal() {
         .post("/api/mfa/enrollment", &json!({}))
         .await
         .expect(201, None);
+}
+
+#[tokio::test]
+async fn concurrent_guesses_get_no_more_password_checks_than_the_lockout_allows() {
+    // 40 sign-ins for one email at once, the right password 36th: the throttle counts each attempt
+    // as it starts, so only the lockout's free failures reach the (slow) password check, and the
+    // rest, the right password too, must wait.
+    let t = common::sqlite().await;
+    let free = usize::try_from(t.portal.config().password_lockout.free_failures).unwrap();
+    let right = 35;
+    let requests: Vec<_> = (0..40)
+        .map(|n| {
+            let mut client = t.client();
+            let password = if n == right { "alice-pass" } else { "guess" };
+            Box::pin(async move {
+                client
+                    .post(
+                        "/api/session",
+                        &json!({"email": ALICE, "password": password}),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let replies = common::join_in_order(requests).await;
+    let statuses: Vec<u16> = replies.iter().map(|reply| reply.status.as_u16()).collect();
+    let checked = statuses.iter().filter(|&&status| status != 429).count();
+    assert!(
+        checked <= free,
+        "{checked} passwords were checked, {free} allowed: {statuses:?}"
+    );
+    assert_eq!(statuses[..free], vec![401; free], "{statuses:?}");
+    replies[right].expect(429, Some("locked"));
+    assert_eq!(replies[right].header("retry-after"), Some("30"));
+    // Once the wait is over, the right password goes in and clears the count.
+    t.clock.advance(30);
+    assert_eq!(t.client().sign_in(ALICE, "alice-pass").await, "done");
+}
+
+#[tokio::test]
+async fn sign_in_forms_keep_no_session_so_a_burst_evicts_nobody() {
+    let mut config = common::config();
+    config.sessions.max_sessions = 4;
+    let t = common::sqlite_with(config).await;
+    let mut bob = t.client();
+    assert_eq!(bob.sign_in(common::BOB, "bob-pass").await, "done");
+    // A visitor loads the form, then a crowd (or a script) loads it far more often than the store
+    // could hold sessions.
+    let mut early = t.client();
+    let csrf = early.get("/signin").await.csrf();
+    let before = t.portal.sessions().len();
+    for n in 0..50 {
+        let mut visitor = t.client();
+        visitor.get("/signin").await.expect(200, None);
+        // Posting it with a wrong password stores nothing either.
+        let csrf = visitor.get("/signin").await.csrf();
+        let email = format!("visitor{n}@acme.test");
+        visitor
+            .form("/signin", &[("csrf", &csrf), ("email", &email)])
+            .await
+            .expect(401, None);
+    }
+    assert_eq!(
+        t.portal.sessions().len(),
+        before,
+        "an anonymous sign-in form is no session"
+    );
+    // The early visitor's form still signs in, and Bob is still signed in.
+    let reply = early
+        .form(
+            "/signin",
+            &[
+                ("csrf", &csrf),
+                ("email", ALICE),
+                ("password", "alice-pass"),
+            ],
+        )
+        .await;
+    reply.expect(303, None);
+    assert_eq!(early.get("/api/me").await.status, 200);
+    assert_eq!(bob.get("/api/me").await.status, 200);
 }

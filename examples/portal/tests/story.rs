@@ -103,7 +103,7 @@ async fn story<S: Store + 'static>(t: &TestPortal<S>) {
     assert_eq!(me(&mut alice).await.as_deref(), Ok(ALICE));
     assert_eq!(
         status(&mut alice).await,
-        json!({"state": "unconfigured", "org_enabled": false, "backup_codes_remaining": 0})
+        json!({"state": "unconfigured", "org_enabled": false, "backup_codes_remaining": 0, "next": "done"})
     );
     alice
         .post("/api/mfa/enrollment", &json!({}))
@@ -232,7 +232,7 @@ async fn story<S: Store + 'static>(t: &TestPortal<S>) {
     assert_eq!(me(&mut bob).await.as_deref(), Ok(BOB));
     assert_eq!(
         status(&mut bob).await,
-        json!({"state": "unconfigured", "org_enabled": false, "backup_codes_remaining": 0})
+        json!({"state": "unconfigured", "org_enabled": false, "backup_codes_remaining": 0, "next": "done"})
     );
 
     // The administrator resets Alice (lost phone): with MFA off she is straight in; with MFA on

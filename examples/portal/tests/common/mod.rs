@@ -76,7 +76,7 @@ impl<S: Store + 'static> TestPortal<S> {
     pub fn client(&self) -> Client {
         Client {
             app: self.app.clone(),
-            cookie: None,
+            cookies: Vec::new(),
         }
     }
 
@@ -114,22 +114,28 @@ pub async fn sqlite() -> TestPortal<SqliteStore> {
 }
 
 pub async fn sqlite_with(config: Config) -> TestPortal<SqliteStore> {
+    sqlite_with_keys(config, keys()).await
+}
+
+/// The portal on a SQLite file in a fresh directory (`portal.db` there), sealing with `keys`.
+pub async fn sqlite_with_keys(config: Config, keys: KeyRing) -> TestPortal<SqliteStore> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("portal.db");
     portal::database::create_private(&path).unwrap();
     let store = SqliteStore::open(&path).await.unwrap();
     let accounts = Accounts::sqlite(&path).await.unwrap();
-    build(store, accounts, config, Cleanup::Dir(dir)).await
+    build(store, accounts, config, keys, Cleanup::Dir(dir)).await
 }
 
 async fn build<S: Store + 'static>(
     store: S,
     accounts: Accounts,
     config: Config,
+    keys: KeyRing,
     cleanup: Cleanup,
 ) -> TestPortal<S> {
     let clock = ManualClock::new(UnixTime::from_secs(T0));
-    let (portal, created) = Portal::start(store, accounts, clock.clone(), keys(), config)
+    let (portal, created) = Portal::start(store, accounts, clock.clone(), keys, config)
         .await
         .unwrap();
     assert!(
@@ -220,14 +226,19 @@ pub async fn postgres(label: &str) -> Option<TestPortal<PostgresStore>> {
     let accounts = Accounts::postgres(store.pool().clone(), &portal_schema)
         .await
         .unwrap();
-    Some(build(store, accounts, config(), cleanup).await)
+    Some(build(store, accounts, config(), keys(), cleanup).await)
 }
 
-/// A browser: sends requests through the router and keeps the session cookie it is given.
+/// The session cookie's name (without TLS).
+const SESSION_COOKIE: &str = "portal_session";
+
+/// A browser: sends requests through the router and keeps the cookies it is given (the session's,
+/// and the sign-in form's).
 #[derive(Clone)]
 pub struct Client {
     app: Router,
-    cookie: Option<String>,
+    /// Name and value, in the order they were first set.
+    cookies: Vec<(String, String)>,
 }
 
 /// An answer.
@@ -294,6 +305,30 @@ impl Reply {
     }
 }
 
+/// Runs `futures` together on this task, polling them in their order each time: each reaches its
+/// first wait before the next starts, as requests that arrive in that order would.
+pub async fn join_in_order<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(&mut outputs) {
+            if output.is_none() {
+                match std::pin::Pin::new(future).poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(Option::unwrap).collect()
+}
+
 /// `application/x-www-form-urlencoded`.
 pub fn urlencode(fields: &[(&str, &str)]) -> String {
     fields
@@ -318,24 +353,44 @@ fn encode(text: &str) -> String {
 impl Client {
     /// The session cookie's value.
     pub fn cookie(&self) -> Option<&str> {
-        self.cookie.as_deref()
+        self.cookie_named(SESSION_COOKIE)
+    }
+
+    /// The value of the cookie called `name`.
+    pub fn cookie_named(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
     }
 
     /// Replaces the session cookie (a forged one, an old one...).
     pub fn set_cookie(&mut self, cookie: Option<String>) {
-        self.cookie = cookie;
+        self.set_cookie_named(SESSION_COOKIE, cookie);
     }
 
-    /// Sends `request` with the session cookie (unless it has a `Cookie` header of its own), and
-    /// keeps the cookie the answer sets.
+    /// Replaces (or, with `None`, forgets) the cookie called `name`.
+    pub fn set_cookie_named(&mut self, name: &str, value: Option<String>) {
+        match (self.cookies.iter_mut().find(|(key, _)| key == name), value) {
+            (Some(slot), Some(value)) => slot.1 = value,
+            (None, Some(value)) => self.cookies.push((name.to_owned(), value)),
+            (_, None) => self.cookies.retain(|(key, _)| key != name),
+        }
+    }
+
+    /// Sends `request` with the cookies (unless it has a `Cookie` header of its own), and keeps the
+    /// cookies the answer sets.
     pub async fn send(&mut self, mut request: Request<Body>) -> Reply {
-        if let Some(cookie) = &self.cookie
-            && !request.headers().contains_key(header::COOKIE)
-        {
-            request.headers_mut().insert(
-                header::COOKIE,
-                format!("portal_session={cookie}").parse().unwrap(),
-            );
+        if !self.cookies.is_empty() && !request.headers().contains_key(header::COOKIE) {
+            let line = self
+                .cookies
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            request
+                .headers_mut()
+                .insert(header::COOKIE, line.parse().unwrap());
         }
         let response = self.app.clone().oneshot(request).await.unwrap();
         let (parts, body) = response.into_parts();
@@ -343,12 +398,9 @@ impl Client {
         for value in parts.headers.get_all(header::SET_COOKIE) {
             let value = value.to_str().unwrap();
             let (pair, attributes) = value.split_once(';').unwrap_or((value, ""));
-            if let Some(id) = pair.strip_prefix("portal_session=") {
-                self.cookie = if attributes.contains("Max-Age=0") {
-                    None
-                } else {
-                    Some(id.to_owned())
-                };
+            if let Some((name, value)) = pair.split_once('=') {
+                let value = (!attributes.contains("Max-Age=0")).then(|| value.to_owned());
+                self.set_cookie_named(name, value);
             }
         }
         Reply {
