@@ -110,8 +110,10 @@ fn enroll_range(from: u64, to: u64, customers: u64) -> (Vec<Row>, Vec<(u64, KeyU
             customer: &customer_id,
             now,
         };
-        let (pending, _, enrollment) = CustomerRecord::default()
-            .start_enrollment(&policy, &keys, &ctx, &mut rng)
+        let record = CustomerRecord::default();
+        let session = record.login_step(&policy, &ctx).session();
+        let (pending, _, enrollment) = record
+            .start_enrollment(&session, &policy, &keys, &ctx, &mut rng)
             .into_parts();
         let (pending, enrollment) = (pending.expect("a record"), enrollment.expect("enrolled"));
         let uri = enrollment.uri;
@@ -122,7 +124,7 @@ fn enroll_range(from: u64, to: u64, customers: u64) -> (Vec<Row>, Vec<(u64, KeyU
             .expect("after T0")
             .to_string();
         let (configured, _, passed) = pending
-            .confirm_enrollment(&code, &policy, &keys, &ctx)
+            .confirm_enrollment(&session, &code, &policy, &keys, &ctx)
             .into_parts();
         let _passed = passed.expect("confirmed");
         rows.push(Row {
@@ -222,12 +224,17 @@ async fn check<S: Store>(store: S, customers: u64, sampled: &[(u64, KeyUri)]) {
             .generate(uri.secret(), mfa_core::Clock::now(&clock))
             .expect("after T0")
             .to_string();
+        let (org, customer) = (
+            OrgId::new(org).expect("id"),
+            CustomerId::new(customer).expect("id"),
+        );
+        let session = service
+            .login_step(&org, &customer)
+            .await
+            .expect("the store answers")
+            .session();
         let _passed = service
-            .verify_totp(
-                &OrgId::new(org).expect("id"),
-                &CustomerId::new(customer).expect("id"),
-                &code,
-            )
+            .verify_totp(&org, &customer, &session, &code)
             .await
             .expect("signs in under the new key");
     }

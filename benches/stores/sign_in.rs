@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use mfa_core::{
-    Clock, CustomerId, KeyId, KeyRing, ManualClock, MfaError, MfaPassed, OrgId, SealingKey, Secret,
-    Service, ServiceError, Store, Totp, UnixTime,
+    Clock, CustomerId, KeyId, KeyRing, ManualClock, MfaError, MfaPassed, MfaSession, OrgId,
+    SealingKey, Secret, Service, ServiceError, Store, Totp, UnixTime,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -36,6 +36,8 @@ pub(crate) struct SignIn<S> {
     clock: ManualClock,
     org: OrgId,
     customer: CustomerId,
+    /// The session that enrolled: every sign-in gives its code in it.
+    session: MfaSession,
     totp: Totp,
     secret: Secret,
 }
@@ -57,7 +59,7 @@ impl<S: Store> SignIn<S> {
     }
 
     /// Enrolls `customer` of [`ORG`] (MFA must be on: [`switch_on`](Self::switch_on)) the way a
-    /// customer does: start, scan, confirm with the app's code.
+    /// customer does: sign in with the password, start, scan, confirm with the app's code.
     pub(crate) async fn enroll(store: &Arc<S>, customer: &str) -> Self {
         let clock = ManualClock::new(UnixTime::from_secs(T0));
         let service = Service::new(
@@ -71,8 +73,13 @@ impl<S: Store> SignIn<S> {
         );
         let org = OrgId::new(ORG).expect("a valid id");
         let customer = CustomerId::new(customer).expect("a valid id");
+        let session = service
+            .login_step(&org, &customer)
+            .await
+            .expect("the store answers")
+            .session();
         let enrollment = service
-            .start_enrollment(&org, &customer)
+            .start_enrollment(&org, &customer, &session)
             .await
             .expect("enrollment starts");
         let totp = enrollment.uri.as_totp().expect("a TOTP enrollment");
@@ -82,7 +89,7 @@ impl<S: Store> SignIn<S> {
             .expect("a time in range")
             .to_string();
         let passed = service
-            .confirm_enrollment(&org, &customer, &code)
+            .confirm_enrollment(&org, &customer, &session, &code)
             .await
             .expect("the app's code confirms the enrollment");
         assert_eq!(passed.customer(), &customer);
@@ -91,6 +98,7 @@ impl<S: Store> SignIn<S> {
             clock,
             org,
             customer,
+            session: passed.session(),
             totp,
             secret,
         }
@@ -130,7 +138,7 @@ impl<S: Store> SignIn<S> {
     /// back if unchanged with its `totp_accepted` event.
     pub(crate) async fn verify(&self, code: &str) -> Result<MfaPassed, ServiceError<S::Error>> {
         self.service
-            .verify_totp(&self.org, &self.customer, code)
+            .verify_totp(&self.org, &self.customer, &self.session, code)
             .await
             .map(|accepted| accepted.passed)
     }

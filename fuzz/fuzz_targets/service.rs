@@ -1,8 +1,10 @@
 //! Drives the whole service over the in-memory store with arbitrary operation sequences: organisation
 //! toggles, enrollment, confirmations and sign-ins with right, replayed, wrong and arbitrary codes,
-//! backup codes, resets and clock jumps both ways. Nothing may panic, and the safety rules hold after
-//! every step: no TOTP step is accepted twice for one secret, no backup code twice, a configured
-//! customer is always challenged and an unconfigured one never passes while MFA is on.
+//! backup codes, resets and clock jumps both ways, each customer in two sessions. Nothing may panic,
+//! and the safety rules hold after every step: no TOTP step is accepted twice for one secret, no
+//! backup code twice, a configured customer is always challenged and an unconfigured one never
+//! passes while MFA is on; no session is let in without a second factor unless none is required;
+//! a session from before a reset or an enrollment is over.
 
 #![no_main]
 
@@ -15,20 +17,35 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use mfa_core::{
     BackupHashParams, CustomerId, KeyId, KeyRing, KeyUri, LoginStep, ManualClock, MemoryStore,
-    OrgId, PassedBy, SealingKey, Service, Settings, UnixTime, Window,
+    MfaError, MfaSession, OrgId, PassedBy, SealingKey, Service, ServiceError, SessionCheck,
+    Settings, Store, UnixTime, Window,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
+/// A customer (alice or bob) and one of their two sessions.
+#[derive(Arbitrary, Clone, Copy, Debug)]
+struct Who(bool, bool);
+
+impl Who {
+    fn customer(self) -> usize {
+        usize::from(self.0)
+    }
+
+    fn session(self) -> usize {
+        usize::from(self.1)
+    }
+}
+
 #[derive(Arbitrary, Debug)]
 enum Op {
     SetOrg(bool),
-    LoginStep(bool),
-    Start(bool),
-    Confirm(bool, Code),
-    SignIn(bool, Code),
-    GenerateBackup(bool),
-    UseBackup(bool, u8, String),
+    LoginStep(Who),
+    Start(Who),
+    Confirm(Who, Code),
+    SignIn(Who, Code),
+    GenerateBackup(Who),
+    UseBackup(Who, u8, String),
     Reset(bool),
     Jump(i16),
 }
@@ -64,6 +81,14 @@ fuzz_target!(|ops: Vec<Op>| {
     let mut backup: HashMap<usize, Vec<String>> = HashMap::new();
     let mut accepted_steps: HashMap<usize, BTreeSet<u64>> = HashMap::new();
     let mut accepted_backup: BTreeSet<String> = BTreeSet::new();
+    // Each customer's two sessions, from a password sign-in while MFA is off.
+    let mut sessions: Vec<[MfaSession; 2]> = people
+        .iter()
+        .map(|id| {
+            let session = ready(mfa.login_step(&org, id)).unwrap().session();
+            [session, session]
+        })
+        .collect();
 
     for op in ops.into_iter().take(64) {
         match op {
@@ -76,54 +101,68 @@ fuzz_target!(|ops: Vec<Op>| {
                 clock.set(UnixTime::from_secs(now));
             }
             Op::LoginStep(who) => {
-                let c = usize::from(who);
+                let c = who.customer();
                 let step = ready(mfa.login_step(&org, &people[c])).unwrap();
                 let (status, _) = ready(mfa.status(&org, &people[c])).unwrap();
-                match step {
-                    LoginStep::Challenge => assert_eq!(status.state.as_str(), "configured"),
-                    LoginStep::Enroll => assert!(enabled && status.state.as_str() != "configured"),
+                match &step {
+                    LoginStep::Challenge(_) => assert_eq!(status.state.as_str(), "configured"),
+                    LoginStep::Enroll(_) => assert!(enabled && status.state.as_str() != "configured"),
                     LoginStep::Done(passed) => {
                         assert!(!enabled && status.state.as_str() != "configured");
                         assert_eq!(passed.method(), PassedBy::NotRequired);
                     }
                 }
+                sessions[c][who.session()] = step.session();
             }
             Op::Start(who) => {
-                let c = usize::from(who);
-                if let Ok(enrollment) = ready(mfa.start_enrollment(&org, &people[c])) {
+                let c = who.customer();
+                let session = &sessions[c][who.session()];
+                if let Ok(enrollment) = ready(mfa.start_enrollment(&org, &people[c], session)) {
                     assert!(enabled, "enrollment started while MFA was off");
                     secrets.insert(c, enrollment.uri);
                     accepted_steps.remove(&c);
                 }
             }
             Op::Confirm(who, code) => {
-                let c = usize::from(who);
+                let (c, s) = (who.customer(), who.session());
                 let typed = text(&secrets, c, &code, now);
-                if ready(mfa.confirm_enrollment(&org, &people[c], &typed)).is_ok() {
+                if let Ok(passed) = ready(mfa.confirm_enrollment(&org, &people[c], &sessions[c][s], &typed)) {
                     let step = step_of(&secrets, c, &typed, now).expect("only the app's code can confirm");
                     accepted_steps.insert(c, BTreeSet::from([step]));
+                    // A new factor: the other session is over, this one goes on.
+                    let other = sessions[c][1 - s];
+                    sessions[c][s] = passed.session();
+                    let check = ready(mfa.check_session(&org, &people[c], &other)).unwrap();
+                    assert_eq!(check, SessionCheck::Ended, "a session from before the enrollment");
                 }
             }
             Op::SignIn(who, code) => {
-                let c = usize::from(who);
+                let (c, s) = (who.customer(), who.session());
                 let typed = text(&secrets, c, &code, now);
-                if ready(mfa.verify_totp(&org, &people[c], &typed)).is_ok() {
+                if let Ok(accepted) = ready(mfa.verify_totp(&org, &people[c], &sessions[c][s], &typed)) {
                     let step = step_of(&secrets, c, &typed, now).expect("only the app's code can sign in");
                     let seen = accepted_steps.entry(c).or_default();
                     assert!(seen.iter().all(|earlier| *earlier < step), "step {step} after {seen:?}");
                     seen.insert(step);
+                    sessions[c][s] = accepted.passed.session();
                 }
             }
             Op::GenerateBackup(who) => {
-                let c = usize::from(who);
-                if let Ok(codes) = ready(mfa.generate_backup_codes(&org, &people[c])) {
-                    backup.insert(c, codes.iter().map(|code| code.as_str().to_string()).collect());
+                let (c, s) = (who.customer(), who.session());
+                if let Ok(issued) = ready(mfa.generate_backup_codes(&org, &people[c], &sessions[c][s])) {
+                    assert!(
+                        sessions[c][s].second_factor_within(mfa_core::RECENT_FACTOR_SECS, UnixTime::from_secs(now)),
+                        "backup codes without a recent second factor"
+                    );
+                    backup.insert(c, issued.codes.iter().map(|code| code.as_str().to_string()).collect());
+                    sessions[c][s] = issued.passed.session();
                 }
             }
             Op::UseBackup(who, n, other) => {
-                let c = usize::from(who);
+                let (c, s) = (who.customer(), who.session());
                 let typed = backup.get(&c).and_then(|codes| codes.get(usize::from(n) % 6)).cloned().unwrap_or(other);
-                if ready(mfa.verify_backup_code(&org, &people[c], &typed)).is_ok() {
+                if let Ok(accepted) = ready(mfa.verify_backup_code(&org, &people[c], &sessions[c][s], &typed)) {
+                    sessions[c][s] = accepted.passed.session();
                     // Normalised as the service reads codes (Crockford: O is 0, I and L are 1), so a
                     // look-alike of a used code counts as the same code.
                     let normal: String = typed
@@ -142,9 +181,34 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::Reset(who) => {
                 let c = usize::from(who);
-                ready(mfa.reset(&org, &people[c], "fuzz")).unwrap();
-                let (status, _) = ready(mfa.status(&org, &people[c])).unwrap();
-                assert_eq!((status.state.as_str(), status.failures), ("unconfigured", 0));
+                match ready(mfa.reset(&org, &people[c], "fuzz")) {
+                    Ok(()) => {
+                        let (status, _) = ready(mfa.status(&org, &people[c])).unwrap();
+                        assert_eq!((status.state.as_str(), status.failures), ("unconfigured", 0));
+                        // Every session of the customer is over.
+                        for session in &sessions[c] {
+                            let check = ready(mfa.check_session(&org, &people[c], session)).unwrap();
+                            assert_eq!(check, SessionCheck::Ended);
+                        }
+                    }
+                    // Nothing was ever stored for the customer (they never started enrolling).
+                    Err(ServiceError::Mfa(MfaError::NotFound)) => {
+                        let stored = ready(mfa.store().load_customer(&org, &people[c])).unwrap();
+                        assert!(stored.is_none(), "NotFound for a stored customer");
+                    }
+                    Err(other) => panic!("a reset failed: {other}"),
+                }
+            }
+        }
+        // No session is let in without a second factor while one is required.
+        for (c, mine) in sessions.iter().enumerate() {
+            let (status, on) = ready(mfa.status(&org, &people[c])).unwrap();
+            for session in mine {
+                if let SessionCheck::Complete(passed) = ready(mfa.check_session(&org, &people[c], session)).unwrap()
+                    && !passed.is_second_factor()
+                {
+                    assert!(!on && status.state.as_str() != "configured", "let in without MFA");
+                }
             }
         }
     }

@@ -760,7 +760,10 @@ mod tests {
 
     /// The owner of the test sets.
     fn alice() -> (OrgId, CustomerId) {
-        (OrgId::new("acme").unwrap(), CustomerId::new("alice@acme.test").unwrap())
+        (
+            OrgId::new("acme").unwrap(),
+            CustomerId::new("alice@acme.test").unwrap(),
+        )
     }
 
     fn generate_alice<R: CryptoRng + ?Sized>(
@@ -947,7 +950,10 @@ mod tests {
         let other_org = OrgId::new("globex").unwrap();
         let bob = CustomerId::new("bob@acme.test").unwrap();
         let alice = CustomerId::new("alice@acme.test").unwrap();
-        for owner in [BackupOwner::new(&acme, &bob), BackupOwner::new(&other_org, &alice)] {
+        for owner in [
+            BackupOwner::new(&acme, &bob),
+            BackupOwner::new(&other_org, &alice),
+        ] {
             for code in &codes {
                 assert_eq!(set.check(code.as_str(), &owner), Err(BackupError::NoMatch));
             }
@@ -964,7 +970,10 @@ mod tests {
             }],
         })
         .unwrap();
-        assert_eq!(legacy.check("0123-4567-89AB", &BackupOwner::new(&acme, &bob)), Ok(BackupSlot(0)));
+        assert_eq!(
+            legacy.check("0123-4567-89AB", &BackupOwner::new(&acme, &bob)),
+            Ok(BackupSlot(0))
+        );
         assert!(format!("{legacy:?}").contains("bound: false"));
     }
 
@@ -1019,7 +1028,10 @@ mod tests {
         assert_eq!(set.remaining(), 4);
         assert_eq!(set.len(), 5);
         assert_eq!(set.codes[2].used_at, Some(1_700_000_000));
-        assert_eq!(set.check_alice(codes[2].as_str()), Err(BackupError::AlreadyUsed));
+        assert_eq!(
+            set.check_alice(codes[2].as_str()),
+            Err(BackupError::AlreadyUsed)
+        );
         let lower = codes[2].as_str().to_ascii_lowercase();
         assert_eq!(set.check_alice(&lower), Err(BackupError::AlreadyUsed));
         // Marking again keeps the time of first use.
@@ -1036,7 +1048,10 @@ mod tests {
         }
         assert_eq!(set.remaining(), 0);
         for code in &codes {
-            assert_eq!(set.check_alice(code.as_str()), Err(BackupError::AlreadyUsed));
+            assert_eq!(
+                set.check_alice(code.as_str()),
+                Err(BackupError::AlreadyUsed)
+            );
         }
     }
 
@@ -1057,7 +1072,11 @@ mod tests {
         for code in &codes {
             for position in [1, 6, 11] {
                 let typed = with_symbol_changed(code.as_str(), position);
-                assert_eq!(set.check_alice(&typed), Err(BackupError::NoMatch), "{typed}");
+                assert_eq!(
+                    set.check_alice(&typed),
+                    Err(BackupError::NoMatch),
+                    "{typed}"
+                );
             }
         }
     }
@@ -1073,7 +1092,11 @@ mod tests {
             }
             // The right secret under a tag the set does not have.
             let typed = format!("{}{}", char::from(symbol_for(tag)), &text[1..]);
-            assert_eq!(set.check_alice(&typed), Err(BackupError::NoMatch), "{typed}");
+            assert_eq!(
+                set.check_alice(&typed),
+                Err(BackupError::NoMatch),
+                "{typed}"
+            );
             misses += 1;
         }
         assert_eq!(misses, 27);
@@ -1106,7 +1129,11 @@ mod tests {
             "0123\u{a0}4567\u{a0}89AB",
             "\u{1F600}\u{1F600}\u{1F600}",
         ] {
-            assert_eq!(set.check_alice(typed), Err(BackupError::Malformed), "{typed:?}");
+            assert_eq!(
+                set.check_alice(typed),
+                Err(BackupError::Malformed),
+                "{typed:?}"
+            );
         }
     }
 
@@ -1202,7 +1229,10 @@ mod tests {
         assert_eq!(back.params(), FAST);
         assert_eq!(back.remaining(), 3);
         assert_eq!(back.check_alice(codes[0].as_str()), Ok(BackupSlot(0)));
-        assert_eq!(back.check_alice(codes[3].as_str()), Err(BackupError::AlreadyUsed));
+        assert_eq!(
+            back.check_alice(codes[3].as_str()),
+            Err(BackupError::AlreadyUsed)
+        );
 
         let params = postcard::to_allocvec(&BackupHashParams::DEFAULT).unwrap();
         assert_eq!(
@@ -1303,8 +1333,7 @@ mod tests {
 
     #[test]
     fn the_default_params_work() {
-        let (set, codes) =
-            generate_alice(1, BackupHashParams::DEFAULT, &mut rand::rng()).unwrap();
+        let (set, codes) = generate_alice(1, BackupHashParams::DEFAULT, &mut rand::rng()).unwrap();
         assert_eq!(set.params(), BackupHashParams::DEFAULT);
         assert_eq!(set.check_alice(codes[0].as_str()), Ok(BackupSlot(0)));
     }

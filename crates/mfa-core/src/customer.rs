@@ -19,10 +19,11 @@ use crate::encoding::{DecodeError, decode, encode, format_of};
 const RECORD_FORMAT: u8 = 2;
 use crate::backup::LegacyBackupCodeSet;
 use crate::{
-    BackupAttempt, BackupCode, BackupCodeSet, BackupOwner, BackupError, BackupHashParams, CodeError, CustomerId,
-    Event, EventKind, Factor, FactorPassed, Failures, KeyId, KeyRing, KeyUri, MfaPassed,
-    MfaSession, OrgId, OrgPolicy, PassedBy, RECENT_FACTOR_SECS, Rejection, SealError, SealedSecret,
-    Secret, SessionCheck, SettingsError, TimeError, Totp, UnixTime, UriError, VerifyError, Window,
+    BackupAttempt, BackupCode, BackupCodeSet, BackupError, BackupHashParams, BackupOwner,
+    CodeError, CustomerId, Event, EventKind, Factor, FactorPassed, Failures, KeyId, KeyRing,
+    KeyUri, MfaPassed, MfaSession, OrgId, OrgPolicy, PassedBy, RECENT_FACTOR_SECS, Rejection,
+    SealError, SealedSecret, Secret, SessionCheck, SettingsError, TimeError, Totp, UnixTime,
+    UriError, VerifyError, Window,
 };
 
 /// The most steps of clock drift that drift learning remembers (RFC 6238 section 6).
@@ -557,7 +558,12 @@ impl CustomerRecord {
         };
         let settings = policy.settings();
         let owner = BackupOwner::new(ctx.org, ctx.customer);
-        match BackupCodeSet::generate(&owner, settings.backup_code_count, settings.backup_hash, rng) {
+        match BackupCodeSet::generate(
+            &owner,
+            settings.backup_code_count,
+            settings.backup_hash,
+            rng,
+        ) {
             Ok((set, codes)) => {
                 let count = u32::try_from(codes.len()).unwrap_or(u32::MAX);
                 let generation = self.next_generation();

@@ -182,7 +182,11 @@ mod tests {
             "alice@acme.test\u{2066}",
             "\u{feff}alice@acme.test",
         ] {
-            assert_eq!(CustomerId::new(sly), Err(IdError::FormatCharacter), "{sly:?}");
+            assert_eq!(
+                CustomerId::new(sly),
+                Err(IdError::FormatCharacter),
+                "{sly:?}"
+            );
             // Written by an earlier version, it still reads.
             let bytes = postcard::to_allocvec(sly).unwrap();
             assert_eq!(
@@ -191,7 +195,10 @@ mod tests {
             );
         }
         assert!(CustomerId::new("zoë@acme.test").is_ok());
-        assert!(CustomerId::new("\u{5d0}\u{5d1}@acme.test").is_ok(), "right-to-left letters are letters");
+        assert!(
+            CustomerId::new("\u{5d0}\u{5d1}@acme.test").is_ok(),
+            "right-to-left letters are letters"
+        );
         let bytes = postcard::to_allocvec("bad\u{0}id").unwrap();
         assert!(postcard::from_bytes::<CustomerId>(&bytes).is_err());
         let bytes = postcard::to_allocvec(&CustomerId::new("ok").unwrap()).unwrap();

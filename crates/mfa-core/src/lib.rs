@@ -50,8 +50,8 @@ mod time;
 mod totp;
 
 pub use backup::{
-    BackupAttempt, BackupCode, BackupOwner, BackupCodeSet, BackupError, BackupHashParams, BackupSlot,
-    MAX_BACKUP_CODES,
+    BackupAttempt, BackupCode, BackupCodeSet, BackupError, BackupHashParams, BackupOwner,
+    BackupSlot, MAX_BACKUP_CODES,
 };
 #[cfg(feature = "std")]
 pub use clock::{Clock, ManualClock, SystemClock};

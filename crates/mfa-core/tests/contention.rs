@@ -7,9 +7,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use mfa_core::{
-    AuditQuery, BackupHashParams, Clock, CustomerId, CustomerRecord, EventKind, KeyId, KeyRing,
-    ManualClock, MemoryStore, MfaError, OrgId, Rejection, SealingKey, Service, ServiceError,
-    Settings, Store, UnixTime, COALESCE_WINDOW_SECS,
+    AuditQuery, BackupHashParams, COALESCE_WINDOW_SECS, Clock, CustomerId, CustomerRecord,
+    EventKind, KeyId, KeyRing, ManualClock, MemoryStore, MfaError, OrgId, Rejection, SealingKey,
+    Service, ServiceError, Settings, Store, UnixTime,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -81,10 +81,16 @@ async fn hashing_backup_codes_does_not_hold_up_other_enrollments() {
     // Slow enough (several hundred milliseconds for five codes in a test build) that an
     // enrollment, which takes microseconds, has all the time it needs.
     settings.backup_hash = BackupHashParams::new(8 * 1024, 2, 1).unwrap();
-    setup.update_settings(&org, settings, "admin").await.unwrap();
+    setup
+        .update_settings(&org, settings, "admin")
+        .await
+        .unwrap();
     setup.set_org_enabled(&org, true, "admin").await.unwrap();
     let session = setup.login_step(&org, &alice).await.unwrap().session();
-    let enrollment = setup.start_enrollment(&org, &alice, &session).await.unwrap();
+    let enrollment = setup
+        .start_enrollment(&org, &alice, &session)
+        .await
+        .unwrap();
     let code = enrollment
         .uri
         .as_totp()
@@ -123,7 +129,8 @@ async fn hashing_backup_codes_does_not_hold_up_other_enrollments() {
     ));
 
     let hashing = {
-        let (mfa, org, alice, session) = (mfa.clone(), org.clone(), alice.clone(), passed.session());
+        let (mfa, org, alice, session) =
+            (mfa.clone(), org.clone(), alice.clone(), passed.session());
         tokio::spawn(async move { mfa.generate_backup_codes(&org, &alice, &session).await })
     };
     first_draw
@@ -194,7 +201,11 @@ async fn repeated_refusals_are_coalesced_without_losing_the_first_of_each_kind()
         ));
     }
     let events = mfa.audit(&org, &all).await.unwrap();
-    assert_eq!(events.len(), before + 1, "one event for 300 malformed codes");
+    assert_eq!(
+        events.len(),
+        before + 1,
+        "one event for 300 malformed codes"
+    );
     assert_eq!(logged(&events, Rejection::Malformed), 1);
 
     // A minute later: the next one is logged, with the count of the repeats before it.
@@ -206,7 +217,11 @@ async fn repeated_refusals_are_coalesced_without_losing_the_first_of_each_kind()
         .iter()
         .filter_map(|stored| match stored.event.kind {
             EventKind::RejectionsCoalesced {
-                reason, count, from, to, ..
+                reason,
+                count,
+                from,
+                to,
+                ..
             } => Some((reason, count, from, to)),
             _ => None,
         })
@@ -237,8 +252,16 @@ async fn repeated_refusals_are_coalesced_without_losing_the_first_of_each_kind()
         logged(&events, Rejection::WrongCode) - logged(&before, Rejection::WrongCode),
         5
     );
-    assert_eq!(logged(&events, Rejection::Locked), 1, "the first while locked");
-    assert!(events.len() < before.len() + 5 + 2 + 2, "{} events", events.len());
+    assert_eq!(
+        logged(&events, Rejection::Locked),
+        1,
+        "the first while locked"
+    );
+    assert!(
+        events.len() < before.len() + 5 + 2 + 2,
+        "{} events",
+        events.len()
+    );
     // The record itself was never rewritten by the refusals while locked.
     let record: CustomerRecord = mfa
         .store()

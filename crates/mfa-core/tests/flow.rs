@@ -3,8 +3,8 @@
 
 use mfa_core::{
     AuditQuery, BackupHashParams, CustomerId, EventKind, KeyId, KeyRing, LoginStep, ManualClock,
-    MemoryStore, MfaError, OrgId, PassedBy, Rejection, SealingKey, Service, ServiceError, Settings,
-    StateName, Store, UnixTime,
+    MemoryStore, MfaError, MfaSession, OrgId, PassedBy, Rejection, SealingKey, Service,
+    ServiceError, Settings, StateName, Store, UnixTime,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -61,6 +61,15 @@ fn mfa_error<E: std::error::Error>(
     }
 }
 
+/// The session a password sign-in keeps, whatever the step.
+async fn sign_in<S: Store, R: rand_core::CryptoRng + Send>(
+    mfa: &Service<S, ManualClock, R>,
+    org: &OrgId,
+    customer: &CustomerId,
+) -> MfaSession {
+    mfa.login_step(org, customer).await.unwrap().session()
+}
+
 /// The code the customer's app shows now.
 fn app_code(uri: &mfa_core::KeyUri, clock: &ManualClock) -> String {
     uri.as_totp()
@@ -76,65 +85,68 @@ async fn the_whole_story() {
     let (org, alice, bob) = ids();
 
     // MFA off, nothing configured: no MFA.
-    assert!(
-        matches!(mfa.login_step(&org, &alice).await.unwrap(), LoginStep::Done(p) if p.method() == PassedBy::NotRequired)
-    );
+    let step = mfa.login_step(&org, &alice).await.unwrap();
+    assert!(matches!(&step, LoginStep::Done(p) if p.method() == PassedBy::NotRequired));
     assert_eq!(
-        mfa_error(mfa.start_enrollment(&org, &alice).await),
+        mfa_error(mfa.start_enrollment(&org, &alice, &step.session()).await),
         MfaError::MfaDisabled
     );
 
     // MFA on: enrollment is forced.
     enable_fast(&mfa, &org).await;
-    assert_eq!(
-        mfa.login_step(&org, &alice).await.unwrap(),
-        LoginStep::Enroll
-    );
-    let first = mfa.start_enrollment(&org, &alice).await.unwrap();
-    let enrollment = mfa.start_enrollment(&org, &alice).await.unwrap();
+    let step = mfa.login_step(&org, &alice).await.unwrap();
+    assert!(matches!(step, LoginStep::Enroll(_)));
+    let session = step.session();
+    let first = mfa.start_enrollment(&org, &alice, &session).await.unwrap();
+    let enrollment = mfa.start_enrollment(&org, &alice, &session).await.unwrap();
     assert_ne!(
         first.uri.secret(),
         enrollment.uri.secret(),
         "a restart issues a fresh secret"
     );
     assert_eq!(enrollment.uri.issuer(), Some("Acme Billing"));
-    assert_eq!(
-        mfa.login_step(&org, &alice).await.unwrap(),
-        LoginStep::Enroll,
+    assert!(
+        matches!(
+            mfa.login_step(&org, &alice).await.unwrap(),
+            LoginStep::Enroll(_)
+        ),
         "pending is not configured"
     );
 
     // The first secret no longer confirms; the current one does, and its code is then used up.
     let stale = app_code(&first.uri, &clock);
     assert_eq!(
-        mfa_error(mfa.confirm_enrollment(&org, &alice, &stale).await),
+        mfa_error(mfa.confirm_enrollment(&org, &alice, &session, &stale).await),
         MfaError::WrongCode
     );
     let code = app_code(&enrollment.uri, &clock);
-    let passed = mfa.confirm_enrollment(&org, &alice, &code).await.unwrap();
+    let passed = mfa
+        .confirm_enrollment(&org, &alice, &session, &code)
+        .await
+        .unwrap();
     assert_eq!(passed.method(), PassedBy::Enrollment);
-    assert_eq!(
+    let session = passed.session();
+    assert!(matches!(
         mfa.login_step(&org, &alice).await.unwrap(),
-        LoginStep::Challenge
-    );
+        LoginStep::Challenge(_)
+    ));
+    // The confirming code again: a second submission, refused (and not counted, below).
     assert_eq!(
-        mfa_error(mfa.verify_totp(&org, &alice, &code).await),
+        mfa_error(mfa.verify_totp(&org, &alice, &session, &code).await),
         MfaError::ReplayedCode
     );
 
     // The next step's code signs in once.
     clock.advance(30);
     let code = app_code(&enrollment.uri, &clock);
+    let accepted = mfa
+        .verify_totp(&org, &alice, &session, &code)
+        .await
+        .unwrap();
+    assert_eq!(accepted.passed.method(), PassedBy::Totp);
+    let session = accepted.passed.session();
     assert_eq!(
-        mfa.verify_totp(&org, &alice, &code)
-            .await
-            .unwrap()
-            .passed
-            .method(),
-        PassedBy::Totp
-    );
-    assert_eq!(
-        mfa_error(mfa.verify_totp(&org, &alice, &code).await),
+        mfa_error(mfa.verify_totp(&org, &alice, &session, &code).await),
         MfaError::ReplayedCode
     );
     // The older code of the confirming step, still inside the window, is refused too.
@@ -145,15 +157,19 @@ async fn the_whole_story() {
         .generate_at_step(enrollment.uri.secret(), T0 / 30)
         .to_string();
     assert_eq!(
-        mfa_error(mfa.verify_totp(&org, &alice, &older).await),
+        mfa_error(mfa.verify_totp(&org, &alice, &session, &older).await),
         MfaError::ReplayedCode
     );
 
     // Backup codes: each works once; a new set voids the old one.
-    let codes = mfa.generate_backup_codes(&org, &alice).await.unwrap();
+    let issued = mfa
+        .generate_backup_codes(&org, &alice, &session)
+        .await
+        .unwrap();
+    let (codes, session) = (issued.codes, issued.passed.session());
     assert_eq!(codes.len(), 5);
     let accepted = mfa
-        .verify_backup_code(&org, &alice, &codes[0].as_str().to_lowercase())
+        .verify_backup_code(&org, &alice, &session, &codes[0].as_str().to_lowercase())
         .await
         .unwrap();
     assert_eq!(
@@ -162,21 +178,25 @@ async fn the_whole_story() {
     );
     assert_eq!(
         mfa_error(
-            mfa.verify_backup_code(&org, &alice, codes[0].as_str())
+            mfa.verify_backup_code(&org, &alice, &session, codes[0].as_str())
                 .await
         ),
         MfaError::UsedBackupCode
     );
-    let fresh = mfa.generate_backup_codes(&org, &alice).await.unwrap();
+    let issued = mfa
+        .generate_backup_codes(&org, &alice, &session)
+        .await
+        .unwrap();
+    let (fresh, session) = (issued.codes, issued.passed.session());
     assert_eq!(
         mfa_error(
-            mfa.verify_backup_code(&org, &alice, codes[1].as_str())
+            mfa.verify_backup_code(&org, &alice, &session, codes[1].as_str())
                 .await
         ),
         MfaError::WrongCode
     );
     assert_eq!(
-        mfa.verify_backup_code(&org, &alice, fresh[4].as_str())
+        mfa.verify_backup_code(&org, &alice, &session, fresh[4].as_str())
             .await
             .unwrap()
             .remaining,
@@ -187,10 +207,10 @@ async fn the_whole_story() {
     mfa.set_org_enabled(&org, false, "admin@acme.test")
         .await
         .unwrap();
-    assert_eq!(
+    assert!(matches!(
         mfa.login_step(&org, &alice).await.unwrap(),
-        LoginStep::Challenge
-    );
+        LoginStep::Challenge(_)
+    ));
     assert!(matches!(
         mfa.login_step(&org, &bob).await.unwrap(),
         LoginStep::Done(_)
@@ -198,21 +218,22 @@ async fn the_whole_story() {
 
     // Admin reset: Alice is unconfigured; with MFA back on she enrolls again.
     mfa.reset(&org, &alice, "admin@acme.test").await.unwrap();
-    assert!(matches!(
-        mfa.login_step(&org, &alice).await.unwrap(),
-        LoginStep::Done(_)
-    ));
+    let step = mfa.login_step(&org, &alice).await.unwrap();
+    assert!(matches!(step, LoginStep::Done(_)));
     assert_eq!(
-        mfa_error(mfa.verify_totp(&org, &alice, "123456").await),
+        mfa_error(
+            mfa.verify_totp(&org, &alice, &step.session(), "123456")
+                .await
+        ),
         MfaError::NotConfigured
     );
     mfa.set_org_enabled(&org, true, "admin@acme.test")
         .await
         .unwrap();
-    assert_eq!(
+    assert!(matches!(
         mfa.login_step(&org, &alice).await.unwrap(),
-        LoginStep::Enroll
-    );
+        LoginStep::Enroll(_)
+    ));
 
     // Every step is in the audit log, newest first.
     let events = mfa
@@ -251,12 +272,19 @@ async fn the_whole_story() {
             "{expected} missing from {kinds:?}"
         );
     }
-    assert!(events.iter().any(|e| e.event.kind
-        == EventKind::AttemptRejected {
-            factor: mfa_core::Factor::Totp,
-            reason: Rejection::ReplayedCode,
-            failures: 1
-        }));
+    // The just-accepted code submitted again is logged as a replay without a failure; the older
+    // code of the confirming step counts one.
+    for failures in [0, 1] {
+        assert!(
+            events.iter().any(|e| e.event.kind
+                == EventKind::AttemptRejected {
+                    factor: mfa_core::Factor::Totp,
+                    reason: Rejection::ReplayedCode,
+                    failures
+                }),
+            "a replay with {failures} failures: {events:?}"
+        );
+    }
     // Nothing secret in any event.
     let text = format!("{events:?}");
     assert!(
@@ -269,28 +297,33 @@ async fn lockout_after_five_failures_doubles_and_success_clears_it() {
     let (mfa, clock) = service();
     let (org, alice, _) = ids();
     enable_fast(&mfa, &org).await;
-    let enrollment = mfa.start_enrollment(&org, &alice).await.unwrap();
-    let _passed = mfa
-        .confirm_enrollment(&org, &alice, &app_code(&enrollment.uri, &clock))
+    let session = sign_in(&mfa, &org, &alice).await;
+    let enrollment = mfa.start_enrollment(&org, &alice, &session).await.unwrap();
+    let session = mfa
+        .confirm_enrollment(&org, &alice, &session, &app_code(&enrollment.uri, &clock))
         .await
-        .unwrap();
+        .unwrap()
+        .session();
     clock.advance(30);
 
     for _ in 0..4 {
         assert_eq!(
-            mfa_error(mfa.verify_totp(&org, &alice, "000000").await),
+            mfa_error(mfa.verify_totp(&org, &alice, &session, "000000").await),
             MfaError::WrongCode
         );
     }
     // The fifth failure locks for 30 s; even the right code is then refused unchecked.
     assert_eq!(
-        mfa_error(mfa.verify_backup_code(&org, &alice, "AAAA-BBBB-CCCC").await),
+        mfa_error(
+            mfa.verify_backup_code(&org, &alice, &session, "AAAA-BBBB-CCCC")
+                .await
+        ),
         MfaError::WrongCode
     );
     let right = app_code(&enrollment.uri, &clock);
     let until = UnixTime::from_secs(T0 + 30 + 30);
     assert_eq!(
-        mfa_error(mfa.verify_totp(&org, &alice, &right).await),
+        mfa_error(mfa.verify_totp(&org, &alice, &session, &right).await),
         MfaError::Locked { retry_at: until }
     );
     assert_eq!(
@@ -301,7 +334,7 @@ async fn lockout_after_five_failures_doubles_and_success_clears_it() {
     // After it, one more failure locks for 60 s.
     clock.set(until);
     assert_eq!(
-        mfa_error(mfa.verify_totp(&org, &alice, "000000").await),
+        mfa_error(mfa.verify_totp(&org, &alice, &session, "000000").await),
         MfaError::WrongCode
     );
     assert_eq!(
@@ -312,7 +345,7 @@ async fn lockout_after_five_failures_doubles_and_success_clears_it() {
     // Success clears the count.
     clock.advance(60);
     let _passed = mfa
-        .verify_totp(&org, &alice, &app_code(&enrollment.uri, &clock))
+        .verify_totp(&org, &alice, &session, &app_code(&enrollment.uri, &clock))
         .await
         .unwrap();
     let (status, enabled) = mfa.status(&org, &alice).await.unwrap();
@@ -328,18 +361,19 @@ async fn an_expired_enrollment_cannot_be_confirmed() {
     let (mfa, clock) = service();
     let (org, alice, _) = ids();
     enable_fast(&mfa, &org).await;
-    let enrollment = mfa.start_enrollment(&org, &alice).await.unwrap();
+    let session = sign_in(&mfa, &org, &alice).await;
+    let enrollment = mfa.start_enrollment(&org, &alice, &session).await.unwrap();
     assert_eq!(enrollment.expires_at, UnixTime::from_secs(T0 + 600));
     clock.set(enrollment.expires_at);
     let code = app_code(&enrollment.uri, &clock);
     assert_eq!(
-        mfa_error(mfa.confirm_enrollment(&org, &alice, &code).await),
+        mfa_error(mfa.confirm_enrollment(&org, &alice, &session, &code).await),
         MfaError::EnrollmentExpired
     );
     // Starting again works.
-    let again = mfa.start_enrollment(&org, &alice).await.unwrap();
+    let again = mfa.start_enrollment(&org, &alice, &session).await.unwrap();
     let _passed = mfa
-        .confirm_enrollment(&org, &alice, &app_code(&again.uri, &clock))
+        .confirm_enrollment(&org, &alice, &session, &app_code(&again.uri, &clock))
         .await
         .unwrap();
 }
@@ -354,11 +388,13 @@ async fn drift_learning_centres_the_window_on_the_customers_clock() {
         settings.drift_learning = learning;
         mfa.update_settings(&org, settings, "admin").await.unwrap();
         mfa.set_org_enabled(&org, true, "admin").await.unwrap();
-        let enrollment = mfa.start_enrollment(&org, &alice).await.unwrap();
-        let _passed = mfa
-            .confirm_enrollment(&org, &alice, &app_code(&enrollment.uri, &clock))
+        let session = sign_in(&mfa, &org, &alice).await;
+        let enrollment = mfa.start_enrollment(&org, &alice, &session).await.unwrap();
+        let session = mfa
+            .confirm_enrollment(&org, &alice, &session, &app_code(&enrollment.uri, &clock))
             .await
-            .unwrap();
+            .unwrap()
+            .session();
         let totp = enrollment.uri.as_totp().unwrap();
         let ahead = |steps: u64| {
             let now = mfa_core::Clock::now(&clock).as_secs();
@@ -368,10 +404,13 @@ async fn drift_learning_centres_the_window_on_the_customers_clock() {
 
         // Her phone runs a step ahead: accepted at the window's edge either way.
         clock.advance(30);
-        let _passed = mfa.verify_totp(&org, &alice, &ahead(1)).await.unwrap();
+        let _passed = mfa
+            .verify_totp(&org, &alice, &session, &ahead(1))
+            .await
+            .unwrap();
         // Then it drifts to two steps ahead: only a learnt drift still reaches it.
         clock.advance(60);
-        let two_ahead = mfa.verify_totp(&org, &alice, &ahead(2)).await;
+        let two_ahead = mfa.verify_totp(&org, &alice, &session, &ahead(2)).await;
         if learning {
             let _passed = two_ahead.unwrap();
             let events = mfa
@@ -394,11 +433,14 @@ async fn drift_learning_centres_the_window_on_the_customers_clock() {
             );
             // NTP puts her phone right again: the current step is always in reach.
             clock.advance(90);
-            let _passed = mfa.verify_totp(&org, &alice, &ahead(0)).await.unwrap();
+            let _passed = mfa
+                .verify_totp(&org, &alice, &session, &ahead(0))
+                .await
+                .unwrap();
             // A jump beyond the learnt drift and the window is not followed.
             clock.advance(30);
             assert_eq!(
-                mfa_error(mfa.verify_totp(&org, &alice, &ahead(4)).await),
+                mfa_error(mfa.verify_totp(&org, &alice, &session, &ahead(4)).await),
                 MfaError::WrongCode
             );
         } else {
@@ -433,18 +475,23 @@ async fn rotating_the_sealing_key_keeps_every_sign_in_working() {
 
     let before = service(ring(&[(1, old)], 1));
     enable_fast(&before, &org).await;
-    let enrollment = before.start_enrollment(&org, &alice).await.unwrap();
-    let _passed = before
-        .confirm_enrollment(&org, &alice, &app_code(&enrollment.uri, &clock))
+    let session = sign_in(&before, &org, &alice).await;
+    let enrollment = before
+        .start_enrollment(&org, &alice, &session)
         .await
         .unwrap();
+    let session = before
+        .confirm_enrollment(&org, &alice, &session, &app_code(&enrollment.uri, &clock))
+        .await
+        .unwrap()
+        .session();
 
     // Key 2 becomes active: secrets sealed under key 1 still open.
     let both = ring(&[(1, old), (2, new)], 2);
     let during = service(both.clone());
     clock.advance(30);
     let _passed = during
-        .verify_totp(&org, &alice, &app_code(&enrollment.uri, &clock))
+        .verify_totp(&org, &alice, &session, &app_code(&enrollment.uri, &clock))
         .await
         .unwrap();
 
@@ -481,12 +528,12 @@ async fn rotating_the_sealing_key_keeps_every_sign_in_working() {
     // Key 1 can go: the new key alone opens her secret; the old key alone no longer does.
     clock.advance(30);
     let _passed = service(ring(&[(2, new)], 2))
-        .verify_totp(&org, &alice, &app_code(&enrollment.uri, &clock))
+        .verify_totp(&org, &alice, &session, &app_code(&enrollment.uri, &clock))
         .await
         .unwrap();
     clock.advance(30);
     let stale = service(ring(&[(1, old)], 1))
-        .verify_totp(&org, &alice, &app_code(&enrollment.uri, &clock))
+        .verify_totp(&org, &alice, &session, &app_code(&enrollment.uri, &clock))
         .await;
     assert_eq!(
         mfa_error(stale),
@@ -537,13 +584,18 @@ async fn no_secret_reaches_debug_output() {
     let (mfa, clock) = service();
     let (org, alice, _) = ids();
     enable_fast(&mfa, &org).await;
-    let enrollment = mfa.start_enrollment(&org, &alice).await.unwrap();
+    let session = sign_in(&mfa, &org, &alice).await;
+    let enrollment = mfa.start_enrollment(&org, &alice, &session).await.unwrap();
     let secret = enrollment.uri.secret().to_base32().to_string();
-    let _passed = mfa
-        .confirm_enrollment(&org, &alice, &app_code(&enrollment.uri, &clock))
+    let session = mfa
+        .confirm_enrollment(&org, &alice, &session, &app_code(&enrollment.uri, &clock))
+        .await
+        .unwrap()
+        .session();
+    let issued = mfa
+        .generate_backup_codes(&org, &alice, &session)
         .await
         .unwrap();
-    let codes = mfa.generate_backup_codes(&org, &alice).await.unwrap();
     let record = mfa
         .store()
         .load_customer(&org, &alice)
@@ -554,11 +606,11 @@ async fn no_secret_reaches_debug_output() {
     for shown in [
         format!("{enrollment:?}"),
         format!("{record:?}"),
-        format!("{codes:?}"),
+        format!("{issued:?}"),
         format!("{:?}", mfa.keys()),
     ] {
         assert!(!shown.contains(&secret[..8]), "{shown}");
-        for code in &codes {
+        for code in &issued.codes {
             assert!(!shown.contains(&code.as_str()[5..9]), "{shown}");
         }
     }
@@ -568,7 +620,8 @@ async fn no_secret_reaches_debug_output() {
     assert!(!bytes.windows(raw.len()).any(|w| w == raw));
     let text = String::from_utf8_lossy(&bytes);
     assert!(
-        codes
+        issued
+            .codes
             .iter()
             .all(|code| !text.contains(&code.as_str().replace('-', "")))
     );
@@ -579,11 +632,13 @@ async fn refused_attempts_are_logged_without_rewriting_the_record() {
     let (mfa, clock) = service();
     let (org, alice, _) = ids();
     enable_fast(&mfa, &org).await;
-    let enrollment = mfa.start_enrollment(&org, &alice).await.unwrap();
-    let _passed = mfa
-        .confirm_enrollment(&org, &alice, &app_code(&enrollment.uri, &clock))
+    let session = sign_in(&mfa, &org, &alice).await;
+    let enrollment = mfa.start_enrollment(&org, &alice, &session).await.unwrap();
+    let session = mfa
+        .confirm_enrollment(&org, &alice, &session, &app_code(&enrollment.uri, &clock))
         .await
-        .unwrap();
+        .unwrap()
+        .session();
     clock.advance(30);
     let all = AuditQuery {
         customer: Some(alice.clone()),
@@ -592,11 +647,14 @@ async fn refused_attempts_are_logged_without_rewriting_the_record() {
 
     // Text that is not a code: refused, logged, not counted.
     assert!(matches!(
-        mfa_error(mfa.verify_totp(&org, &alice, "12ab56").await),
+        mfa_error(mfa.verify_totp(&org, &alice, &session, "12ab56").await),
         MfaError::InvalidCode(_)
     ));
     assert_eq!(
-        mfa_error(mfa.verify_backup_code(&org, &alice, "not-a-code!").await),
+        mfa_error(
+            mfa.verify_backup_code(&org, &alice, &session, "not-a-code!")
+                .await
+        ),
         MfaError::InvalidBackupCode
     );
     let events = mfa.audit(&org, &all).await.unwrap();
@@ -612,7 +670,7 @@ async fn refused_attempts_are_logged_without_rewriting_the_record() {
 
     // Locked out: every further attempt is logged, but the record (and its version) stays put.
     for _ in 0..5 {
-        let _ = mfa.verify_totp(&org, &alice, "000000").await;
+        let _ = mfa.verify_totp(&org, &alice, &session, "000000").await;
     }
     let version = mfa
         .store()
@@ -634,7 +692,7 @@ async fn refused_attempts_are_logged_without_rewriting_the_record() {
         .len();
     for _ in 0..50 {
         assert!(matches!(
-            mfa_error(mfa.verify_totp(&org, &alice, "000000").await),
+            mfa_error(mfa.verify_totp(&org, &alice, &session, "000000").await),
             MfaError::Locked { .. }
         ));
     }
@@ -657,15 +715,32 @@ async fn refused_attempts_are_logged_without_rewriting_the_record() {
         )
         .await
         .unwrap();
-    assert_eq!(events.len(), logged + 50);
+    // Each refusal is in the log: the first of the lockout as its own event, the repeats after it
+    // either as their own events or counted into one (coalesced refusals); nothing else.
+    let new = &events[..events.len() - logged];
+    assert!((1..=50).contains(&new.len()), "{new:#?}");
     assert!(matches!(
-        events[0].event.kind,
+        new.last().unwrap().event.kind,
         EventKind::AttemptRejected {
             reason: Rejection::Locked,
             failures: 5,
             ..
         }
     ));
+    assert!(
+        new.iter().all(|e| matches!(
+            e.event.kind,
+            EventKind::AttemptRejected {
+                reason: Rejection::Locked,
+                failures: 5,
+                ..
+            } | EventKind::RejectionsCoalesced {
+                reason: Rejection::Locked,
+                ..
+            }
+        )),
+        "{new:#?}"
+    );
 }
 
 /// Counts up from a start byte: a predictable "CSPRNG", so a test can choose the secret.
@@ -704,10 +779,34 @@ async fn a_fresh_code_equal_to_the_used_steps_code_is_accepted_once() {
     let clock = ManualClock::new(UnixTime::from_secs(USED * 30));
     let mut seed = ChaCha20Rng::seed_from_u64(7);
     let keys = KeyRing::new(SealingKey::generate(KeyId::new(1), &mut seed));
-    let mfa = Service::new(MemoryStore::new(), clock.clone(), keys, Counting(1));
+    let mfa = Service::new(
+        MemoryStore::new(),
+        clock.clone(),
+        keys,
+        ChaCha20Rng::seed_from_u64(1),
+    );
     let (org, alice, _) = ids();
     enable_fast(&mfa, &org).await;
-    let enrollment = mfa.start_enrollment(&org, &alice).await.unwrap();
+    let session = sign_in(&mfa, &org, &alice).await;
+    // The service draws each operation's randomness from a generator seeded for it, so the secret
+    // is chosen here: the pure machine starts the enrollment with the counting RNG, and its record
+    // is stored as the service would store it.
+    let policy = mfa.org_policy(&org).await.unwrap();
+    let ctx = mfa_core::Context {
+        org: &org,
+        customer: &alice,
+        now: mfa_core::Clock::now(&clock),
+    };
+    let (pending, events, enrollment) = mfa_core::CustomerRecord::default()
+        .start_enrollment(&session, &policy, mfa.keys(), &ctx, &mut Counting(1))
+        .into_parts();
+    let written = mfa
+        .store()
+        .write_customer(&org, &alice, None, &pending.unwrap(), &events)
+        .await
+        .unwrap();
+    assert!(matches!(written, mfa_core::Written::Stored(_)));
+    let enrollment = enrollment.unwrap();
     assert_eq!(
         enrollment.uri.secret().as_bytes(),
         (1..=20).collect::<Vec<u8>>()
@@ -721,18 +820,22 @@ async fn a_fresh_code_equal_to_the_used_steps_code_is_accepted_once() {
     assert_eq!(code(USED + 1), "093910");
 
     // The enrollment's code uses step USED.
-    let _passed = mfa
-        .confirm_enrollment(&org, &alice, &code(USED))
+    let session = mfa
+        .confirm_enrollment(&org, &alice, &session, &code(USED))
         .await
-        .unwrap();
+        .unwrap()
+        .session();
     clock.advance(30);
     let passed = mfa
-        .verify_totp(&org, &alice, &code(USED + 1))
+        .verify_totp(&org, &alice, &session, &code(USED + 1))
         .await
         .unwrap();
     assert_eq!(passed.passed.method(), PassedBy::Totp);
     assert_eq!(
-        mfa_error(mfa.verify_totp(&org, &alice, &code(USED + 1)).await),
+        mfa_error(
+            mfa.verify_totp(&org, &alice, &session, &code(USED + 1))
+                .await
+        ),
         MfaError::ReplayedCode
     );
     let log = mfa.audit(&org, &AuditQuery::default()).await.unwrap();
@@ -758,7 +861,8 @@ async fn a_service_debugs_without_its_keys() {
     );
     let (org, alice, _) = ids();
     enable_fast(&mfa, &org).await;
-    let enrollment = mfa.start_enrollment(&org, &alice).await.unwrap();
+    let session = sign_in(&mfa, &org, &alice).await;
+    let enrollment = mfa.start_enrollment(&org, &alice, &session).await.unwrap();
     let shown = format!("{mfa:?}");
     assert!(shown.starts_with("Service {"), "{shown}");
     assert!(shown.contains("KeyId(7)"), "{shown}");

@@ -36,7 +36,10 @@ async fn backup_codes_copied_onto_another_record_verify_nothing() {
     let mut codes = Vec::new();
     for customer in [&mallory, &victim] {
         let session = mfa.login_step(&org, customer).await.unwrap().session();
-        let enrollment = mfa.start_enrollment(&org, customer, &session).await.unwrap();
+        let enrollment = mfa
+            .start_enrollment(&org, customer, &session)
+            .await
+            .unwrap();
         let code = enrollment
             .uri
             .as_totp()
@@ -81,8 +84,11 @@ async fn backup_codes_copied_onto_another_record_verify_nothing() {
     for code in &codes[0] {
         assert!(
             matches!(
-                mfa.verify_backup_code(&org, &victim, &session, code.as_str()).await,
-                Err(ServiceError::Mfa(MfaError::WrongCode | MfaError::Locked { .. }))
+                mfa.verify_backup_code(&org, &victim, &session, code.as_str())
+                    .await,
+                Err(ServiceError::Mfa(
+                    MfaError::WrongCode | MfaError::Locked { .. }
+                ))
             ),
             "a copied set must not verify"
         );

@@ -197,7 +197,11 @@ async fn a_password_only_session_sees_no_backup_code_count() {
     assert_eq!(passed.json["next"], "done");
     let pending = h.call(Req::get("/mfa").customer(BOB, "new")).await;
     pending.expect(200, None);
-    assert!(pending.json["backup_codes_remaining"].is_null(), "{}", pending.json);
+    assert!(
+        pending.json["backup_codes_remaining"].is_null(),
+        "{}",
+        pending.json
+    );
     assert_eq!(pending.json["next"], "verify");
     assert_eq!(pending.json["state"], "configured");
 }

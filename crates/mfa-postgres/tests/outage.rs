@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use common::{Proxy, TestStore, fresh_schema, raw_client, through_proxy, url};
 use mfa_core::{
     AuditQuery, BackupHashParams, Clock, CustomerId, EventKind, KeyId, KeyRing, KeyUri,
-    ManualClock, MfaError, OrgId, SealingKey, Service, ServiceError, Settings, Store, UnixTime,
-    Version,
+    ManualClock, MfaError, MfaSession, OrgId, SealingKey, Service, ServiceError, Settings, Store,
+    UnixTime, Version,
 };
 use mfa_postgres::{PostgresError, PostgresOptions, PostgresStore};
 use rand_chacha::ChaCha20Rng;
@@ -38,18 +38,23 @@ fn service<S: Store>(store: S) -> (Mfa<S>, ManualClock) {
     )
 }
 
-/// Switches `acme` on and configures `alice`; returns her key URI, with the clock one step on.
-async fn configured<S: Store>(mfa: &Mfa<S>, clock: &ManualClock) -> KeyUri {
+/// Switches `acme` on and configures `alice`; returns her key URI and the session that enrolled
+/// her, with the clock one step on.
+async fn configured<S: Store>(mfa: &Mfa<S>, clock: &ManualClock) -> (KeyUri, MfaSession) {
     let (acme, alice) = ids();
     let mut settings = Settings::default();
     settings.backup_hash = BackupHashParams::danger_insecure_fast();
     mfa.update_settings(&acme, settings, "admin").await.unwrap();
     mfa.set_org_enabled(&acme, true, "admin").await.unwrap();
-    let enrollment = mfa.start_enrollment(&acme, &alice).await.unwrap();
+    let session = mfa.login_step(&acme, &alice).await.unwrap().session();
+    let enrollment = mfa.start_enrollment(&acme, &alice, &session).await.unwrap();
     let code = app_code(&enrollment.uri, clock);
-    let _ = mfa.confirm_enrollment(&acme, &alice, &code).await.unwrap();
+    let passed = mfa
+        .confirm_enrollment(&acme, &alice, &session, &code)
+        .await
+        .unwrap();
     clock.advance(30);
-    enrollment.uri
+    (enrollment.uri, passed.session())
 }
 
 fn app_code(uri: &KeyUri, clock: &ManualClock) -> String {
@@ -131,7 +136,7 @@ async fn a_connection_killed_mid_write_leaves_nothing_and_the_next_request_works
     let store = Arc::new(store);
     let (url, schema) = (store.url.clone(), store.schema().to_owned());
     let (mfa, clock) = service(Arc::clone(&store));
-    let uri = configured(&mfa, &clock).await;
+    let (uri, session) = configured(&mfa, &clock).await;
     let code = app_code(&uri, &clock);
     let before = written(&store).await;
 
@@ -141,7 +146,7 @@ async fn a_connection_killed_mid_write_leaves_nothing_and_the_next_request_works
         let (mfa, code) = (Arc::clone(&mfa), code.clone());
         tokio::spawn(async move {
             let (acme, alice) = ids();
-            mfa.verify_totp(&acme, &alice, &code).await
+            mfa.verify_totp(&acme, &alice, &session, &code).await
         })
     };
     // The write waits on the lock, inside the server; the server kills its connection.
@@ -163,10 +168,13 @@ async fn a_connection_killed_mid_write_leaves_nothing_and_the_next_request_works
     assert_eq!(written(&store).await, before);
     // The pool drops the dead connection; the same code now works, once.
     let (acme, alice) = ids();
-    let _ = mfa.verify_totp(&acme, &alice, &code).await.unwrap();
+    let _ = mfa
+        .verify_totp(&acme, &alice, &session, &code)
+        .await
+        .unwrap();
     assert_eq!(written(&store).await.1, before.1 + 1);
     assert!(matches!(
-        mfa.verify_totp(&acme, &alice, &code).await,
+        mfa.verify_totp(&acme, &alice, &session, &code).await,
         Err(ServiceError::Mfa(MfaError::ReplayedCode))
     ));
 }
@@ -201,7 +209,7 @@ async fn an_unreachable_database_is_a_typed_error_and_service_resumes_when_it_is
         return;
     };
     let (mfa, clock) = service(Arc::clone(&store));
-    let uri = configured(&mfa, &clock).await;
+    let (uri, session) = configured(&mfa, &clock).await;
     let code = app_code(&uri, &clock);
     let (acme, alice) = ids();
     let before = written(&direct).await;
@@ -209,7 +217,7 @@ async fn an_unreachable_database_is_a_typed_error_and_service_resumes_when_it_is
     proxy.down().await;
     for _ in 0..3 {
         let started = Instant::now();
-        match mfa.verify_totp(&acme, &alice, &code).await {
+        match mfa.verify_totp(&acme, &alice, &session, &code).await {
             Err(ServiceError::Store(PostgresError::Pool(_) | PostgresError::Postgres(_))) => {}
             other => panic!("expected a typed store error, got {other:?}"),
         }
@@ -229,10 +237,13 @@ async fn an_unreachable_database_is_a_typed_error_and_service_resumes_when_it_is
     );
 
     proxy.up();
-    let _ = mfa.verify_totp(&acme, &alice, &code).await.unwrap();
+    let _ = mfa
+        .verify_totp(&acme, &alice, &session, &code)
+        .await
+        .unwrap();
     assert_eq!(written(&direct).await.1, before.1 + 1);
     assert!(matches!(
-        mfa.verify_totp(&acme, &alice, &code).await,
+        mfa.verify_totp(&acme, &alice, &session, &code).await,
         Err(ServiceError::Mfa(MfaError::ReplayedCode))
     ));
 }
@@ -247,7 +258,7 @@ async fn a_cut_during_a_write_never_lets_a_code_count_twice() {
         return;
     };
     let (mfa, clock) = service(Arc::clone(&store));
-    let uri = configured(&mfa, &clock).await;
+    let (uri, session) = configured(&mfa, &clock).await;
     let code = app_code(&uri, &clock);
     let (acme, alice) = ids();
     let before = written(&direct).await;
@@ -258,7 +269,7 @@ async fn a_cut_during_a_write_never_lets_a_code_count_twice() {
         let (mfa, code) = (Arc::clone(&mfa), code.clone());
         tokio::spawn(async move {
             let (acme, alice) = ids();
-            mfa.verify_totp(&acme, &alice, &code).await
+            mfa.verify_totp(&acme, &alice, &session, &code).await
         })
     };
     let _ = waiting_backend(&direct.url, direct.schema()).await;
@@ -281,7 +292,7 @@ async fn a_cut_during_a_write_never_lets_a_code_count_twice() {
     );
 
     proxy.up();
-    let second = mfa.verify_totp(&acme, &alice, &code).await;
+    let second = mfa.verify_totp(&acme, &alice, &session, &code).await;
     if committed {
         assert!(
             matches!(second, Err(ServiceError::Mfa(MfaError::ReplayedCode))),
@@ -344,7 +355,7 @@ async fn a_silent_server_times_out_instead_of_hanging() {
         return;
     };
     let (mfa, clock) = service(Arc::clone(&store));
-    let uri = configured(&mfa, &clock).await;
+    let (uri, session) = configured(&mfa, &clock).await;
     let code = app_code(&uri, &clock);
     let (acme, alice) = ids();
     let before = written(&direct).await;
@@ -352,7 +363,7 @@ async fn a_silent_server_times_out_instead_of_hanging() {
     proxy.freeze();
     for _ in 0..3 {
         let started = Instant::now();
-        match mfa.verify_totp(&acme, &alice, &code).await {
+        match mfa.verify_totp(&acme, &alice, &session, &code).await {
             Err(ServiceError::Store(PostgresError::Timeout | PostgresError::Pool(_))) => {}
             other => panic!("expected a timeout, got {other:?}"),
         }
@@ -369,7 +380,10 @@ async fn a_silent_server_times_out_instead_of_hanging() {
     );
 
     proxy.thaw();
-    let _ = mfa.verify_totp(&acme, &alice, &code).await.unwrap();
+    let _ = mfa
+        .verify_totp(&acme, &alice, &session, &code)
+        .await
+        .unwrap();
     assert_eq!(written(&direct).await.1, before.1 + 1);
     proxy.down().await;
 }

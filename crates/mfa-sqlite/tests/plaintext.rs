@@ -55,16 +55,25 @@ async fn neither_the_secret_nor_a_backup_code_appears_in_the_files() {
     mfa.update_settings(&acme, settings, "admin").await.unwrap();
     mfa.set_org_enabled(&acme, true, "admin").await.unwrap();
 
-    let enrollment = mfa.start_enrollment(&acme, &alice).await.unwrap();
+    let session = mfa.login_step(&acme, &alice).await.unwrap().session();
+    let enrollment = mfa.start_enrollment(&acme, &alice, &session).await.unwrap();
     let secret = enrollment.uri.secret().clone();
     let totp = enrollment.uri.as_totp().unwrap();
     let code = totp.generate(&secret, clock.now()).unwrap().to_string();
-    let _ = mfa.confirm_enrollment(&acme, &alice, &code).await.unwrap();
-    let codes = mfa.generate_backup_codes(&acme, &alice).await.unwrap();
+    let session = mfa
+        .confirm_enrollment(&acme, &alice, &session, &code)
+        .await
+        .unwrap()
+        .session();
+    let issued = mfa
+        .generate_backup_codes(&acme, &alice, &session)
+        .await
+        .unwrap();
+    let (codes, session) = (issued.codes, issued.passed.session());
     assert_eq!(codes.len(), 5);
     // One used, so the store has also rewritten the set after a use.
     let _ = mfa
-        .verify_backup_code(&acme, &alice, codes[1].as_str())
+        .verify_backup_code(&acme, &alice, &session, codes[1].as_str())
         .await
         .unwrap();
 

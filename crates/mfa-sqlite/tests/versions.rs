@@ -125,14 +125,18 @@ async fn state_and_key_id_columns_follow_the_record() {
             )
             .unwrap()
     };
-    let enrollment = mfa.start_enrollment(&acme, &alice).await.unwrap();
+    let session = mfa.login_step(&acme, &alice).await.unwrap().session();
+    let enrollment = mfa.start_enrollment(&acme, &alice, &session).await.unwrap();
     assert_eq!(row(), ("pending".to_owned(), Some(42)));
     let totp = enrollment.uri.as_totp().unwrap();
     let code = totp
         .generate(enrollment.uri.secret(), mfa_core::Clock::now(&clock))
         .unwrap()
         .to_string();
-    let _ = mfa.confirm_enrollment(&acme, &alice, &code).await.unwrap();
+    let _ = mfa
+        .confirm_enrollment(&acme, &alice, &session, &code)
+        .await
+        .unwrap();
     assert_eq!(row(), ("configured".to_owned(), Some(42)));
     mfa.reset(&acme, &alice, "admin").await.unwrap();
     assert_eq!(row(), ("unconfigured".to_owned(), None));

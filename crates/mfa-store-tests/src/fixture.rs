@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use mfa_core::{
-    AuditQuery, BackupHashParams, CustomerId, EventKind, KeyId, KeyRing, ManualClock, OrgId,
-    SealingKey, Secret, Service, Settings, Store, StoredEvent, Totp, UnixTime,
+    AuditQuery, BackupHashParams, CustomerId, EventKind, KeyId, KeyRing, ManualClock, MfaSession,
+    OrgId, SealingKey, Secret, Service, Settings, Store, StoredEvent, Totp, UnixTime,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -56,6 +56,8 @@ pub(crate) struct Enrolled {
     pub(crate) secret: Secret,
     /// The whole set, in the order the tests use them.
     pub(crate) backup: Vec<String>,
+    /// The session that enrolled and made the codes: the one session of the customer's factors.
+    pub(crate) session: MfaSession,
 }
 
 impl Enrolled {
@@ -67,20 +69,31 @@ impl Enrolled {
         name: &str,
     ) -> Self {
         let id = CustomerId::new(name).expect("a valid id");
-        let enrollment = mfa.start_enrollment(&acme(), &id).await.expect("start");
+        let session = mfa
+            .login_step(&acme(), &id)
+            .await
+            .expect("sign in")
+            .session();
+        let enrollment = mfa
+            .start_enrollment(&acme(), &id, &session)
+            .await
+            .expect("start");
         let totp = enrollment.uri.as_totp().expect("a TOTP URI");
         let secret = enrollment.uri.secret().clone();
         let code = totp
             .generate(&secret, mfa_core::Clock::now(clock))
             .expect("after the epoch");
-        let _passed = mfa
-            .confirm_enrollment(&acme(), &id, &code.to_string())
+        let session = mfa
+            .confirm_enrollment(&acme(), &id, &session, &code.to_string())
             .await
-            .expect("confirm");
-        let backup = mfa
-            .generate_backup_codes(&acme(), &id)
+            .expect("confirm")
+            .session();
+        let issued = mfa
+            .generate_backup_codes(&acme(), &id, &session)
             .await
-            .expect("backup codes")
+            .expect("backup codes");
+        let backup = issued
+            .codes
             .iter()
             .map(|code| code.as_str().to_owned())
             .collect();
@@ -89,6 +102,7 @@ impl Enrolled {
             totp,
             secret,
             backup,
+            session: issued.passed.session(),
         }
     }
 

@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use mfa_core::{
     AuditExport, AuditQuery, BackupHashParams, CustomerId, CustomerRecord, Event, EventKind, KeyId,
-    KeyRing, KeyUri, LoginStep, ManualClock, MfaError, OrgId, OrgPolicy, PassedBy, SealingKey,
-    Service, ServiceError, Settings, Store, UnixTime, Written,
+    KeyRing, KeyUri, LoginStep, ManualClock, MfaError, MfaSession, OrgId, OrgPolicy, PassedBy,
+    SealingKey, Service, ServiceError, Settings, Store, UnixTime, Written,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -150,25 +150,43 @@ fn refusal<T: std::fmt::Debug, E: std::error::Error>(
     }
 }
 
-/// A configured customer `alice` of `acme`, and her key URI.
+/// The session a password sign-in of `name` keeps, whatever the step.
+async fn signed_in<S: Store>(
+    mfa: &Service<S, ManualClock, ChaCha20Rng>,
+    o: &OrgId,
+    name: &str,
+) -> MfaSession {
+    mfa.login_step(o, &customer(name))
+        .await
+        .expect("sign in")
+        .session()
+}
+
+/// Enrolls `name` of `acme` in a session of its own; its key URI, and the session, passed.
+async fn enrolled<S: Store>(
+    mfa: &Service<S, ManualClock, ChaCha20Rng>,
+    clock: &ManualClock,
+    name: &str,
+) -> (KeyUri, MfaSession) {
+    let (o, c) = (org("acme"), customer(name));
+    let session = signed_in(mfa, &o, name).await;
+    let enrollment = mfa.start_enrollment(&o, &c, &session).await.expect("start");
+    let passed = mfa
+        .confirm_enrollment(&o, &c, &session, &app_code(&enrollment.uri, clock))
+        .await
+        .expect("confirm");
+    (enrollment.uri, passed.session())
+}
+
+/// A configured customer `alice` of `acme`, her key URI and the session that enrolled her, with
+/// the clock one step on.
 async fn configured<S: Store>(
     mfa: &Service<S, ManualClock, ChaCha20Rng>,
     clock: &ManualClock,
-) -> KeyUri {
-    let enrollment = mfa
-        .start_enrollment(&org("acme"), &customer("alice"))
-        .await
-        .expect("start");
-    let _passed = mfa
-        .confirm_enrollment(
-            &org("acme"),
-            &customer("alice"),
-            &app_code(&enrollment.uri, clock),
-        )
-        .await
-        .expect("confirm");
+) -> (KeyUri, MfaSession) {
+    let configured = enrolled(mfa, clock, "alice").await;
     clock.advance(30);
-    enrollment.uri
+    configured
 }
 
 /// Loading what was never written gives `None`.
@@ -430,52 +448,84 @@ pub async fn organisations_and_customers_are_isolated<S: Store>(store: S) {
 pub async fn the_whole_story_through_the_service<S: Store>(store: S) {
     let (mfa, clock) = service(store).await;
     let (o, alice, bob) = (org("acme"), customer("alice"), customer("bob"));
-    assert_eq!(
+    assert!(matches!(
         mfa.login_step(&o, &alice).await.expect("step"),
-        LoginStep::Enroll
-    );
-    let uri = configured(&mfa, &clock).await;
-    assert_eq!(
-        mfa.login_step(&o, &alice).await.expect("step"),
-        LoginStep::Challenge
-    );
-    let code = app_code(&uri, &clock);
-    assert_eq!(
-        mfa.verify_totp(&o, &alice, &code)
+        LoginStep::Enroll(_)
+    ));
+    let (uri, enrolling) = configured(&mfa, &clock).await;
+    assert!(matches!(
+        mfa.check_session(&o, &alice, &enrolling)
             .await
-            .expect("sign in")
-            .passed
-            .method(),
-        PassedBy::Totp
-    );
+            .expect("check"),
+        mfa_core::SessionCheck::Complete(passed) if passed.by == PassedBy::Enrollment
+    ));
+    let step = mfa.login_step(&o, &alice).await.expect("step");
+    assert!(matches!(step, LoginStep::Challenge(_)));
+    let session = step.session();
+    let code = app_code(&uri, &clock);
+    let accepted = mfa
+        .verify_totp(&o, &alice, &session, &code)
+        .await
+        .expect("sign in");
+    assert_eq!(accepted.passed.method(), PassedBy::Totp);
+    let session = accepted.passed.session();
     assert_eq!(
-        refusal(mfa.verify_totp(&o, &alice, &code).await),
+        refusal(mfa.verify_totp(&o, &alice, &session, &code).await),
         MfaError::ReplayedCode
     );
-    let codes = mfa.generate_backup_codes(&o, &alice).await.expect("codes");
+    let issued = mfa
+        .generate_backup_codes(&o, &alice, &session)
+        .await
+        .expect("codes");
+    let (codes, session) = (issued.codes, issued.passed.session());
+    // A new set of codes ends the other sessions, whatever the store.
     assert_eq!(
-        mfa.verify_backup_code(&o, &alice, codes[2].as_str())
+        mfa.check_session(&o, &alice, &enrolling)
+            .await
+            .expect("check"),
+        mfa_core::SessionCheck::Ended
+    );
+    assert_eq!(
+        mfa.verify_backup_code(&o, &alice, &session, codes[2].as_str())
             .await
             .expect("backup")
             .remaining,
         4
     );
     assert_eq!(
-        refusal(mfa.verify_backup_code(&o, &alice, codes[2].as_str()).await),
+        refusal(
+            mfa.verify_backup_code(&o, &alice, &session, codes[2].as_str())
+                .await
+        ),
         MfaError::UsedBackupCode
     );
     mfa.set_org_enabled(&o, false, "admin")
         .await
         .expect("disable");
-    assert_eq!(
+    assert!(matches!(
         mfa.login_step(&o, &alice).await.expect("step"),
-        LoginStep::Challenge
-    );
+        LoginStep::Challenge(_)
+    ));
     assert!(matches!(
         mfa.login_step(&o, &bob).await.expect("step"),
         LoginStep::Done(_)
     ));
+    // Bob was never stored: there is nothing of his to reset.
+    assert_eq!(
+        refusal(mfa.reset(&o, &bob, "admin").await),
+        MfaError::NotFound
+    );
+    assert_eq!(
+        mfa.store().load_customer(&o, &bob).await.expect("load"),
+        None
+    );
     mfa.reset(&o, &alice, "admin").await.expect("reset");
+    assert_eq!(
+        mfa.check_session(&o, &alice, &session)
+            .await
+            .expect("check"),
+        mfa_core::SessionCheck::Ended
+    );
     assert!(matches!(
         mfa.login_step(&o, &alice).await.expect("step"),
         LoginStep::Done(_)
@@ -540,14 +590,14 @@ pub async fn racing_writers_on_one_version_exactly_one_wins<S: Store + 'static>(
 /// Many sign-ins racing with the same TOTP code: exactly one is accepted.
 pub async fn racing_sign_ins_with_one_code_exactly_one_wins<S: Store + 'static>(store: S) {
     let (mfa, clock) = service(store).await;
-    let uri = configured(&mfa, &clock).await;
+    let (uri, session) = configured(&mfa, &clock).await;
     let code = app_code(&uri, &clock);
     let mfa = Arc::new(mfa);
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let (mfa, code) = (Arc::clone(&mfa), code.clone());
             tokio::spawn(async move {
-                mfa.verify_totp(&org("acme"), &customer("alice"), &code)
+                mfa.verify_totp(&org("acme"), &customer("alice"), &session, &code)
                     .await
             })
         })
@@ -556,28 +606,36 @@ pub async fn racing_sign_ins_with_one_code_exactly_one_wins<S: Store + 'static>(
     for task in tasks {
         match task.await.expect("task") {
             Ok(_) => accepted += 1,
-            Err(ServiceError::Mfa(MfaError::ReplayedCode | MfaError::Locked { .. })) => {}
+            // The losers submitted the code of the step just accepted: a second submission,
+            // refused without counting toward a lockout.
+            Err(ServiceError::Mfa(MfaError::ReplayedCode)) => {}
             Err(other) => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(accepted, 1);
+    let (status, _) = mfa
+        .status(&org("acme"), &customer("alice"))
+        .await
+        .expect("status");
+    assert_eq!((status.failures, status.locked_until), (0, None));
 }
 
 /// Many sign-ins racing with the same backup code: exactly one is accepted.
 pub async fn racing_sign_ins_with_one_backup_code_exactly_one_wins<S: Store + 'static>(store: S) {
     let (mfa, clock) = service(store).await;
-    configured(&mfa, &clock).await;
-    let codes = mfa
-        .generate_backup_codes(&org("acme"), &customer("alice"))
+    let (_, session) = configured(&mfa, &clock).await;
+    let issued = mfa
+        .generate_backup_codes(&org("acme"), &customer("alice"), &session)
         .await
         .expect("codes");
-    let code = codes[0].as_str().to_string();
+    let code = issued.codes[0].as_str().to_string();
+    let session = issued.passed.session();
     let mfa = Arc::new(mfa);
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let (mfa, code) = (Arc::clone(&mfa), code.clone());
             tokio::spawn(async move {
-                mfa.verify_backup_code(&org("acme"), &customer("alice"), &code)
+                mfa.verify_backup_code(&org("acme"), &customer("alice"), &session, &code)
                     .await
             })
         })
@@ -680,16 +738,24 @@ pub async fn appended_events_are_logged_in_order<S: Store>(store: S) {
 /// Every kind of event the service writes reads back whole from the store.
 pub async fn event_bytes_survive_the_store<S: Store>(store: S) {
     let (mfa, clock) = service(store).await;
-    let uri = configured(&mfa, &clock).await;
+    let (uri, session) = configured(&mfa, &clock).await;
     let (o, alice) = (org("acme"), customer("alice"));
-    let _ = mfa.verify_totp(&o, &alice, "12ab56").await;
+    let _ = mfa.verify_totp(&o, &alice, &session, "12ab56").await;
     let _ = mfa
-        .verify_totp(&o, &alice, &app_code(&uri, &clock))
+        .verify_totp(&o, &alice, &session, &app_code(&uri, &clock))
         .await
         .expect("sign in");
-    let codes = mfa.generate_backup_codes(&o, &alice).await.expect("codes");
+    let issued = mfa
+        .generate_backup_codes(&o, &alice, &session)
+        .await
+        .expect("codes");
     let _ = mfa
-        .verify_backup_code(&o, &alice, codes[0].as_str())
+        .verify_backup_code(
+            &o,
+            &alice,
+            &issued.passed.session(),
+            issued.codes[0].as_str(),
+        )
         .await
         .expect("backup");
     mfa.reset(&o, &alice, "admin").await.expect("reset");
@@ -938,24 +1004,30 @@ pub async fn secrets_are_found_and_counted_by_key<S: Store>(store: S) {
     let (old, new, clock) = rotating(store).await;
     let acme = org("acme");
     for name in ["carol", "alice", "dave"] {
+        let session = signed_in(&old, &acme, name).await;
         let enrollment = old
-            .start_enrollment(&acme, &customer(name))
+            .start_enrollment(&acme, &customer(name), &session)
             .await
             .expect("start");
         if name != "dave" {
             let _passed = old
-                .confirm_enrollment(&acme, &customer(name), &app_code(&enrollment.uri, &clock))
+                .confirm_enrollment(
+                    &acme,
+                    &customer(name),
+                    &session,
+                    &app_code(&enrollment.uri, &clock),
+                )
                 .await
                 .expect("confirm");
         }
     }
-    new.start_enrollment(&acme, &customer("bob"))
-        .await
-        .expect("start");
+    for name in ["bob", "erin"] {
+        let session = signed_in(&new, &acme, name).await;
+        new.start_enrollment(&acme, &customer(name), &session)
+            .await
+            .expect("start");
+    }
     // A customer who was reset holds no secret.
-    new.start_enrollment(&acme, &customer("erin"))
-        .await
-        .expect("start");
     new.reset(&acme, &customer("erin"), "admin")
         .await
         .expect("reset");
@@ -994,18 +1066,11 @@ pub async fn key_rotation_through_the_service_keeps_every_sign_in<S: Store>(stor
     let acme = org("acme");
     let mut uris = Vec::new();
     for name in ["alice", "bob"] {
-        let enrollment = old
-            .start_enrollment(&acme, &customer(name))
-            .await
-            .expect("start");
-        let _passed = old
-            .confirm_enrollment(&acme, &customer(name), &app_code(&enrollment.uri, &clock))
-            .await
-            .expect("confirm");
-        uris.push((name, enrollment.uri));
+        let (uri, session) = enrolled(&old, &clock, name).await;
+        uris.push((name, uri, session));
     }
     clock.advance(30);
-    for (name, _) in &uris {
+    for (name, _, _) in &uris {
         assert_eq!(
             new.reseal(&acme, &customer(name)).await.expect("reseal"),
             mfa_core::Resealed::Moved {
@@ -1038,17 +1103,17 @@ pub async fn key_rotation_through_the_service_keeps_every_sign_in<S: Store>(stor
         .filter(|e| e.event.kind_name() == "secret_resealed")
         .count();
     assert_eq!(resealed, 2, "one event per secret moved");
-    for (name, uri) in &uris {
+    for (name, uri, session) in &uris {
         let _passed = new
-            .verify_totp(&acme, &customer(name), &app_code(uri, &clock))
+            .verify_totp(&acme, &customer(name), session, &app_code(uri, &clock))
             .await
             .expect("signs in under the new key");
     }
     // The old keyring alone no longer opens the secrets, and says which key it lacks.
     clock.advance(30);
-    let (name, uri) = &uris[0];
+    let (name, uri, session) = &uris[0];
     let refused = refusal(
-        old.verify_totp(&acme, &customer(name), &app_code(uri, &clock))
+        old.verify_totp(&acme, &customer(name), session, &app_code(uri, &clock))
             .await,
     );
     assert_eq!(

@@ -230,10 +230,16 @@ async fn race_worker<P: ProcessStore>(location: &str) {
     // Every loser retries after each winner; it must never give up before the race is decided.
     let mfa = mfa.with_max_attempts(1_000);
     let alice = mfa_core::CustomerId::new("alice").expect("a valid id");
+    // Each racer is a node where alice signed in with her password.
+    let session = mfa
+        .login_step(&acme(), &alice)
+        .await
+        .expect("sign in")
+        .session();
     say("ready");
     let go = read_line();
     assert_eq!(go, "go");
-    let verdict = match mfa.verify_totp(&acme(), &alice, code).await {
+    let verdict = match mfa.verify_totp(&acme(), &alice, &session, code).await {
         Ok(accepted) => {
             assert_eq!(accepted.passed.customer(), &alice);
             "accepted".to_owned()
@@ -315,7 +321,8 @@ pub async fn processes_racing_on_one_code_accept_it_once<P: ProcessStore>(child:
     clock.set(UnixTime::from_secs(now));
     assert!(
         matches!(
-            mfa.verify_totp(&acme(), &alice.id, &code).await,
+            mfa.verify_totp(&acme(), &alice.id, &alice.session, &code)
+                .await,
             Err(ServiceError::Mfa(MfaError::ReplayedCode))
         ),
         "the parent sees the code as used too"
@@ -406,14 +413,15 @@ impl Step {
         customers: &[Streamed],
     ) -> Result<(), ServiceError<S::Error>> {
         clock.set(self.at);
-        let customer = &customers[self.customer].enrolled.id;
+        let enrolled = &customers[self.customer].enrolled;
+        let (customer, session) = (&enrolled.id, &enrolled.session);
         match self.kind {
             StepKind::Totp(_) => mfa
-                .verify_totp(&acme(), customer, &self.code)
+                .verify_totp(&acme(), customer, session, &self.code)
                 .await
                 .map(drop),
             StepKind::Backup(_) => mfa
-                .verify_backup_code(&acme(), customer, &self.code)
+                .verify_backup_code(&acme(), customer, session, &self.code)
                 .await
                 .map(drop),
         }
@@ -473,19 +481,34 @@ async fn stream_worker<P: ProcessStore>(location: &str) {
         .read_to_string(&mut plan)
         .expect("read the plan");
     let (mfa, clock) = fixture::service(P::open(location).await, T0, u64::from(std::process::id()));
+    // Each customer signs in with the password here once, before the stream: the session every
+    // one of their steps gives its code in.
+    let mut sessions = std::collections::HashMap::new();
+    for line in plan.lines() {
+        let customer = line.split(' ').nth(1).expect("a plan line").to_owned();
+        if let std::collections::hash_map::Entry::Vacant(slot) = sessions.entry(customer) {
+            let id = mfa_core::CustomerId::new(slot.key().as_str()).expect("a valid id");
+            let step = mfa.login_step(&acme(), &id).await.expect("sign in");
+            slot.insert(step.session());
+        }
+    }
     say("ready");
     for (i, line) in plan.lines().enumerate() {
         let fields: Vec<&str> = line.split(' ').collect();
-        let [kind, customer, at, code] = fields[..] else {
+        let [kind, name, at, code] = fields[..] else {
             panic!("a plan line: {line}")
         };
-        let customer = mfa_core::CustomerId::new(customer).expect("a valid id");
+        let customer = mfa_core::CustomerId::new(name).expect("a valid id");
+        let session = &sessions[name];
         clock.set(UnixTime::from_secs(at.parse().expect("a Unix time")));
         say(&format!("attempt {i}"));
         let outcome = match kind {
-            "totp" => mfa.verify_totp(&acme(), &customer, code).await.map(drop),
+            "totp" => mfa
+                .verify_totp(&acme(), &customer, session, code)
+                .await
+                .map(drop),
             "backup" => mfa
-                .verify_backup_code(&acme(), &customer, code)
+                .verify_backup_code(&acme(), &customer, session, code)
                 .await
                 .map(drop),
             other => panic!("a step kind: {other}"),
@@ -718,7 +741,12 @@ pub async fn a_process_killed_mid_stream_loses_no_acceptance<P: ProcessStore>(ch
             let code = customer.enrolled.code(next_step);
             next_step += 1;
             let _passed = mfa
-                .verify_totp(&acme(), &customer.enrolled.id, &code)
+                .verify_totp(
+                    &acme(),
+                    &customer.enrolled.id,
+                    &customer.enrolled.session,
+                    &code,
+                )
                 .await
                 .unwrap_or_else(|error| panic!("a fresh sign-in after the restart: {error}"));
         }
