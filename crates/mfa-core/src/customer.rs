@@ -19,7 +19,7 @@ use crate::encoding::{DecodeError, decode, encode, format_of};
 const RECORD_FORMAT: u8 = 2;
 use crate::backup::LegacyBackupCodeSet;
 use crate::{
-    BackupAttempt, BackupCode, BackupCodeSet, BackupError, BackupHashParams, BackupOwner,
+    BackupAttempt, BackupCode, BackupCodeSet, BackupError, BackupHashParams, BackupOwner, Code,
     CodeError, CustomerId, Event, EventKind, Factor, FactorPassed, Failures, KeyId, KeyRing,
     KeyUri, MfaPassed, MfaSession, OrgId, OrgPolicy, PassedBy, RECENT_FACTOR_SECS, Rejection,
     SealError, SealedSecret, Secret, SessionCheck, SettingsError, TimeError, Totp, UnixTime,
@@ -497,14 +497,15 @@ impl CustomerRecord {
         keys: &KeyRing,
         ctx: &Context<'_>,
     ) -> Decision<MfaPassed> {
+        // A session from before a reset or a change of factor is over, whatever the state now.
+        if let Err(error) = self.current(session) {
+            return Decision::refuse(error);
+        }
         let pending = match &self.mfa {
             CustomerMfa::Pending(pending) => pending,
             CustomerMfa::Configured(_) => return Decision::refuse(MfaError::AlreadyConfigured),
             CustomerMfa::Unconfigured(_) => return Decision::refuse(MfaError::NotPending),
         };
-        if let Err(error) = self.current(session) {
-            return Decision::refuse(error);
-        }
         if let Some(locked) = self.locked(Factor::Enrollment, ctx) {
             return locked;
         }
@@ -542,20 +543,9 @@ impl CustomerRecord {
         ctx: &Context<'_>,
         rng: &mut R,
     ) -> Decision<BackupCodesIssued> {
-        let CustomerMfa::Configured(configured) = &self.mfa else {
-            return Decision::refuse(MfaError::NotConfigured);
-        };
-        if let Err(error) = self.current(session) {
+        if let Err(error) = self.may_change_factors(session, ctx) {
             return Decision::refuse(error);
         }
-        let Some(passed) = session
-            .passed()
-            .filter(|_| session.second_factor_within(RECENT_FACTOR_SECS, ctx.now))
-        else {
-            return Decision::refuse(MfaError::SecondFactorRequired {
-                max_age_secs: RECENT_FACTOR_SECS,
-            });
-        };
         let settings = policy.settings();
         let owner = BackupOwner::new(ctx.org, ctx.customer);
         match BackupCodeSet::generate(
@@ -565,29 +555,75 @@ impl CustomerRecord {
             rng,
         ) {
             Ok((set, codes)) => {
-                let count = u32::try_from(codes.len()).unwrap_or(u32::MAX);
-                let generation = self.next_generation();
-                let next = Self {
-                    mfa: CustomerMfa::Configured(Configured {
-                        backup: Some(set),
-                        ..configured.clone()
-                    }),
-                    failures: self.failures,
-                    generation,
-                };
-                // The session keeps how and when its factor passed: making codes is not a new pass.
-                let passed = MfaPassed::new(
-                    ctx.org.clone(),
-                    ctx.customer.clone(),
-                    session.passed_at(generation, passed.by, passed.at),
-                );
-                Decision::write(
+                let (next, events, outcome) =
+                    self.install_backup_codes(session, set, ctx).into_parts();
+                Decision {
                     next,
-                    vec![ctx.event(EventKind::BackupCodesGenerated { count })],
-                    Ok(BackupCodesIssued { codes, passed }),
-                )
+                    events,
+                    outcome: outcome.map(|passed| BackupCodesIssued { codes, passed }),
+                }
             }
             Err(error) => Decision::refuse(MfaError::Backup(error)),
+        }
+    }
+
+    /// [`CustomerRecord::generate_backup_codes`] with a set made beforehand
+    /// ([`BackupCodeSet::generate`] for this customer): the [`Service`](crate::Service) hashes a new
+    /// set once, then installs it with as many compare-and-swaps as a race takes. The outcome is
+    /// the calling session, moved on to the new factors; show the codes the set was made with.
+    pub fn install_backup_codes(
+        &self,
+        session: &MfaSession,
+        set: BackupCodeSet,
+        ctx: &Context<'_>,
+    ) -> Decision<MfaPassed> {
+        let passed = match self.may_change_factors(session, ctx) {
+            Ok(passed) => passed,
+            Err(error) => return Decision::refuse(error),
+        };
+        let CustomerMfa::Configured(configured) = &self.mfa else {
+            return Decision::refuse(MfaError::NotConfigured);
+        };
+        let count = u32::try_from(set.len()).unwrap_or(u32::MAX);
+        let generation = self.next_generation();
+        let next = Self {
+            mfa: CustomerMfa::Configured(Configured {
+                backup: Some(set),
+                ..configured.clone()
+            }),
+            failures: self.failures,
+            generation,
+        };
+        // The session keeps how and when its factor passed: making codes is not a new pass.
+        let passed = MfaPassed::new(
+            ctx.org.clone(),
+            ctx.customer.clone(),
+            session.passed_at(generation, passed.by, passed.at),
+        );
+        Decision::write(
+            next,
+            vec![ctx.event(EventKind::BackupCodesGenerated { count })],
+            Ok(passed),
+        )
+    }
+
+    /// Whether `session` may change the customer's factors now: current, with a second factor that
+    /// passed within [`RECENT_FACTOR_SECS`], of a configured customer. The factor, if so.
+    pub(crate) fn may_change_factors(
+        &self,
+        session: &MfaSession,
+        ctx: &Context<'_>,
+    ) -> Result<FactorPassed, MfaError> {
+        self.current(session)?;
+        let passed = session
+            .passed()
+            .filter(|_| session.second_factor_within(RECENT_FACTOR_SECS, ctx.now))
+            .ok_or(MfaError::SecondFactorRequired {
+                max_age_secs: RECENT_FACTOR_SECS,
+            })?;
+        match self.mfa {
+            CustomerMfa::Configured(_) => Ok(passed),
+            _ => Err(MfaError::NotConfigured),
         }
     }
 
@@ -600,12 +636,12 @@ impl CustomerRecord {
         keys: &KeyRing,
         ctx: &Context<'_>,
     ) -> Decision<TotpAccepted> {
-        let CustomerMfa::Configured(configured) = &self.mfa else {
-            return Decision::refuse(MfaError::NotConfigured);
-        };
         if let Err(error) = self.current(session) {
             return Decision::refuse(error);
         }
+        let CustomerMfa::Configured(configured) = &self.mfa else {
+            return Decision::refuse(MfaError::NotConfigured);
+        };
         if let Some(locked) = self.locked(Factor::Totp, ctx) {
             return locked;
         }
@@ -640,12 +676,12 @@ impl CustomerRecord {
         policy: &OrgPolicy,
         ctx: &Context<'_>,
     ) -> Decision<BackupAccepted> {
-        let CustomerMfa::Configured(configured) = &self.mfa else {
-            return Decision::refuse(MfaError::NotConfigured);
-        };
         if let Err(error) = self.current(session) {
             return Decision::refuse(error);
         }
+        let CustomerMfa::Configured(configured) = &self.mfa else {
+            return Decision::refuse(MfaError::NotConfigured);
+        };
         if let Some(locked) = self.locked(Factor::BackupCode, ctx) {
             return locked;
         }
@@ -970,7 +1006,9 @@ impl Configured {
             // the authenticator. Older steps' codes count.
             Err(VerifyError::NoMatch) => {
                 return Err(match self.totp.verify(&secret, typed, ctx.now, reach) {
-                    Ok(matched) if matched.step == self.last_step => Refused::Repeat,
+                    // Compared with the accepted step's own code, not the earliest match: the two
+                    // differ when an older step shares the code (one pair in a million).
+                    Ok(_) if self.is_last_code(&secret, typed) => Refused::Repeat,
                     Ok(_) => Refused::Attempt(Rejection::ReplayedCode),
                     Err(error) => refusal(error),
                 });
@@ -990,6 +1028,12 @@ impl Configured {
             },
             matched.offset,
         ))
+    }
+
+    /// Whether `typed` is the code of the last accepted step (compared in constant time).
+    fn is_last_code(&self, secret: &Secret, typed: &str) -> bool {
+        Code::parse(typed, self.totp.digits())
+            .is_ok_and(|code| code == self.totp.generate_at_step(secret, self.last_step))
     }
 
     fn redeem_backup_code(

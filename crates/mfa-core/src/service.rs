@@ -36,8 +36,8 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 16;
 /// `rand::rngs::StdRng::from_rng(&mut rand::rng())` or `rand::rngs::SysRng` wrapped in `UnwrapErr`).
 ///
 /// Backup-code hashing (argon2id: about 15 ms and 19 MiB each with the default settings) is
-/// bounded: each request evaluates the KDF at most once however often it is retried (a generated
-/// set costs one evaluation per code), and at most [`Service::with_max_concurrent_kdf`] requests
+/// bounded: a request evaluates the KDF once per code it checks or makes, however often a lost
+/// race makes it retry, and at most [`Service::with_max_concurrent_kdf`] requests
 /// (by default the number of CPUs) hash at once; the others wait their turn without holding a
 /// thread. The hashing itself runs on the calling task: on an async runtime, call these from a
 /// blocking-capable context (`mfa-http` uses `tokio::task::block_in_place`).
@@ -356,26 +356,35 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
             .map_err(ServiceError::Store)?;
         let policy = policy.map(|v| v.value).unwrap_or_default();
         let (record, _) = split(loaded);
-        let now = self.clock.now();
-        if record.check_session(&policy, session) == SessionCheck::Ended {
-            return Err(MfaError::SessionEnded.into());
-        }
-        if !session.second_factor_within(crate::RECENT_FACTOR_SECS, now) {
-            return Err(MfaError::SecondFactorRequired {
-                max_age_secs: crate::RECENT_FACTOR_SECS,
-            }
-            .into());
-        }
-        let _permit = self.kdf_permits.acquire().await;
-        self.run_with_rng(org, customer, |record, policy, ctx, rng| {
-            let decision = record.generate_backup_codes(session, policy, ctx, rng);
-            if decision.outcome().is_ok() {
-                let count = u64::from(policy.settings().backup_code_count);
-                self.kdf_evaluations.fetch_add(count, Ordering::Relaxed);
-            }
-            decision
-        })
-        .await
+        let ctx = Context {
+            org,
+            customer,
+            now: self.clock.now(),
+        };
+        record.may_change_factors(session, &ctx)?;
+        // Hashed once, under the bound on concurrent hashing; a lost race installs the same set
+        // again rather than hashing a new one.
+        let settings = policy.settings();
+        let (set, codes) = {
+            let _permit = self.kdf_permits.acquire().await;
+            let owner = crate::BackupOwner::new(org, customer);
+            let generated = crate::BackupCodeSet::generate(
+                &owner,
+                settings.backup_code_count,
+                settings.backup_hash,
+                &mut self.seeded_rng(),
+            )
+            .map_err(MfaError::Backup)?;
+            self.kdf_evaluations
+                .fetch_add(u64::from(settings.backup_code_count), Ordering::Relaxed);
+            generated
+        };
+        let passed = self
+            .run(org, customer, |record, _, ctx| {
+                record.install_backup_codes(session, set.clone(), ctx)
+            })
+            .await?;
+        Ok(BackupCodesIssued { codes, passed })
     }
 
     /// Checks a sign-in TOTP code; on success the proof, and how many backup codes are left.
@@ -505,16 +514,21 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         decide: impl Fn(&CustomerRecord, &OrgPolicy, &Context<'_>, &mut ChaCha20Rng) -> Decision<T>,
     ) -> Result<T, S::Error> {
         self.run(org, customer, |record, policy, ctx| {
-            let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-            {
-                // Poisoning only means another call panicked mid-draw; an RNG has no invariant to
-                // break. The lock is held for these 32 bytes only.
-                let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
-                rng.fill_bytes(seed.as_mut_slice());
-            }
-            decide(record, policy, ctx, &mut ChaCha20Rng::from_seed(*seed))
+            decide(record, policy, ctx, &mut self.seeded_rng())
         })
         .await
+    }
+
+    /// A generator of its own for one operation, seeded from the service's RNG: the lock is held
+    /// for the 32 bytes of the seed only, never while the operation uses what it draws.
+    fn seeded_rng(&self) -> ChaCha20Rng {
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        {
+            // Poisoning only means another call panicked mid-draw; an RNG has no invariant to break.
+            let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+            rng.fill_bytes(seed.as_mut_slice());
+        }
+        ChaCha20Rng::from_seed(*seed)
     }
 
     /// Load, decide, write if unchanged; again on a lost race.

@@ -838,6 +838,9 @@ async fn a_fresh_code_equal_to_the_used_steps_code_is_accepted_once() {
         ),
         MfaError::ReplayedCode
     );
+    // Sent again, it is the code just accepted (though it also matches the older step USED): a
+    // second submission, which does not count toward lockout.
+    assert_eq!(mfa.status(&org, &alice).await.unwrap().0.failures, 0);
     let log = mfa.audit(&org, &AuditQuery::default()).await.unwrap();
     assert!(
         log.iter().any(|e| matches!(

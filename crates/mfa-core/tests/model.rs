@@ -339,11 +339,12 @@ fn run(on: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     );
                     let model = &mut models[c];
                     let current = session_models[c][s].generation == model.generation;
+                    // The order of the checks: the session (whatever the state), the state,
+                    // lockout, expiry, then the code.
                     let want = match model.state.clone() {
+                        _ if !current => Err(MfaError::SessionEnded),
                         State::Configured { .. } => Err(MfaError::AlreadyConfigured),
                         State::Unconfigured => Err(MfaError::NotPending),
-                        // The order of the checks: the session, lockout, expiry, then the code.
-                        State::Pending { .. } if !current => Err(MfaError::SessionEnded),
                         State::Pending { .. } if model.locked(now).is_some() => {
                             Err(MfaError::Locked {
                                 retry_at: UnixTime::from_secs(model.locked(now).unwrap()),
@@ -395,7 +396,7 @@ fn run(on: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let model = &mut models[c];
                     let current = session_models[c][s].generation == model.generation;
                     let want = match model.state.clone() {
-                        State::Configured { .. } if !current => Err(MfaError::SessionEnded),
+                        _ if !current => Err(MfaError::SessionEnded),
                         State::Configured { .. } if model.locked(now).is_some() => {
                             Err(MfaError::Locked {
                                 retry_at: UnixTime::from_secs(model.locked(now).unwrap()),
@@ -498,10 +499,10 @@ fn run(on: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         mfa.verify_backup_code(&org, &ids[c], &sessions[c][s], &code)
                             .await,
                     );
-                    let want = if !matches!(model.state, State::Configured { .. }) {
-                        Err(MfaError::NotConfigured)
-                    } else if session_models[c][s].generation != model.generation {
+                    let want = if session_models[c][s].generation != model.generation {
                         Err(MfaError::SessionEnded)
+                    } else if !matches!(model.state, State::Configured { .. }) {
+                        Err(MfaError::NotConfigured)
                     } else if let Some(until) = model.locked(now) {
                         Err(MfaError::Locked {
                             retry_at: UnixTime::from_secs(until),

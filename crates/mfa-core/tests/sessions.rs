@@ -809,6 +809,34 @@ impl Store for Probe {
     }
 }
 
+/// A new set of backup codes whose write loses its compare-and-swap is hashed once and installed
+/// again, not hashed anew at every attempt.
+#[tokio::test]
+async fn a_retried_set_of_backup_codes_is_hashed_once() {
+    let (mfa, clock) = service(Probe::default());
+    let alice = customer("alice");
+    settle(&mfa, true).await;
+    let (_, session) = enroll(&mfa, &clock, &alice).await;
+    let probe = mfa.store();
+    probe.arm();
+    // Three lost writes, then the set is stored: five evaluations (one a code), not twenty.
+    probe.conflicts.store(3, Ordering::SeqCst);
+    let before = mfa.kdf_evaluations();
+    let issued = mfa
+        .generate_backup_codes(&acme(), &alice, &session)
+        .await
+        .unwrap();
+    assert_eq!(mfa.kdf_evaluations(), before + 5);
+    assert_eq!(Probe::count(&probe.writes), 4);
+    // The codes shown are the codes stored.
+    let session = issued.passed.session();
+    for code in &issued.codes {
+        mfa.verify_backup_code(&acme(), &alice, &session, code.as_str())
+            .await
+            .unwrap();
+    }
+}
+
 /// A backup-code check whose write loses its compare-and-swap, again and again, re-reads and
 /// re-decides each time but evaluates the KDF once: for a wrong code, for a right one, and for one
 /// that gives up after every attempt was lost.
