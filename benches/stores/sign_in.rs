@@ -112,9 +112,9 @@ impl<S: Store> SignIn<S> {
     /// The next step's code, as the app shows it: the clock moves on by one step first. Under a
     /// microsecond (four HMAC-SHA-1 evaluations and two short strings).
     ///
-    /// Once in a million steps a code equals the previous step's, the one just accepted; the
-    /// service matches the earliest step of its window, so it refuses that code as a replay (it
-    /// cannot tell it from one). The customer then waits for the next code, and so does this.
+    /// Once in a million steps a code equals the previous step's, the one just accepted. The
+    /// service accepts it for its own step, but a caller that sent it again could not tell the two
+    /// apart; this skips such a step, so every timed sign-in has a code of its own.
     pub(crate) fn next_code(&self) -> String {
         loop {
             self.clock.advance(STEP);

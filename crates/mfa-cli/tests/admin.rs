@@ -296,9 +296,16 @@ async fn enroll<S: Store>(
     let mut apps = BTreeMap::new();
     for id in customers {
         let who = customer(&id);
-        let enrollment = service.start_enrollment(&org, &who).await.unwrap();
+        let session = service.login_step(&org, &who).await.unwrap().session();
+        let enrollment = service
+            .start_enrollment(&org, &who, &session)
+            .await
+            .unwrap();
         let code = app_code(&enrollment.uri, service.clock().now());
-        let _passed = service.confirm_enrollment(&org, &who, &code).await.unwrap();
+        let _passed = service
+            .confirm_enrollment(&org, &who, &session, &code)
+            .await
+            .unwrap();
         apps.insert(id, enrollment.uri);
     }
     apps
@@ -421,9 +428,24 @@ fn customer_show_never_prints_a_secret<S: Store + 'static>(db: &Db<S>) {
     db.block_on(service.update_settings(&org("acme"), settings, "seed"))
         .unwrap();
     let apps = db.block_on(enroll(&service, "acme", ["alice".to_owned()]));
-    let codes = db
-        .block_on(service.generate_backup_codes(&org("acme"), &customer("alice")))
+    // Alice signs in with a code, then makes backup codes in that session.
+    service.clock().advance(30);
+    let session = db
+        .block_on(service.login_step(&org("acme"), &customer("alice")))
+        .unwrap()
+        .session();
+    let code = app_code(&apps["alice"], service.clock().now());
+    let passed = db
+        .block_on(service.verify_totp(&org("acme"), &customer("alice"), &session, &code))
         .unwrap();
+    let codes = db
+        .block_on(service.generate_backup_codes(
+            &org("acme"),
+            &customer("alice"),
+            &passed.passed.session(),
+        ))
+        .unwrap()
+        .codes;
     let secret = apps["alice"].secret().to_base32().as_str().to_owned();
 
     let table = db.mfa(&["customer", "show", "acme", "alice"]);
@@ -516,11 +538,11 @@ fn reset_asks_then_works_and_is_audited<S: Store + 'static>(db: &Db<S>) {
     assert!(stdout(&reset).contains("reset customer bob of organisation acme"));
     assert_eq!(state("bob"), "unconfigured");
     // The customer sets MFA up again at the next sign-in.
-    assert_eq!(
+    assert!(matches!(
         db.block_on(service.login_step(&org("acme"), &customer("bob")))
             .unwrap(),
-        mfa_core::LoginStep::Enroll
-    );
+        mfa_core::LoginStep::Enroll(_)
+    ));
 
     let unknown = db.mfa(&[
         "customer", "reset", "acme", "nobody", "--by", "ops", "--yes",
@@ -986,8 +1008,12 @@ fn rotation_survives_sigkill<S: Store + 'static>(db: &Db<S>) {
     // From the other end, so they meet the walk in the middle.
     for (id, app) in apps.iter().rev() {
         let code = app_code(app, db.clock.now());
+        let session = db
+            .block_on(live.login_step(&org("acme"), &customer(id)))
+            .unwrap()
+            .session();
         let _passed = db
-            .block_on(live.verify_totp(&org("acme"), &customer(id), &code))
+            .block_on(live.verify_totp(&org("acme"), &customer(id), &session, &code))
             .unwrap_or_else(|error| panic!("{id} during the rotation: {error}"));
     }
     let rerun = rerun.wait_with_output().unwrap();
@@ -1030,8 +1056,12 @@ fn rotation_survives_sigkill<S: Store + 'static>(db: &Db<S>) {
     let only_new = db.service(ring(2, &key2));
     for (id, app) in &apps {
         let code = app_code(app, db.clock.now());
+        let session = db
+            .block_on(only_new.login_step(&org("acme"), &customer(id)))
+            .unwrap()
+            .session();
         let _passed = db
-            .block_on(only_new.verify_totp(&org("acme"), &customer(id), &code))
+            .block_on(only_new.verify_totp(&org("acme"), &customer(id), &session, &code))
             .unwrap_or_else(|error| panic!("{id}: {error}"));
     }
 

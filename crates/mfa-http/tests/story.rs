@@ -83,7 +83,7 @@ async fn the_whole_story() {
     status.expect(200, None);
     assert_eq!(
         status.json,
-        json!({"state": "unconfigured", "org_enabled": false, "backup_codes_remaining": 0})
+        json!({"state": "unconfigured", "org_enabled": false, "backup_codes_remaining": 0, "next": "done"})
     );
     h.call(
         Req::post("/mfa/enrollment")
@@ -170,12 +170,17 @@ async fn the_whole_story() {
     let codes: Vec<String> = serde_json::from_value(codes.json["codes"].clone()).unwrap();
     assert_eq!(codes.len(), 5);
 
+    // A new set is a change of factor: s3, signed in before it, has ended.
+    h.call(verify_code("s3", &h.app_code(&uri)))
+        .await
+        .expect(401, Some("session_ended"));
+
     // Her next sign-in is challenged; a fresh code passes once. The replay gets the same answer
     // as a wrong code, and the audit log says what it really was.
     assert_eq!(step(&h, ALICE).await, Next::Verify);
     h.clock.advance(30);
     let code = h.app_code(&uri);
-    let verified = h.call(verify_code("s3", &code)).await;
+    let verified = h.call(verify_code("s3-again", &code)).await;
     verified.expect(200, None);
     assert_eq!(
         verified.json,
@@ -215,7 +220,14 @@ async fn the_whole_story() {
             .iter()
             .map(|p| p.method())
             .collect::<Vec<_>>(),
-        [PassedBy::Enrollment, PassedBy::Totp, PassedBy::BackupCode]
+        // The second: the new backup codes moved s2 on to the new factors, still passed by its
+        // enrollment.
+        [
+            PassedBy::Enrollment,
+            PassedBy::Enrollment,
+            PassedBy::Totp,
+            PassedBy::BackupCode
+        ]
     );
 
     // Lockout: failures add up across sessions until the customer is locked out for a while.
@@ -277,7 +289,7 @@ async fn the_whole_story() {
     let sticky = h.call(Req::get("/mfa").customer(ALICE, "s8")).await;
     assert_eq!(
         sticky.json,
-        json!({"state": "configured", "org_enabled": false, "backup_codes_remaining": 4})
+        json!({"state": "configured", "org_enabled": false, "backup_codes_remaining": null, "next": "verify"})
     );
     h.clock.advance(30);
     h.call(verify_code("s8", &h.app_code(&uri)))

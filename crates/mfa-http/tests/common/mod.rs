@@ -7,7 +7,7 @@
     reason = "each test binary uses a part of the shared harness"
 )]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -36,10 +36,13 @@ pub const ADMIN: &str = "admin@acme.test";
 /// The harness signs a customer's session id in (the service's `login_step`, as a password sign-in
 /// does) the first time a request carries it; `mfa_passed` keeps the session it is given. `x-fail`
 /// makes the session store fail.
+/// A session of the test host: (org, customer, session id).
+type SessionKey = (String, String, String);
+
 #[derive(Clone, Default)]
 pub struct TestHost {
     /// (org, customer, session id) to the MFA session the host keeps.
-    sessions: Arc<Mutex<HashMap<(String, String, String), MfaSession>>>,
+    sessions: Arc<Mutex<HashMap<SessionKey, MfaSession>>>,
     proofs: Arc<Mutex<Vec<MfaPassed>>>,
 }
 
