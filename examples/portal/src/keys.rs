@@ -288,7 +288,7 @@ pub async fn check<S: Store>(keys: &KeyRing, store: &S) -> Result<(), KeyError> 
 /// Returns each key's id.
 ///
 /// # Errors
-/// As [`load`], and [`KeyError::DuplicateId`] for a key id already in the ring.
+/// As [`read`], and [`KeyError::DuplicateId`] for a key id already in the ring.
 pub fn add_previous(ring: &mut KeyRing, files: &[PathBuf]) -> Result<Vec<KeyId>, KeyError> {
     let mut ids = Vec::with_capacity(files.len());
     for path in files {
