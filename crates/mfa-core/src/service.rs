@@ -284,12 +284,7 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         customer: &CustomerId,
         session: &MfaSession,
     ) -> Result<SessionCheck, S::Error> {
-        let (policy, loaded) = self
-            .store
-            .load_org_and_customer(org, customer)
-            .await
-            .map_err(ServiceError::Store)?;
-        let policy = policy.map(|v| v.value).unwrap_or_default();
+        let (policy, loaded) = self.load_both(org, customer).await?;
         let (record, _) = split(loaded);
         Ok(record.check_session(&policy, session))
     }
@@ -349,12 +344,7 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
     ) -> Result<BackupCodesIssued, S::Error> {
         // Refused before any hashing when the session may not: a stale session cannot make the
         // service hash, nor queue behind those that may.
-        let (policy, loaded) = self
-            .store
-            .load_org_and_customer(org, customer)
-            .await
-            .map_err(ServiceError::Store)?;
-        let policy = policy.map(|v| v.value).unwrap_or_default();
+        let (policy, loaded) = self.load_both(org, customer).await?;
         let (record, _) = split(loaded);
         let ctx = Context {
             org,
@@ -490,6 +480,21 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
             .map_err(ServiceError::Store)
     }
 
+    /// The organisation's policy (the default if never written) and the customer's stored record,
+    /// both at once: on a networked store that is one round trip instead of two.
+    async fn load_both(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+    ) -> Result<(OrgPolicy, Option<Versioned<CustomerRecord>>), S::Error> {
+        let (policy, loaded) = self
+            .store
+            .load_org_and_customer(org, customer)
+            .await
+            .map_err(ServiceError::Store)?;
+        Ok((policy.map(|v| v.value).unwrap_or_default(), loaded))
+    }
+
     async fn load_customer(
         &self,
         org: &OrgId,
@@ -560,13 +565,7 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         mut decide: impl FnMut(&CustomerRecord, &OrgPolicy, &Context<'_>) -> Decision<T>,
     ) -> Result<T, S::Error> {
         for _ in 0..self.max_attempts {
-            // Both at once: on a networked store that is one round trip instead of two.
-            let (policy, loaded) = self
-                .store
-                .load_org_and_customer(org, customer)
-                .await
-                .map_err(ServiceError::Store)?;
-            let policy = policy.map(|v| v.value).unwrap_or_default();
+            let (policy, loaded) = self.load_both(org, customer).await?;
             if stored_only && loaded.is_none() {
                 return Err(MfaError::NotFound.into());
             }
