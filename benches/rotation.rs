@@ -38,8 +38,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mfa_core::{
-    Context, CustomerId, CustomerRecord, KeyId, KeyRing, KeyUri, ManualClock, OrgId, OrgPolicy,
-    SealingKey, Service, Store, UnixTime,
+    Context, CustomerId, CustomerRecord, KeyId, KeyRing, KeyUri, LoginStep, ManualClock, OrgId,
+    OrgPolicy, SealingKey, Service, Store, UnixTime,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -111,7 +111,9 @@ fn enroll_range(from: u64, to: u64, customers: u64) -> (Vec<Row>, Vec<(u64, KeyU
             now,
         };
         let record = CustomerRecord::default();
-        let session = record.login_step(&policy, &ctx).session();
+        let LoginStep::Enroll(session) = record.login_step(&policy, &ctx) else {
+            panic!("MFA is on and the customer has none: enroll");
+        };
         let (pending, _, enrollment) = record
             .start_enrollment(&session, &policy, &keys, &ctx, &mut rng)
             .into_parts();

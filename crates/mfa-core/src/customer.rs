@@ -18,10 +18,11 @@ use crate::encoding::{DecodeError, decode, encode, format_of};
 /// The byte format of records this version writes.
 const RECORD_FORMAT: u8 = 2;
 use crate::backup::LegacyBackupCodeSet;
+use crate::proof::Mint;
 use crate::{
     BackupAttempt, BackupCode, BackupCodeSet, BackupError, BackupHashParams, BackupOwner, Code,
     CodeError, CustomerId, Event, EventKind, Factor, FactorPassed, Failures, KeyId, KeyRing,
-    KeyUri, MfaPassed, MfaSession, OrgId, OrgPolicy, PassedBy, RECENT_FACTOR_SECS, Rejection,
+    KeyUri, MfaPassed, MfaSession, OrgId, OrgPolicy, Pass, PassedBy, RECENT_FACTOR_SECS, Rejection,
     SealError, SealedSecret, Secret, SessionCheck, SettingsError, TimeError, Totp, UnixTime,
     UriError, VerifyError, Window,
 };
@@ -50,9 +51,9 @@ impl Context<'_> {
         }
     }
 
-    /// The proof that `session` passed by `method` now, for the factors of `generation`.
-    fn passed(&self, session: &MfaSession, generation: u64, method: PassedBy) -> MfaPassed {
-        MfaPassed::new(
+    /// The pass of `session` by `method` now, for the factors of `generation`.
+    fn passed(&self, session: &MfaSession, generation: u64, method: PassedBy) -> Pass {
+        Pass::new(
             self.org.clone(),
             self.customer.clone(),
             session.passed_at(generation, method, self.now),
@@ -190,16 +191,31 @@ impl TryFrom<CustomerMfaV1> for CustomerMfa {
 }
 
 /// What a password sign-in must do next (the table in DESIGN.md), with the session to keep.
+///
+/// The [`Service`](crate::Service) answers a `LoginStep` (whose `Done` holds an [`MfaPassed`]); the
+/// pure [`CustomerRecord::login_step`] a `LoginStep<Pass>`, which is no proof.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
-pub enum LoginStep {
+pub enum LoginStep<P = MfaPassed> {
     /// MFA is required and not set up: enroll before access. Keep the session: enrolling needs it.
     Enroll(MfaSession),
     /// MFA is set up: give a TOTP or backup code (also after the organisation switched MFA off).
     /// Keep the session: the code is given with it.
     Challenge(MfaSession),
     /// No MFA needed: the proof to mark the session with (its [`MfaPassed::session`]).
-    Done(MfaPassed),
+    Done(P),
+}
+
+impl Mint for LoginStep<Pass> {
+    type Minted = LoginStep;
+
+    fn mint(self) -> LoginStep {
+        match self {
+            Self::Enroll(session) => LoginStep::Enroll(session),
+            Self::Challenge(session) => LoginStep::Challenge(session),
+            Self::Done(pass) => LoginStep::Done(pass.mint()),
+        }
+    }
 }
 
 impl LoginStep {
@@ -216,12 +232,23 @@ impl LoginStep {
 /// A new set of backup codes, and the session that made it, moved on to the new factors.
 #[derive(Debug)]
 #[must_use = "show the codes once, and keep the session: the old one has ended"]
-pub struct BackupCodesIssued {
+pub struct BackupCodesIssued<P = MfaPassed> {
     /// The plaintext codes, to show once.
     pub codes: Vec<BackupCode>,
     /// The calling session, still passed, for the customer's factors with the new set: store its
     /// [`MfaPassed::session`] in place of the old one (every other session has ended).
-    pub passed: MfaPassed,
+    pub passed: P,
+}
+
+impl Mint for BackupCodesIssued<Pass> {
+    type Minted = BackupCodesIssued;
+
+    fn mint(self) -> BackupCodesIssued {
+        BackupCodesIssued {
+            codes: self.codes,
+            passed: self.passed.mint(),
+        }
+    }
 }
 
 /// A new secret to show the customer once, as a QR code of [`Enrollment::uri`] or as typed text.
@@ -233,23 +260,70 @@ pub struct Enrollment {
     pub expires_at: UnixTime,
 }
 
-/// A TOTP code that was accepted.
+/// A TOTP code that was accepted: with its [`MfaPassed`] from the [`Service`](crate::Service),
+/// with a [`Pass`] (no proof) from the pure [`CustomerRecord::verify_totp`].
+///
+/// ```
+/// # use mfa_core::{Context, CustomerRecord, KeyRing, MfaSession, OrgPolicy, Pass, TotpAccepted};
+/// fn pure_path(record: &CustomerRecord, session: &MfaSession, keys: &KeyRing, ctx: &Context<'_>) {
+///     let (_next, _events, outcome) = record
+///         .verify_totp(session, "123456", &OrgPolicy::default(), keys, ctx)
+///         .into_parts();
+///     let _accepted: Option<TotpAccepted<Pass>> = outcome.ok();
+/// }
+/// ```
+///
+/// and the proof cannot be had from it:
+///
+/// ```compile_fail
+/// # use mfa_core::{Context, CustomerRecord, KeyRing, MfaPassed, MfaSession, OrgPolicy};
+/// fn pure_path(record: &CustomerRecord, session: &MfaSession, keys: &KeyRing, ctx: &Context<'_>) {
+///     let (_next, _events, outcome) = record
+///         .verify_totp(session, "123456", &OrgPolicy::default(), keys, ctx)
+///         .into_parts();
+///     let _proof: Option<MfaPassed> = outcome.ok().map(|accepted| accepted.passed);
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use = "a sign-in passed MFA: mark the session authenticated"]
-pub struct TotpAccepted {
+pub struct TotpAccepted<P = MfaPassed> {
     /// The proof of the sign-in.
-    pub passed: MfaPassed,
+    pub passed: P,
     /// Unused backup codes left (for the host to show, or to suggest a new set when few are left).
     pub backup_codes_remaining: u32,
 }
 
-/// A backup code that was accepted.
+impl Mint for TotpAccepted<Pass> {
+    type Minted = TotpAccepted;
+
+    fn mint(self) -> TotpAccepted {
+        TotpAccepted {
+            passed: self.passed.mint(),
+            backup_codes_remaining: self.backup_codes_remaining,
+        }
+    }
+}
+
+/// A backup code that was accepted: with its [`MfaPassed`] from the [`Service`](crate::Service),
+/// with a [`Pass`] (no proof) from the pure [`CustomerRecord::verify_backup_code`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BackupAccepted {
+#[must_use = "a sign-in passed MFA: mark the session authenticated"]
+pub struct BackupAccepted<P = MfaPassed> {
     /// The proof of the sign-in.
-    pub passed: MfaPassed,
+    pub passed: P,
     /// Unused backup codes left.
     pub remaining: u32,
+}
+
+impl Mint for BackupAccepted<Pass> {
+    type Minted = BackupAccepted;
+
+    fn mint(self) -> BackupAccepted {
+        BackupAccepted {
+            passed: self.passed.mint(),
+            remaining: self.remaining,
+        }
+    }
 }
 
 /// A customer's MFA at a glance (no secrets).
@@ -295,8 +369,13 @@ impl<T> Decision<T> {
         }
     }
 
-    /// An answer that changes nothing and needs no audit event.
-    const fn unchanged(outcome: T) -> Self {
+    /// An answer that changes nothing and needs no audit event: never a pass, which needs the
+    /// write that consumes its factor (an outcome the Service mints into something else cannot be
+    /// one).
+    fn unchanged(outcome: T) -> Self
+    where
+        T: Mint<Minted = T>,
+    {
         Self {
             next: None,
             events: Vec::new(),
@@ -331,9 +410,9 @@ impl<T> Decision<T> {
         &self.outcome
     }
 
-    /// The three parts. Act on the outcome only after the record and events were written with a
-    /// compare-and-swap that won: otherwise a code could count twice. The [`Service`](crate::Service)
-    /// does exactly that.
+    /// The three parts. The outcome says what happened; it holds no proof (a [`Pass`] at most),
+    /// which only the [`Service`](crate::Service) turns into an [`MfaPassed`] once the record and
+    /// events were written with a compare-and-swap that won.
     #[must_use = "write the record and events, then act on the outcome"]
     pub fn into_parts(self) -> (Option<CustomerRecord>, Vec<Event>, Result<T, MfaError>) {
         (self.next, self.events, self.outcome)
@@ -397,7 +476,7 @@ impl CustomerRecord {
     ///
     /// The session it returns is stamped with the record's factor generation, so a reset or a
     /// change of factor later ends it.
-    pub fn login_step(&self, policy: &OrgPolicy, ctx: &Context<'_>) -> LoginStep {
+    pub fn login_step(&self, policy: &OrgPolicy, ctx: &Context<'_>) -> LoginStep<Pass> {
         let session = MfaSession::signed_in(self.generation, ctx.now);
         match (&self.mfa, policy.enabled()) {
             (CustomerMfa::Configured(_), _) => LoginStep::Challenge(session),
@@ -496,7 +575,7 @@ impl CustomerRecord {
         policy: &OrgPolicy,
         keys: &KeyRing,
         ctx: &Context<'_>,
-    ) -> Decision<MfaPassed> {
+    ) -> Decision<Pass> {
         // A session from before a reset or a change of factor is over, whatever the state now.
         if let Err(error) = self.current(session) {
             return Decision::refuse(error);
@@ -542,7 +621,7 @@ impl CustomerRecord {
         policy: &OrgPolicy,
         ctx: &Context<'_>,
         rng: &mut R,
-    ) -> Decision<BackupCodesIssued> {
+    ) -> Decision<BackupCodesIssued<Pass>> {
         if let Err(error) = self.may_change_factors(session, ctx) {
             return Decision::refuse(error);
         }
@@ -576,7 +655,7 @@ impl CustomerRecord {
         session: &MfaSession,
         set: BackupCodeSet,
         ctx: &Context<'_>,
-    ) -> Decision<MfaPassed> {
+    ) -> Decision<Pass> {
         let passed = match self.may_change_factors(session, ctx) {
             Ok(passed) => passed,
             Err(error) => return Decision::refuse(error),
@@ -595,7 +674,7 @@ impl CustomerRecord {
             generation,
         };
         // The session keeps how and when its factor passed: making codes is not a new pass.
-        let passed = MfaPassed::new(
+        let passed = Pass::new(
             ctx.org.clone(),
             ctx.customer.clone(),
             session.passed_at(generation, passed.by, passed.at),
@@ -635,7 +714,7 @@ impl CustomerRecord {
         policy: &OrgPolicy,
         keys: &KeyRing,
         ctx: &Context<'_>,
-    ) -> Decision<TotpAccepted> {
+    ) -> Decision<TotpAccepted<Pass>> {
         if let Err(error) = self.current(session) {
             return Decision::refuse(error);
         }
@@ -675,7 +754,7 @@ impl CustomerRecord {
         attempt: &mut BackupAttempt<'_>,
         policy: &OrgPolicy,
         ctx: &Context<'_>,
-    ) -> Decision<BackupAccepted> {
+    ) -> Decision<BackupAccepted<Pass>> {
         if let Err(error) = self.current(session) {
             return Decision::refuse(error);
         }

@@ -75,7 +75,7 @@ pub use policy::{
     MAX_ENROLLMENT_LIFETIME_SECS, MAX_FAILURES_PER_HOUR, MAX_FREE_FAILURES, OrgPolicy, Settings,
     SettingsError,
 };
-pub use proof::{MfaPassed, PassedBy};
+pub use proof::{MfaPassed, Pass, PassedBy};
 #[cfg(feature = "qr")]
 pub use qr::{QrError, qr_svg};
 pub use seal::{KeyId, KeyRing, SealError, SealedSecret, SealingKey};

@@ -11,6 +11,7 @@ use rand_core::{CryptoRng, SeedableRng};
 
 use crate::coalesce::Coalescer;
 use crate::encoding::DecodeError;
+use crate::proof::Mint;
 use crate::{
     AuditQuery, BackupAccepted, BackupAttempt, BackupCodesIssued, Context, CustomerId,
     CustomerRecord, CustomerStatus, Decision, Enrollment, Event, EventKind, KeyRing, LoginStep,
@@ -259,16 +260,15 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         org: &OrgId,
         customer: &CustomerId,
     ) -> Result<LoginStep, S::Error> {
-        let policy = self.org_policy(org).await?;
-        let (record, _) = self.load_customer(org, customer).await?;
-        Ok(record.login_step(
-            &policy,
-            &Context {
-                org,
-                customer,
-                now: self.clock.now(),
-            },
-        ))
+        let (policy, loaded) = self.load_both(org, customer).await?;
+        let (record, _) = split(loaded);
+        let ctx = Context {
+            org,
+            customer,
+            now: self.clock.now(),
+        };
+        // Nothing to write: when no MFA is needed, the read is what the proof rests on.
+        Ok(record.login_step(&policy, &ctx).mint())
     }
 
     /// What a protected request may do with `session` now (one read): let it in, send it to enroll
@@ -460,8 +460,8 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         org: &OrgId,
         customer: &CustomerId,
     ) -> Result<(CustomerStatus, bool), S::Error> {
-        let policy = self.org_policy(org).await?;
-        let (record, _) = self.load_customer(org, customer).await?;
+        let (policy, loaded) = self.load_both(org, customer).await?;
+        let (record, _) = split(loaded);
         Ok((record.status(self.clock.now()), policy.enabled()))
     }
 
@@ -495,29 +495,16 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         Ok((policy.map(|v| v.value).unwrap_or_default(), loaded))
     }
 
-    async fn load_customer(
-        &self,
-        org: &OrgId,
-        customer: &CustomerId,
-    ) -> Result<(CustomerRecord, Option<Version>), S::Error> {
-        Ok(split(
-            self.store
-                .load_customer(org, customer)
-                .await
-                .map_err(ServiceError::Store)?,
-        ))
-    }
-
     /// Load, decide, write if unchanged; again on a lost race. For decisions that draw randomness.
     ///
     /// The RNG's lock is held while deciding (never across an `await`); only enrollment, backup-code
     /// generation and resealing take it, so sign-ins never wait for it.
-    async fn run_with_rng<T>(
+    async fn run_with_rng<T: Mint>(
         &self,
         org: &OrgId,
         customer: &CustomerId,
         decide: impl Fn(&CustomerRecord, &OrgPolicy, &Context<'_>, &mut ChaCha20Rng) -> Decision<T>,
-    ) -> Result<T, S::Error> {
+    ) -> Result<T::Minted, S::Error> {
         self.run(org, customer, |record, policy, ctx| {
             decide(record, policy, ctx, &mut self.seeded_rng())
         })
@@ -536,34 +523,37 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         ChaCha20Rng::from_seed(*seed)
     }
 
-    /// Load, decide, write if unchanged; again on a lost race.
-    async fn run<T>(
+    /// Load, decide, write if unchanged; again on a lost race. The outcome is minted (a [`Pass`]
+    /// becomes an [`MfaPassed`]) only once its write was stored.
+    ///
+    /// [`Pass`]: crate::Pass
+    async fn run<T: Mint>(
         &self,
         org: &OrgId,
         customer: &CustomerId,
         decide: impl FnMut(&CustomerRecord, &OrgPolicy, &Context<'_>) -> Decision<T>,
-    ) -> Result<T, S::Error> {
+    ) -> Result<T::Minted, S::Error> {
         self.run_inner(org, customer, false, decide).await
     }
 
     /// [`Service::run`] for an operation on a stored record only: [`MfaError::NotFound`] when
     /// there is none.
-    async fn run_stored<T>(
+    async fn run_stored<T: Mint>(
         &self,
         org: &OrgId,
         customer: &CustomerId,
         decide: impl FnMut(&CustomerRecord, &OrgPolicy, &Context<'_>) -> Decision<T>,
-    ) -> Result<T, S::Error> {
+    ) -> Result<T::Minted, S::Error> {
         self.run_inner(org, customer, true, decide).await
     }
 
-    async fn run_inner<T>(
+    async fn run_inner<T: Mint>(
         &self,
         org: &OrgId,
         customer: &CustomerId,
         stored_only: bool,
         mut decide: impl FnMut(&CustomerRecord, &OrgPolicy, &Context<'_>) -> Decision<T>,
-    ) -> Result<T, S::Error> {
+    ) -> Result<T::Minted, S::Error> {
         for _ in 0..self.max_attempts {
             let (policy, loaded) = self.load_both(org, customer).await?;
             if stored_only && loaded.is_none() {
@@ -586,7 +576,9 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
                         .await
                         .map_err(ServiceError::Store)?;
                 }
-                return outcome.map_err(ServiceError::Mfa);
+                // Only an outcome without a proof can be a success without a write
+                // (`Decision::unchanged`), so this mints no pass that was not written.
+                return outcome.map(Mint::mint).map_err(ServiceError::Mfa);
             };
             match self
                 .store
@@ -594,7 +586,7 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
                 .await
                 .map_err(ServiceError::Store)?
             {
-                Written::Stored(_) => return outcome.map_err(ServiceError::Mfa),
+                Written::Stored(_) => return outcome.map(Mint::mint).map_err(ServiceError::Mfa),
                 Written::Conflict => {}
             }
         }

@@ -831,9 +831,11 @@ async fn a_retried_set_of_backup_codes_is_hashed_once() {
     // The codes shown are the codes stored.
     let session = issued.passed.session();
     for code in &issued.codes {
-        mfa.verify_backup_code(&acme(), &alice, &session, code.as_str())
+        let accepted = mfa
+            .verify_backup_code(&acme(), &alice, &session, code.as_str())
             .await
             .unwrap();
+        assert_eq!(accepted.passed.method(), PassedBy::BackupCode);
     }
 }
 
@@ -928,15 +930,21 @@ async fn racing_backup_codes_cost_one_kdf_evaluation_each() {
         .generate_backup_codes(&acme(), &alice, &session)
         .await
         .unwrap();
+    // Signed in before the store is armed: the barrier holds the backup-code checks' loads only.
+    let mut sessions = Vec::new();
+    for _ in 0..REQUESTS {
+        sessions.push(sign_in(&mfa, &alice).await);
+    }
     mfa.store().arm();
     let before = mfa.kdf_evaluations();
 
-    let tasks: Vec<_> = (0..REQUESTS)
-        .map(|i| {
+    let tasks: Vec<_> = sessions
+        .into_iter()
+        .enumerate()
+        .map(|(i, session)| {
             let (mfa, alice) = (Arc::clone(&mfa), alice.clone());
             tokio::spawn(async move {
                 let wrong = format!("AAAA-BBBB-{:04}", 1000 + i);
-                let session = sign_in(&mfa, &alice).await;
                 mfa.verify_backup_code(&acme(), &alice, &session, &wrong)
                     .await
             })
