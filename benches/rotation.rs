@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use mfa_core::{
     Context, CustomerId, CustomerRecord, KeyId, KeyRing, KeyUri, LoginStep, ManualClock, OrgId,
-    OrgPolicy, SealingKey, Service, Store, UnixTime,
+    OrgMfa, OrgPolicy, SealingKey, Service, Store, UnixTime,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -94,7 +94,7 @@ fn enroll(customers: u64) -> (Vec<Row>, Vec<(u64, KeyUri)>) {
 
 fn enroll_range(from: u64, to: u64, customers: u64) -> (Vec<Row>, Vec<(u64, KeyUri)>) {
     let keys = KeyRing::new(SealingKey::new(KeyId::new(1), OLD_KEY));
-    let policy = OrgPolicy::default().with_enabled(true);
+    let policy = OrgPolicy::default().with_mfa(OrgMfa::On);
     let mut rng = ChaCha20Rng::seed_from_u64(from);
     let now = UnixTime::from_secs(T0);
     let mut rows = Vec::new();

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use mfa_core::{
-    Clock, CustomerId, KeyId, KeyRing, ManualClock, MfaError, MfaPassed, MfaSession, OrgId,
-    SealingKey, Secret, Service, ServiceError, Store, Totp, UnixTime,
+    Actor, Clock, CustomerId, KeyId, KeyRing, ManualClock, MfaPassed, MfaSession, OrgId, OrgMfa,
+    Refusal, SealingKey, Secret, Service, ServiceError, Store, Totp, UnixTime,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -53,7 +53,7 @@ impl<S: Store> SignIn<S> {
         );
         let org = OrgId::new(ORG).expect("a valid id");
         service
-            .set_org_enabled(&org, true, "admin@acme.test")
+            .set_org_mfa(&org, OrgMfa::On, &Actor::new("admin@acme.test").unwrap())
             .await
             .expect("the store takes the policy");
     }
@@ -174,8 +174,8 @@ impl<S: Store> SignIn<S> {
         let replayed = self.verify(&code).await;
         assert!(
             matches!(
-                replayed.as_ref().map_err(ServiceError::mfa),
-                Err(Some(MfaError::ReplayedCode))
+                replayed.as_ref().map_err(ServiceError::refusal),
+                Err(Some(Refusal::ReplayedCode))
             ),
             "a replayed code must be refused, got {replayed:?}"
         );

@@ -16,9 +16,9 @@ use std::task::{Context, Poll, Waker};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use mfa_core::{
-    BackupHashParams, CustomerId, KeyId, KeyRing, KeyUri, LoginStep, ManualClock, MemoryStore,
-    MfaError, MfaSession, OrgId, PassedBy, SealingKey, Service, ServiceError, SessionCheck,
-    Settings, Store, UnixTime, Window,
+    Actor, BackupHashParams, CustomerId, KeyId, KeyRing, KeyUri, LoginStep, ManualClock,
+    MemoryStore, MfaSession, OrgId, OrgMfa, PassedBy, Refusal, SealingKey, Service, ServiceError,
+    SessionCheck, Settings, Store, UnixTime, Window,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -67,13 +67,21 @@ fn ready<F: Future>(future: F) -> F::Output {
 fuzz_target!(|ops: Vec<Op>| {
     let t0 = 1_767_225_600u64;
     let org = OrgId::new("acme").unwrap();
-    let people = [CustomerId::new("alice").unwrap(), CustomerId::new("bob").unwrap()];
+    let people = [
+        CustomerId::new("alice").unwrap(),
+        CustomerId::new("bob").unwrap(),
+    ];
     let clock = ManualClock::new(UnixTime::from_secs(t0));
     let keys = KeyRing::new(SealingKey::new(KeyId::new(1), [3; 32]));
-    let mfa = Service::new(MemoryStore::new(), clock.clone(), keys, ChaCha20Rng::seed_from_u64(0));
+    let mfa = Service::new(
+        MemoryStore::new(),
+        clock.clone(),
+        keys,
+        ChaCha20Rng::seed_from_u64(0),
+    );
     let mut settings = Settings::default();
     settings.backup_hash = BackupHashParams::danger_insecure_fast();
-    ready(mfa.update_settings(&org, settings, "fuzz")).unwrap();
+    ready(mfa.update_settings(&org, settings, &Actor::new("fuzz").unwrap())).unwrap();
 
     let mut enabled = false;
     let mut now = t0;
@@ -93,7 +101,8 @@ fuzz_target!(|ops: Vec<Op>| {
     for op in ops.into_iter().take(64) {
         match op {
             Op::SetOrg(on) => {
-                ready(mfa.set_org_enabled(&org, on, "fuzz")).unwrap();
+                let switch = if on { OrgMfa::On } else { OrgMfa::Off };
+                ready(mfa.set_org_mfa(&org, switch, &Actor::new("fuzz").unwrap())).unwrap();
                 enabled = on;
             }
             Op::Jump(delta) => {
@@ -103,14 +112,17 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::LoginStep(who) => {
                 let c = who.customer();
                 let step = ready(mfa.login_step(&org, &people[c])).unwrap();
-                let (status, _) = ready(mfa.status(&org, &people[c])).unwrap();
+                let status = ready(mfa.status(&org, &people[c])).unwrap().customer;
                 match &step {
                     LoginStep::Challenge(_) => assert_eq!(status.state.as_str(), "configured"),
-                    LoginStep::Enroll(_) => assert!(enabled && status.state.as_str() != "configured"),
+                    LoginStep::Enroll(_) => {
+                        assert!(enabled && status.state.as_str() != "configured")
+                    }
                     LoginStep::Done(passed) => {
                         assert!(!enabled && status.state.as_str() != "configured");
                         assert_eq!(passed.method(), PassedBy::NotRequired);
                     }
+                    other => panic!("a login step the target does not know: {other:?}"),
                 }
                 sessions[c][who.session()] = step.session();
             }
@@ -126,42 +138,73 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::Confirm(who, code) => {
                 let (c, s) = (who.customer(), who.session());
                 let typed = text(&secrets, c, &code, now);
-                if let Ok(passed) = ready(mfa.confirm_enrollment(&org, &people[c], &sessions[c][s], &typed)) {
-                    let step = step_of(&secrets, c, &typed, now).expect("only the app's code can confirm");
+                if let Ok(passed) =
+                    ready(mfa.confirm_enrollment(&org, &people[c], &sessions[c][s], &typed))
+                {
+                    let step =
+                        step_of(&secrets, c, &typed, now).expect("only the app's code can confirm");
                     accepted_steps.insert(c, BTreeSet::from([step]));
                     // A new factor: the other session is over, this one goes on.
                     let other = sessions[c][1 - s];
                     sessions[c][s] = passed.session();
                     let check = ready(mfa.check_session(&org, &people[c], &other)).unwrap();
-                    assert_eq!(check, SessionCheck::Ended, "a session from before the enrollment");
+                    assert_eq!(
+                        check,
+                        SessionCheck::Ended,
+                        "a session from before the enrollment"
+                    );
                 }
             }
             Op::SignIn(who, code) => {
                 let (c, s) = (who.customer(), who.session());
                 let typed = text(&secrets, c, &code, now);
-                if let Ok(accepted) = ready(mfa.verify_totp(&org, &people[c], &sessions[c][s], &typed)) {
-                    let step = step_of(&secrets, c, &typed, now).expect("only the app's code can sign in");
+                if let Ok(accepted) =
+                    ready(mfa.verify_totp(&org, &people[c], &sessions[c][s], &typed))
+                {
+                    let step =
+                        step_of(&secrets, c, &typed, now).expect("only the app's code can sign in");
                     let seen = accepted_steps.entry(c).or_default();
-                    assert!(seen.iter().all(|earlier| *earlier < step), "step {step} after {seen:?}");
+                    assert!(
+                        seen.iter().all(|earlier| *earlier < step),
+                        "step {step} after {seen:?}"
+                    );
                     seen.insert(step);
                     sessions[c][s] = accepted.passed.session();
                 }
             }
             Op::GenerateBackup(who) => {
                 let (c, s) = (who.customer(), who.session());
-                if let Ok(issued) = ready(mfa.generate_backup_codes(&org, &people[c], &sessions[c][s])) {
+                if let Ok(issued) =
+                    ready(mfa.generate_backup_codes(&org, &people[c], &sessions[c][s]))
+                {
                     assert!(
-                        sessions[c][s].second_factor_within(mfa_core::RECENT_FACTOR_SECS, UnixTime::from_secs(now)),
+                        sessions[c][s].second_factor_within(
+                            mfa_core::RECENT_FACTOR_SECS,
+                            UnixTime::from_secs(now)
+                        ),
                         "backup codes without a recent second factor"
                     );
-                    backup.insert(c, issued.codes.iter().map(|code| code.as_str().to_string()).collect());
+                    backup.insert(
+                        c,
+                        issued
+                            .codes
+                            .iter()
+                            .map(|code| code.as_str().to_string())
+                            .collect(),
+                    );
                     sessions[c][s] = issued.passed.session();
                 }
             }
             Op::UseBackup(who, n, other) => {
                 let (c, s) = (who.customer(), who.session());
-                let typed = backup.get(&c).and_then(|codes| codes.get(usize::from(n) % 6)).cloned().unwrap_or(other);
-                if let Ok(accepted) = ready(mfa.verify_backup_code(&org, &people[c], &sessions[c][s], &typed)) {
+                let typed = backup
+                    .get(&c)
+                    .and_then(|codes| codes.get(usize::from(n) % 6))
+                    .cloned()
+                    .unwrap_or(other);
+                if let Ok(accepted) =
+                    ready(mfa.verify_backup_code(&org, &people[c], &sessions[c][s], &typed))
+                {
                     sessions[c][s] = accepted.passed.session();
                     // Normalised as the service reads codes (Crockford: O is 0, I and L are 1), so a
                     // look-alike of a used code counts as the same code.
@@ -176,23 +219,30 @@ fuzz_target!(|ops: Vec<Op>| {
                         })
                         .collect();
                     let key = format!("{c}:{normal}");
-                    assert!(accepted_backup.insert(key), "backup code {typed} accepted twice");
+                    assert!(
+                        accepted_backup.insert(key),
+                        "backup code {typed} accepted twice"
+                    );
                 }
             }
             Op::Reset(who) => {
                 let c = usize::from(who);
-                match ready(mfa.reset(&org, &people[c], "fuzz")) {
+                match ready(mfa.reset(&org, &people[c], &Actor::new("fuzz").unwrap())) {
                     Ok(()) => {
-                        let (status, _) = ready(mfa.status(&org, &people[c])).unwrap();
-                        assert_eq!((status.state.as_str(), status.failures), ("unconfigured", 0));
+                        let status = ready(mfa.status(&org, &people[c])).unwrap().customer;
+                        assert_eq!(
+                            (status.state.as_str(), status.failures),
+                            ("unconfigured", 0)
+                        );
                         // Every session of the customer is over.
                         for session in &sessions[c] {
-                            let check = ready(mfa.check_session(&org, &people[c], session)).unwrap();
+                            let check =
+                                ready(mfa.check_session(&org, &people[c], session)).unwrap();
                             assert_eq!(check, SessionCheck::Ended);
                         }
                     }
                     // Nothing was ever stored for the customer (they never started enrolling).
-                    Err(ServiceError::Mfa(MfaError::NotFound)) => {
+                    Err(ServiceError::Refused(Refusal::NotFound)) => {
                         let stored = ready(mfa.store().load_customer(&org, &people[c])).unwrap();
                         assert!(stored.is_none(), "NotFound for a stored customer");
                     }
@@ -202,12 +252,17 @@ fuzz_target!(|ops: Vec<Op>| {
         }
         // No session is let in without a second factor while one is required.
         for (c, mine) in sessions.iter().enumerate() {
-            let (status, on) = ready(mfa.status(&org, &people[c])).unwrap();
+            let report = ready(mfa.status(&org, &people[c])).unwrap();
+            let (status, on) = (report.customer, report.org_mfa == OrgMfa::On);
             for session in mine {
-                if let SessionCheck::Complete(passed) = ready(mfa.check_session(&org, &people[c], session)).unwrap()
+                if let SessionCheck::Complete(passed) =
+                    ready(mfa.check_session(&org, &people[c], session)).unwrap()
                     && !passed.is_second_factor()
                 {
-                    assert!(!on && status.state.as_str() != "configured", "let in without MFA");
+                    assert!(
+                        !on && status.state.as_str() != "configured",
+                        "let in without MFA"
+                    );
                 }
             }
         }
@@ -219,7 +274,10 @@ fn text(secrets: &HashMap<usize, KeyUri>, c: usize, code: &Code, now: u64) -> St
     match (code, secrets.get(&c)) {
         (Code::App(offset), Some(uri)) => {
             let step = (now / 30).saturating_add_signed(i64::from(*offset % 3));
-            uri.as_totp().unwrap().generate_at_step(uri.secret(), step).to_string()
+            uri.as_totp()
+                .unwrap()
+                .generate_at_step(uri.secret(), step)
+                .to_string()
         }
         (Code::App(_), None) => "000000".into(),
         (Code::Text(text), _) => text.clone(),
@@ -230,5 +288,12 @@ fn text(secrets: &HashMap<usize, KeyUri>, c: usize, code: &Code, now: u64) -> St
 fn step_of(secrets: &HashMap<usize, KeyUri>, c: usize, typed: &str, now: u64) -> Option<u64> {
     let uri = secrets.get(&c)?;
     let totp = uri.as_totp()?;
-    totp.verify(uri.secret(), typed, UnixTime::from_secs(now), Window::default()).ok().map(|m| m.step)
+    totp.verify(
+        uri.secret(),
+        typed,
+        UnixTime::from_secs(now),
+        Window::default(),
+    )
+    .ok()
+    .map(|m| m.step)
 }

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use mfa_core::{CustomerId, KeyId, KeyRing, OrgId, SealingKey, Service, Store, SystemClock};
+use mfa_core::{
+    Actor, CustomerId, KeyId, KeyRing, OrgId, OrgMfa, SealingKey, Service, Store, SystemClock,
+};
 use mfa_postgres::{PostgresOptions, PostgresStore};
 use mfa_sqlite::SqliteStore;
 use rand::SeedableRng;
@@ -205,20 +207,29 @@ struct RotateArgs {
     pause_ms: u64,
 }
 
+/// Whether a reset asks before it acts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Confirm {
+    /// Ask on the terminal, and act only on "yes".
+    Ask,
+    /// `--yes`: the operator confirmed on the command line.
+    Given,
+}
+
 /// A command with its input read and checked.
 enum Plan {
     OrgShow(OrgId, Format),
     OrgSet {
         org: OrgId,
-        enabled: bool,
-        by: String,
+        mfa: OrgMfa,
+        by: Actor,
     },
     CustomerShow(OrgId, CustomerId, Format),
     CustomerReset {
         org: OrgId,
         customer: CustomerId,
-        by: String,
-        yes: bool,
+        by: Actor,
+        confirm: Confirm,
     },
     Audit(Export),
     KeysStatus(Option<Vec<KeyId>>, Format),
@@ -290,15 +301,15 @@ fn customer_id(text: String) -> Result<CustomerId, Failure> {
     CustomerId::new(text).map_err(|error| Failure::Input(format!("customer id: {error}")))
 }
 
-fn by_name(by: Option<String>) -> Result<String, Failure> {
+fn by_name(by: Option<String>) -> Result<Actor, Failure> {
     let by = by
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "mfa admin".to_owned());
-    let by = by.trim().to_owned();
+    let by = by.trim();
     if by.is_empty() {
         return Err(Failure::Input("--by needs a name".into()));
     }
-    Ok(by)
+    Actor::new(by).map_err(|error| Failure::Input(format!("--by: {error}")))
 }
 
 /// Reads and checks everything a command takes, before the database is touched, with the keyring
@@ -311,12 +322,12 @@ fn plan(command: AdminCommand) -> Result<Option<(Plan, Option<KeyRing>)>, Failur
             }
             AdminCommand::Org(OrgCommand::Enable { org, by }) => Plan::OrgSet {
                 org: org_id(org)?,
-                enabled: true,
+                mfa: OrgMfa::On,
                 by: by_name(by)?,
             },
             AdminCommand::Org(OrgCommand::Disable { org, by }) => Plan::OrgSet {
                 org: org_id(org)?,
-                enabled: false,
+                mfa: OrgMfa::Off,
                 by: by_name(by)?,
             },
             AdminCommand::Customer(CustomerCommand::Show {
@@ -339,7 +350,7 @@ fn plan(command: AdminCommand) -> Result<Option<(Plan, Option<KeyRing>)>, Failur
                     org: org_id(org)?,
                     customer: customer_id(customer)?,
                     by: by_name(Some(by))?,
-                    yes,
+                    confirm: if yes { Confirm::Given } else { Confirm::Ask },
                 }
             }
             AdminCommand::Audit(args) => Plan::Audit(Export {
@@ -405,14 +416,14 @@ async fn execute<S: Store>(store: S, keys: Option<KeyRing>, plan: Plan) -> Resul
     let service = Service::new(store, SystemClock, keys, StdRng::from_rng(&mut rand::rng()));
     match plan {
         Plan::OrgShow(org, format) => org_show(&service, &org, format).await,
-        Plan::OrgSet { org, enabled, by } => {
+        Plan::OrgSet { org, mfa, by } => {
             service
-                .set_org_enabled(&org, enabled, &by)
+                .set_org_mfa(&org, mfa, &by)
                 .await
                 .map_err(service_failure)?;
             outln!(
                 "MFA is now {} for organisation {org}",
-                if enabled { "on" } else { "off" }
+                if mfa == OrgMfa::On { "on" } else { "off" }
             );
             Ok(())
         }
@@ -423,8 +434,8 @@ async fn execute<S: Store>(store: S, keys: Option<KeyRing>, plan: Plan) -> Resul
             org,
             customer,
             by,
-            yes,
-        } => customer_reset(&service, &org, &customer, &by, yes).await,
+            confirm,
+        } => customer_reset(&service, &org, &customer, &by, confirm).await,
         Plan::Audit(export) => audit::export(service.store(), export).await,
         Plan::KeysStatus(loaded, format) => {
             rotate::status(service.store(), loaded.as_deref(), format).await
@@ -435,12 +446,9 @@ async fn execute<S: Store>(store: S, keys: Option<KeyRing>, plan: Plan) -> Resul
 
 type AdminService<S> = Service<S, SystemClock, StdRng>;
 
+/// A failed service call, with its causes (a corrupt record names whose it is).
 fn service_failure<E: core::error::Error + 'static>(error: mfa_core::ServiceError<E>) -> Failure {
-    Failure::failed(error)
-}
-
-fn store_failure(error: impl std::fmt::Display) -> Failure {
-    Failure::failed(format!("store: {error}"))
+    Failure::Failed(crate::chain(&error))
 }
 
 /// `org show --format json`.
@@ -509,9 +517,9 @@ async fn org_show<S: Store>(
     org: &OrgId,
     format: Format,
 ) -> Result<(), Failure> {
-    let stored = service.store().load_org(org).await.map_err(store_failure)?;
+    let stored = service.stored_policy(org).await.map_err(service_failure)?;
     let is_stored = stored.is_some();
-    let policy = stored.map(|v| v.value).unwrap_or_default();
+    let policy = stored.unwrap_or_default();
     let settings = policy.settings();
     let totp = &settings.totp;
     let lockout = &settings.lockout;
@@ -596,16 +604,12 @@ async fn customer_show<S: Store>(
     customer: &CustomerId,
     format: Format,
 ) -> Result<(), Failure> {
-    let stored = service
-        .store()
-        .load_customer(org, customer)
-        .await
-        .map_err(store_failure)?
-        .is_some();
-    let (status, org_enabled) = service
+    let report = service
         .status(org, customer)
         .await
         .map_err(service_failure)?;
+    let (status, stored) = (report.customer, report.stored);
+    let org_enabled = report.org_mfa == OrgMfa::On;
     match format {
         Format::Json => print_json(&CustomerJson {
             org: org.as_str(),
@@ -654,21 +658,22 @@ async fn customer_reset<S: Store>(
     service: &AdminService<S>,
     org: &OrgId,
     customer: &CustomerId,
-    by: &str,
-    yes: bool,
+    by: &Actor,
+    confirm: Confirm,
 ) -> Result<(), Failure> {
     // A mistyped id must not write a record (and an audit event) for a customer who never had MFA:
-    // the service refuses it (`MfaError::NotFound`), as it does for every adapter.
+    // the service refuses it (`Refusal::NotFound`), as it does for every adapter.
     let not_found = || {
         Failure::Failed(format!(
             "customer {customer} of organisation {org} has no MFA record: nothing to reset"
         ))
     };
-    if !yes {
-        let (status, _) = service
+    if confirm == Confirm::Ask {
+        let status = service
             .status(org, customer)
             .await
-            .map_err(service_failure)?;
+            .map_err(service_failure)?
+            .customer;
         let mut stderr = std::io::stderr();
         let _ = write!(
             stderr,
@@ -691,8 +696,8 @@ async fn customer_reset<S: Store>(
     service
         .reset(org, customer, by)
         .await
-        .map_err(|error| match error.mfa() {
-            Some(mfa_core::MfaError::NotFound) => not_found(),
+        .map_err(|error| match error.refusal() {
+            Some(mfa_core::Refusal::NotFound) => not_found(),
             _ => service_failure(error),
         })?;
     outln!(

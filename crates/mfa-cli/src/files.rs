@@ -22,12 +22,12 @@ const TEMP_TRIES: usize = 4;
 /// that we own, and a crash leaves the old file or the new one, never half of one.
 pub(crate) fn write_private(
     path: &Path,
-    force: bool,
+    existing: Existing,
     write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
 ) -> Result<(), Failure> {
     let shown = path.display();
     let fail = |error: io::Error| Failure::Input(format!("{shown}: {error}"));
-    if !force {
+    if existing == Existing::Refuse {
         let file = create_private(path).map_err(|error| {
             if error.kind() == io::ErrorKind::AlreadyExists {
                 Failure::Input(format!(
@@ -37,14 +37,14 @@ pub(crate) fn write_private(
                 fail(error)
             }
         })?;
-        return fill(file, write, false).map_err(|error| {
+        return fill(file, write, Sync::No).map_err(|error| {
             // The file is ours (just created): leave no half-written one behind.
             let _ = std::fs::remove_file(path);
             fail(error)
         });
     }
     let (temp, file) = create_temp(path).map_err(fail)?;
-    let written = fill(file, write, true).and_then(|()| std::fs::rename(&temp, path));
+    let written = fill(file, write, Sync::Yes).and_then(|()| std::fs::rename(&temp, path));
     if let Err(error) = written {
         let _ = std::fs::remove_file(&temp);
         return Err(fail(error));
@@ -105,17 +105,33 @@ fn create_temp(path: &Path) -> io::Result<(PathBuf, File)> {
     Err(last.unwrap_or_else(|| io::Error::other("no temporary name was free")))
 }
 
-/// Writes through a buffer, flushes, and (`sync`) syncs the file to disk.
+/// What [`write_private`] does with a file already at its path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Existing {
+    /// Refuse it (the default).
+    Refuse,
+    /// Replace it with a new file (`--force`).
+    Replace,
+}
+
+/// Whether [`fill`] syncs the file to disk.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    Yes,
+    No,
+}
+
+/// Writes through a buffer, flushes, and syncs the file to disk if asked.
 fn fill(
     file: File,
     write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
-    sync: bool,
+    sync: Sync,
 ) -> io::Result<()> {
     let mut out = BufWriter::new(file);
     write(&mut out)?;
     out.flush()?;
     let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-    if sync {
+    if sync == Sync::Yes {
         file.sync_all()?;
     }
     Ok(())

@@ -195,6 +195,19 @@ fn write_stdout(text: std::fmt::Arguments<'_>) {
     }
 }
 
+/// An error and its causes, outermost first, as `what failed: why: why`: each error names its own
+/// step once and hands its cause out as its source.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
+}
+
 /// The message on one line: a database's error text may span several.
 fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -327,6 +340,11 @@ fn qr(args: QrArgs) -> Result<(), Failure> {
     let Some(path) = args.output else {
         return Err(Failure::Input("give --output FILE or --terminal".into()));
     };
+    let existing = if args.force {
+        files::Existing::Replace
+    } else {
+        files::Existing::Refuse
+    };
     match path
         .extension()
         .and_then(|e| e.to_str())
@@ -335,9 +353,9 @@ fn qr(args: QrArgs) -> Result<(), Failure> {
     {
         Some("svg") => {
             let svg = mfa_core::qr_svg(text).map_err(Failure::input)?;
-            files::write_private(&path, args.force, |out| out.write_all(svg.as_bytes()))
+            files::write_private(&path, existing, |out| out.write_all(svg.as_bytes()))
         }
-        Some("png") => files::write_private(&path, args.force, |out| write_png(&code, out)),
+        Some("png") => files::write_private(&path, existing, |out| write_png(&code, out)),
         _ => Err(Failure::Input(format!(
             "{}: the file name must end in .svg or .png",
             path.display()

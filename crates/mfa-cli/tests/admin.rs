@@ -16,9 +16,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use mfa_core::{
-    AuditExport, AuditQuery, BackupHashParams, Clock, CustomerId, Event, EventKind, Factor, KeyId,
-    KeyRing, KeyUri, ManualClock, OrgId, Rejection, SealingKey, Service, Settings, Store,
-    StoredEvent, UnixTime, Written,
+    Actor, AuditExport, AuditQuery, BackupHashParams, Clock, CustomerId, Event, EventKind, Factor,
+    KeyId, KeyRing, KeyUri, ManualClock, OrgId, OrgMfa, Rejection, SealingKey, Service, Settings,
+    Store, StoredEvent, UnixTime, Written,
 };
 use mfa_postgres::deadpool_postgres::tokio_postgres::{self, NoTls, config::Host};
 use mfa_postgres::{PostgresOptions, PostgresStore};
@@ -292,7 +292,10 @@ async fn enroll<S: Store>(
     customers: impl IntoIterator<Item = String>,
 ) -> BTreeMap<String, KeyUri> {
     let org = org(org_id);
-    service.set_org_enabled(&org, true, "seed").await.unwrap();
+    service
+        .set_org_mfa(&org, OrgMfa::On, &Actor::new("seed").unwrap())
+        .await
+        .unwrap();
     let mut apps = BTreeMap::new();
     for id in customers {
         let who = customer(&id);
@@ -407,7 +410,7 @@ fn org_switch_shows_in_org_show<S: Store + 'static>(db: &Db<S>) {
         .iter()
         .map(|stored| match &stored.event.kind {
             EventKind::OrgEnabled { by } | EventKind::OrgDisabled { by } => {
-                (stored.event.kind_name().to_owned(), by.clone())
+                (stored.event.kind_name().to_owned(), by.to_string())
             }
             other => panic!("{other:?}"),
         })
@@ -425,7 +428,7 @@ fn customer_show_never_prints_a_secret<S: Store + 'static>(db: &Db<S>) {
     let service = db.service(ring(1, &[1; 32]));
     let mut settings = Settings::default();
     settings.backup_hash = BackupHashParams::danger_insecure_fast();
-    db.block_on(service.update_settings(&org("acme"), settings, "seed"))
+    db.block_on(service.update_settings(&org("acme"), settings, &Actor::new("seed").unwrap()))
         .unwrap();
     let apps = db.block_on(enroll(&service, "acme", ["alice".to_owned()]));
     // Alice signs in with a code, then makes backup codes in that session.
@@ -607,7 +610,7 @@ fn audit_exports_thousands_of_events<S: Store + 'static>(db: &Db<S>) {
                     failures: 0,
                 },
                 1 => EventKind::Reset {
-                    by: format!("ops{i}"),
+                    by: Actor::new(format!("ops{i}")).unwrap(),
                 },
                 2 => EventKind::LockedOut {
                     until: UnixTime::from_secs(t0 + i + 60),
@@ -857,10 +860,13 @@ fn keys_status_and_a_wrong_key<S: Store + 'static>(db: &Db<S>) {
         .unwrap()
         .unwrap();
     let written = db
-        .block_on(
-            db.store
-                .write_customer(&acme, &c3, Some(victim.version), &donor.value, &[]),
-        )
+        .block_on(db.store.write_customer(
+            &acme,
+            &c3,
+            Some(victim.version),
+            &donor.value.decode().unwrap(),
+            &[],
+        ))
         .unwrap();
     assert!(matches!(written, Written::Stored(_)));
     let damaged = db.mfa(&[

@@ -20,11 +20,11 @@ const RECORD_FORMAT: u8 = 2;
 use crate::backup::LegacyBackupCodeSet;
 use crate::proof::Mint;
 use crate::{
-    BackupAttempt, BackupCode, BackupCodeSet, BackupError, BackupHashParams, BackupOwner, Code,
-    CodeError, CustomerId, Event, EventKind, Factor, FactorPassed, Failures, KeyId, KeyRing,
-    KeyUri, MfaPassed, MfaSession, OrgId, OrgPolicy, Pass, PassedBy, RECENT_FACTOR_SECS, Rejection,
-    SealError, SealedSecret, Secret, SessionCheck, SettingsError, TimeError, Totp, UnixTime,
-    UriError, VerifyError, Window,
+    Actor, BackupAttempt, BackupCode, BackupCodeSet, BackupError, BackupHashParams, BackupOwner,
+    Code, CustomerId, Event, EventKind, Factor, FactorPassed, Failures, Fault, KeyId, KeyRing,
+    KeyUri, MfaError, MfaPassed, MfaSession, OrgId, OrgPolicy, Pass, PassedBy, RECENT_FACTOR_SECS,
+    Refusal, Rejection, SealError, SealedSecret, Secret, SessionCheck, Settings, Totp, UnixTime,
+    VerifyError, Window,
 };
 
 /// The most steps of clock drift that drift learning remembers (RFC 6238 section 6).
@@ -89,6 +89,7 @@ pub struct Configured {
 
 /// A customer's MFA state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum CustomerMfa {
     /// No MFA set up.
     Unconfigured(Unconfigured),
@@ -101,6 +102,7 @@ pub enum CustomerMfa {
 /// The name of a state, for status reports and stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum StateName {
     /// [`Unconfigured`].
     Unconfigured,
@@ -196,6 +198,7 @@ impl TryFrom<CustomerMfaV1> for CustomerMfa {
 /// pure [`CustomerRecord::login_step`] a `LoginStep<Pass>`, which is no proof.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
+#[non_exhaustive]
 pub enum LoginStep<P = MfaPassed> {
     /// MFA is required and not set up: enroll before access. Keep the session: enrolling needs it.
     Enroll(MfaSession),
@@ -353,11 +356,11 @@ pub struct Decision<T> {
 
 impl<T> Decision<T> {
     /// A refusal that changes nothing.
-    fn refuse(error: MfaError) -> Self {
+    fn refuse(error: impl Into<MfaError>) -> Self {
         Self {
             next: None,
             events: Vec::new(),
-            outcome: Err(error),
+            outcome: Err(error.into()),
         }
     }
 
@@ -384,11 +387,11 @@ impl<T> Decision<T> {
     }
 
     /// A refusal that changes no record but is recorded in the audit log.
-    fn log(event: Event, error: MfaError) -> Self {
+    fn log(event: Event, error: impl Into<MfaError>) -> Self {
         Self {
             next: None,
             events: vec![event],
-            outcome: Err(error),
+            outcome: Err(error.into()),
         }
     }
 
@@ -517,11 +520,11 @@ impl CustomerRecord {
     }
 
     /// Refuses a session from before the last reset or change of factor.
-    fn current(&self, session: &MfaSession) -> Result<(), MfaError> {
+    fn current(&self, session: &MfaSession) -> Result<(), Refusal> {
         if session.generation() == self.generation {
             Ok(())
         } else {
-            Err(MfaError::SessionEnded)
+            Err(Refusal::SessionEnded)
         }
     }
 
@@ -545,8 +548,8 @@ impl CustomerRecord {
             return Decision::refuse(error);
         }
         let issued = match &self.mfa {
-            CustomerMfa::Configured(_) => return Decision::refuse(MfaError::AlreadyConfigured),
-            _ if !policy.enabled() => return Decision::refuse(MfaError::MfaDisabled),
+            CustomerMfa::Configured(_) => return Decision::refuse(Refusal::AlreadyConfigured),
+            _ if !policy.enabled() => return Decision::refuse(Refusal::MfaDisabled),
             CustomerMfa::Unconfigured(state) => state.start(policy, keys, ctx, rng),
             CustomerMfa::Pending(state) => state.restart(policy, keys, ctx, rng),
         };
@@ -582,15 +585,15 @@ impl CustomerRecord {
         }
         let pending = match &self.mfa {
             CustomerMfa::Pending(pending) => pending,
-            CustomerMfa::Configured(_) => return Decision::refuse(MfaError::AlreadyConfigured),
-            CustomerMfa::Unconfigured(_) => return Decision::refuse(MfaError::NotPending),
+            CustomerMfa::Configured(_) => return Decision::refuse(Refusal::AlreadyConfigured),
+            CustomerMfa::Unconfigured(_) => return Decision::refuse(Refusal::NotPending),
         };
         if let Some(locked) = self.locked(Factor::Enrollment, ctx) {
             return locked;
         }
         if ctx.now >= pending.expires_at {
             let event = self.rejected(Factor::Enrollment, Rejection::Expired, ctx);
-            return Decision::log(event, MfaError::EnrollmentExpired);
+            return Decision::log(event, Refusal::EnrollmentExpired);
         }
         match pending.confirm(typed, policy.settings().window, keys, ctx) {
             Ok(configured) => {
@@ -642,7 +645,7 @@ impl CustomerRecord {
                     outcome: outcome.map(|passed| BackupCodesIssued { codes, passed }),
                 }
             }
-            Err(error) => Decision::refuse(MfaError::Backup(error)),
+            Err(error) => Decision::refuse(Fault::Backup(error)),
         }
     }
 
@@ -661,7 +664,7 @@ impl CustomerRecord {
             Err(error) => return Decision::refuse(error),
         };
         let CustomerMfa::Configured(configured) = &self.mfa else {
-            return Decision::refuse(MfaError::NotConfigured);
+            return Decision::refuse(Refusal::NotConfigured);
         };
         let count = u32::try_from(set.len()).unwrap_or(u32::MAX);
         let generation = self.next_generation();
@@ -692,17 +695,17 @@ impl CustomerRecord {
         &self,
         session: &MfaSession,
         ctx: &Context<'_>,
-    ) -> Result<FactorPassed, MfaError> {
+    ) -> Result<FactorPassed, Refusal> {
         self.current(session)?;
         let passed = session
             .passed()
             .filter(|_| session.second_factor_within(RECENT_FACTOR_SECS, ctx.now))
-            .ok_or(MfaError::SecondFactorRequired {
+            .ok_or(Refusal::SecondFactorRequired {
                 max_age_secs: RECENT_FACTOR_SECS,
             })?;
         match self.mfa {
             CustomerMfa::Configured(_) => Ok(passed),
-            _ => Err(MfaError::NotConfigured),
+            _ => Err(Refusal::NotConfigured),
         }
     }
 
@@ -719,13 +722,13 @@ impl CustomerRecord {
             return Decision::refuse(error);
         }
         let CustomerMfa::Configured(configured) = &self.mfa else {
-            return Decision::refuse(MfaError::NotConfigured);
+            return Decision::refuse(Refusal::NotConfigured);
         };
         if let Some(locked) = self.locked(Factor::Totp, ctx) {
             return locked;
         }
         let settings = policy.settings();
-        match configured.verify_totp(typed, settings.window, settings.drift_learning, keys, ctx) {
+        match configured.verify_totp(typed, settings, keys, ctx) {
             Ok((configured, offset)) => {
                 let step = configured.last_step;
                 let next = Self {
@@ -759,7 +762,7 @@ impl CustomerRecord {
             return Decision::refuse(error);
         }
         let CustomerMfa::Configured(configured) = &self.mfa else {
-            return Decision::refuse(MfaError::NotConfigured);
+            return Decision::refuse(Refusal::NotConfigured);
         };
         if let Some(locked) = self.locked(Factor::BackupCode, ctx) {
             return locked;
@@ -786,8 +789,8 @@ impl CustomerRecord {
     /// lockout cleared, and every session of the customer ended (the generation moves on). The
     /// customer signs in again with the password and enrolls again (while the organisation has MFA
     /// on). `by` names the administrator for the audit log.
-    pub fn reset(&self, by: &str, ctx: &Context<'_>) -> Decision<()> {
-        let event = ctx.event(EventKind::Reset { by: by.into() });
+    pub fn reset(&self, by: &Actor, ctx: &Context<'_>) -> Decision<()> {
+        let event = ctx.event(EventKind::Reset { by: by.clone() });
         let next = Self {
             generation: self.next_generation(),
             ..Self::default()
@@ -814,7 +817,7 @@ impl CustomerRecord {
                 let event = ctx.event(EventKind::SecretResealed { from, to });
                 Decision::write(next, vec![event], Ok(Resealed::Moved { from, to }))
             }
-            Err(error) => Decision::refuse(MfaError::Seal(error)),
+            Err(error) => Decision::refuse(Fault::Seal(error)),
         }
     }
 
@@ -885,7 +888,7 @@ impl CustomerRecord {
     fn locked<T>(&self, factor: Factor, ctx: &Context<'_>) -> Option<Decision<T>> {
         let until = self.failures.locked_at(ctx.now)?;
         let event = self.rejected(factor, Rejection::Locked, ctx);
-        Some(Decision::log(event, MfaError::Locked { retry_at: until }))
+        Some(Decision::log(event, Refusal::Locked { retry_at: until }))
     }
 
     /// The decision for a step that did not go through: bad settings change nothing, text that is not a
@@ -898,13 +901,13 @@ impl CustomerRecord {
         ctx: &Context<'_>,
     ) -> Decision<T> {
         match refused {
-            Refused::Input(error) => Decision::refuse(error),
+            Refused::Fault(error) => Decision::refuse(error),
             Refused::Malformed(error) => {
                 Decision::log(self.rejected(factor, Rejection::Malformed, ctx), error)
             }
             Refused::Repeat => Decision::log(
                 self.rejected(factor, Rejection::ReplayedCode, ctx),
-                MfaError::ReplayedCode,
+                Refusal::ReplayedCode,
             ),
             Refused::Attempt(reason) => self.failed(factor, reason, policy, ctx),
         }
@@ -939,9 +942,9 @@ impl CustomerRecord {
             events.push(ctx.event(EventKind::LockedOut { until }));
         }
         let error = match reason {
-            Rejection::ReplayedCode => MfaError::ReplayedCode,
-            Rejection::UsedBackupCode => MfaError::UsedBackupCode,
-            _ => MfaError::WrongCode,
+            Rejection::ReplayedCode => Refusal::ReplayedCode,
+            Rejection::UsedBackupCode => Refusal::UsedBackupCode,
+            _ => Refusal::WrongCode,
         };
         Decision::write(
             Self {
@@ -950,17 +953,17 @@ impl CustomerRecord {
                 generation: self.generation,
             },
             events,
-            Err(error),
+            Err(error.into()),
         )
     }
 }
 
 /// Why a state-level step did not go through.
 enum Refused {
-    /// A broken setting or stored secret: nothing changes.
-    Input(MfaError),
+    /// A fault (a secret that does not open, a broken setting): nothing changes.
+    Fault(Fault),
     /// Text that is not a code: logged, not counted as a failure.
-    Malformed(MfaError),
+    Malformed(Refusal),
     /// The code just accepted, again: logged as a replay, not counted as a failure.
     Repeat,
     /// A genuine failed attempt: it counts toward lockout.
@@ -977,13 +980,13 @@ fn issue<R: CryptoRng + ?Sized>(
     keys: &KeyRing,
     ctx: &Context<'_>,
     rng: &mut R,
-) -> Result<(Pending, Enrollment), MfaError> {
+) -> Result<(Pending, Enrollment), Fault> {
     let settings = policy.settings();
     let totp = settings.totp;
     let secret = Secret::generate(totp.algorithm(), rng);
     let sealed = keys.seal(&secret, ctx.org, ctx.customer, rng);
-    let uri = KeyUri::totp(&settings.issuer, ctx.customer.as_str(), secret, &totp)
-        .map_err(MfaError::Uri)?;
+    let uri =
+        KeyUri::totp(&settings.issuer, ctx.customer.as_str(), secret, &totp).map_err(Fault::Uri)?;
     let expires_at = ctx.now.saturating_add(settings.enrollment_lifetime_secs);
     Ok((
         Pending {
@@ -1003,7 +1006,7 @@ impl Unconfigured {
         keys: &KeyRing,
         ctx: &Context<'_>,
         rng: &mut R,
-    ) -> Result<(Pending, Enrollment), MfaError> {
+    ) -> Result<(Pending, Enrollment), Fault> {
         issue(policy, keys, ctx, rng)
     }
 }
@@ -1016,7 +1019,7 @@ impl Pending {
         keys: &KeyRing,
         ctx: &Context<'_>,
         rng: &mut R,
-    ) -> Result<(Pending, Enrollment), MfaError> {
+    ) -> Result<(Pending, Enrollment), Fault> {
         issue(policy, keys, ctx, rng)
     }
 
@@ -1029,7 +1032,7 @@ impl Pending {
     ) -> Result<Configured, Refused> {
         let secret = keys
             .open(&self.sealed, ctx.org, ctx.customer)
-            .map_err(|e| Refused::Input(MfaError::Seal(e)))?;
+            .map_err(|e| Refused::Fault(Fault::Seal(e)))?;
         let matched = self
             .totp
             .verify(&secret, typed, ctx.now, window)
@@ -1049,14 +1052,14 @@ impl Configured {
     fn verify_totp(
         &self,
         typed: &str,
-        window: Window,
-        drift_learning: bool,
+        settings: &Settings,
         keys: &KeyRing,
         ctx: &Context<'_>,
     ) -> Result<(Configured, i64), Refused> {
+        let (window, drift_learning) = (settings.window, settings.drift_learning);
         let secret = keys
             .open(&self.sealed, ctx.org, ctx.customer)
-            .map_err(|e| Refused::Input(MfaError::Seal(e)))?;
+            .map_err(|e| Refused::Fault(Fault::Seal(e)))?;
         // With drift learning the window also reaches as far as this customer's clock has been seen to
         // drift (RFC 6238 section 6), in that direction only. It always keeps the current step, so a
         // clock that is put right again still works, and the learnt drift is bounded: a larger jump
@@ -1124,8 +1127,8 @@ impl Configured {
         let refusal = |error| match error {
             BackupError::NoMatch => Refused::Attempt(Rejection::WrongCode),
             BackupError::AlreadyUsed => Refused::Attempt(Rejection::UsedBackupCode),
-            BackupError::Malformed => Refused::Malformed(MfaError::InvalidBackupCode),
-            other => Refused::Input(MfaError::Backup(other)),
+            BackupError::Malformed => Refused::Malformed(Refusal::InvalidBackupCode),
+            other => Refused::Fault(Fault::Backup(other)),
         };
         let Some(set) = &self.backup else {
             // The same answer, after the same work, as for a set without this code: whether the
@@ -1152,13 +1155,14 @@ impl Configured {
 fn refusal(error: VerifyError) -> Refused {
     match error {
         VerifyError::NoMatch => Refused::Attempt(Rejection::WrongCode),
-        VerifyError::InvalidCode(code) => Refused::Malformed(MfaError::InvalidCode(code)),
-        VerifyError::Time(time) => Refused::Input(MfaError::Time(time)),
+        VerifyError::InvalidCode(code) => Refused::Malformed(Refusal::InvalidCode(code)),
+        VerifyError::Time(time) => Refused::Fault(Fault::Time(time)),
     }
 }
 
 /// What key rotation did to one customer's secret.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Resealed {
     /// Sealed again: it was under `from`, it is now under `to`, the active key.
     Moved {
@@ -1171,74 +1175,4 @@ pub enum Resealed {
     AlreadyCurrent(KeyId),
     /// Nothing to do: the customer has no secret (never enrolled, or reset).
     NoSecret,
-}
-
-/// Why an MFA operation was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum MfaError {
-    /// Enrollment was attempted while the organisation has MFA switched off.
-    #[error("MFA is switched off for this organisation")]
-    MfaDisabled,
-    /// The customer already has MFA configured (an administrator must reset it first).
-    #[error("MFA is already configured")]
-    AlreadyConfigured,
-    /// There is no enrollment to confirm.
-    #[error("no enrollment is pending")]
-    NotPending,
-    /// The customer has no MFA configured.
-    #[error("MFA is not configured")]
-    NotConfigured,
-    /// The pending enrollment expired: start again.
-    #[error("the enrollment has expired")]
-    EnrollmentExpired,
-    /// The text is not a code.
-    #[error("the code is malformed: {0}")]
-    InvalidCode(#[source] CodeError),
-    /// The text is not a backup code.
-    #[error("the backup code is malformed")]
-    InvalidBackupCode,
-    /// The code matched nothing.
-    #[error("the code is not valid")]
-    WrongCode,
-    /// The TOTP code was already used, or an older one than the last accepted.
-    #[error("the code was already used")]
-    ReplayedCode,
-    /// The backup code was already used.
-    #[error("the backup code was already used")]
-    UsedBackupCode,
-    /// Too many failures: try again at `retry_at`.
-    #[error("too many failed attempts; retry after {}", retry_at.as_secs())]
-    Locked {
-        /// When attempts are accepted again.
-        retry_at: UnixTime,
-    },
-    /// The sealed secret did not open.
-    #[error("the secret could not be unsealed: {0}")]
-    Seal(#[source] SealError),
-    /// Hashing backup codes failed.
-    #[error("backup codes: {0}")]
-    Backup(#[source] BackupError),
-    /// The key URI could not be built from the settings.
-    #[error("the key URI could not be built: {0}")]
-    Uri(#[source] UriError),
-    /// The time falls before the TOTP start time.
-    #[error(transparent)]
-    Time(TimeError),
-    /// Settings out of range.
-    #[error("invalid settings: {0}")]
-    Settings(#[source] SettingsError),
-    /// The session's password check came before a reset or a change of factor: it is over, and
-    /// the customer signs in again.
-    #[error("this session ended when the customer's MFA changed; sign in again")]
-    SessionEnded,
-    /// Changing factors needs a second factor that passed in this session within `max_age_secs`.
-    #[error("give a second factor in this session first (within the last {max_age_secs} seconds)")]
-    SecondFactorRequired {
-        /// How recent it must be.
-        max_age_secs: u64,
-    },
-    /// Nothing is stored for this customer: there is nothing to reset.
-    #[error("no MFA is stored for this customer")]
-    NotFound,
 }

@@ -1,11 +1,9 @@
 //! Audit events: what happened, to whom, when. Every attempt and every state change emits one, in the
 //! same write as the state it describes. No event ever holds a secret, a code or a hash.
 
-use alloc::string::String;
-
 use serde::{Deserialize, Serialize};
 
-use crate::{CustomerId, KeyId, OrgId, UnixTime};
+use crate::{Actor, CustomerId, KeyId, OrgId, UnixTime};
 
 /// One audit event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,17 +73,17 @@ pub enum EventKind {
     /// The organisation switched MFA on.
     OrgEnabled {
         /// Who did it.
-        by: String,
+        by: Actor,
     },
     /// The organisation switched MFA off (customers who configured it keep it).
     OrgDisabled {
         /// Who did it.
-        by: String,
+        by: Actor,
     },
     /// The organisation's settings changed.
     OrgSettingsChanged {
         /// Who did it.
-        by: String,
+        by: Actor,
     },
     /// A customer was issued a fresh secret to enroll (replacing any pending one).
     EnrollmentStarted {
@@ -131,7 +129,7 @@ pub enum EventKind {
     /// An administrator reset the customer's MFA: secret and codes erased, lockout cleared.
     Reset {
         /// Who did it.
-        by: String,
+        by: Actor,
     },
     /// The customer's secret was sealed again under another key (key rotation); nothing else
     /// changed.
@@ -162,6 +160,7 @@ pub enum EventKind {
 /// Which factor an attempt used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Factor {
     /// A code confirming a new enrollment.
     Enrollment,
@@ -175,6 +174,7 @@ pub enum Factor {
 /// less.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Rejection {
     /// The code matched nothing.
     WrongCode,
@@ -198,9 +198,15 @@ mod tests {
     #[test]
     fn every_kind_survives_its_byte_form() {
         let kinds = vec![
-            EventKind::OrgEnabled { by: "a".into() },
-            EventKind::OrgDisabled { by: "a".into() },
-            EventKind::OrgSettingsChanged { by: "a".into() },
+            EventKind::OrgEnabled {
+                by: Actor::new("a").unwrap(),
+            },
+            EventKind::OrgDisabled {
+                by: Actor::new("a").unwrap(),
+            },
+            EventKind::OrgSettingsChanged {
+                by: Actor::new("a").unwrap(),
+            },
             EventKind::EnrollmentStarted {
                 expires_at: UnixTime::from_secs(9),
             },
@@ -219,7 +225,9 @@ mod tests {
             EventKind::LockedOut {
                 until: UnixTime::from_secs(60),
             },
-            EventKind::Reset { by: "admin".into() },
+            EventKind::Reset {
+                by: Actor::new("admin").unwrap(),
+            },
             EventKind::SecretResealed {
                 from: KeyId::new(1),
                 to: KeyId::new(2),
@@ -248,7 +256,9 @@ mod tests {
             at: UnixTime::EPOCH,
             org: OrgId::new("a").unwrap(),
             customer: None,
-            kind: EventKind::Reset { by: "x".into() },
+            kind: EventKind::Reset {
+                by: Actor::new("x").unwrap(),
+            },
         }
         .to_bytes();
         bytes.push(0);

@@ -16,6 +16,10 @@ use crate::{Code, Secret};
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "UPPERCASE")]
+#[allow(
+    clippy::exhaustive_enums,
+    reason = "RFC 6238 defines exactly these three; an app that meets a fourth refuses the key"
+)]
 pub enum Algorithm {
     /// HMAC-SHA-1, the default and the only one every authenticator app honours.
     #[default]

@@ -93,6 +93,59 @@ id_type!(
     "customer"
 );
 
+/// Who did an administrative action, for the audit log: an administrator's email, a job's name.
+///
+/// New names follow the rules of ids ([`OrgId::new`]), so that the audit log shows what was
+/// typed; names in stored events read back as they were written.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Actor(String);
+
+impl Actor {
+    /// A name: 1 to 255 bytes of UTF-8, no control or format characters, no white space at either
+    /// end.
+    ///
+    /// # Errors
+    /// [`IdError`] saying which rule the text breaks.
+    pub fn new(name: impl Into<String>) -> Result<Self, IdError> {
+        let name = name.into();
+        check(&name)?;
+        Ok(Self(name))
+    }
+
+    /// The name as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<&str> for Actor {
+    type Error = IdError;
+    fn try_from(name: &str) -> Result<Self, IdError> {
+        Self::new(name)
+    }
+}
+
+/// A customer acting as an administrator (of their own organisation's portal) is named by their id.
+impl From<&CustomerId> for Actor {
+    fn from(customer: &CustomerId) -> Self {
+        Self(customer.as_str().into())
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Actor({:?})", self.0)
+    }
+}
+
 /// An id as stores and events hold it.
 #[derive(Deserialize)]
 #[serde(transparent)]

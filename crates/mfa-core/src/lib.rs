@@ -29,6 +29,7 @@ mod coalesce;
 mod code;
 mod customer;
 mod encoding;
+mod error;
 mod event;
 mod hotp;
 mod ids;
@@ -60,20 +61,21 @@ pub use coalesce::COALESCE_WINDOW_SECS;
 pub use code::{Code, CodeError};
 pub use customer::{
     BackupAccepted, BackupCodesIssued, Configured, Context, CustomerMfa, CustomerRecord,
-    CustomerStatus, Decision, Enrollment, LoginStep, MAX_LEARNT_DRIFT, MfaError, Pending, Resealed,
+    CustomerStatus, Decision, Enrollment, LoginStep, MAX_LEARNT_DRIFT, Pending, Resealed,
     StateName, TotpAccepted, Unconfigured,
 };
 pub use encoding::DecodeError;
+pub use error::{CorruptRecord, Fault, MfaError, Refusal};
 pub use event::{Event, EventKind, Factor, Rejection, StoredEvent};
 pub use hotp::{Algorithm, Digits, ParamError, hotp};
-pub use ids::{CustomerId, IdError, MAX_ID_LEN, OrgId};
+pub use ids::{Actor, CustomerId, IdError, MAX_ID_LEN, OrgId};
 pub use lockout::{Failures, LockoutRule};
 #[cfg(feature = "std")]
 pub use memory::MemoryStore;
 pub use otpauth::{KeyUri, OtpKind, Part, UriError};
 pub use policy::{
-    MAX_ENROLLMENT_LIFETIME_SECS, MAX_FAILURES_PER_HOUR, MAX_FREE_FAILURES, OrgPolicy, Settings,
-    SettingsError,
+    MAX_ENROLLMENT_LIFETIME_SECS, MAX_FAILURES_PER_HOUR, MAX_FREE_FAILURES, OrgMfa, OrgPolicy,
+    Settings, SettingsError,
 };
 pub use proof::{MfaPassed, Pass, PassedBy};
 #[cfg(feature = "qr")]
@@ -81,10 +83,11 @@ pub use qr::{QrError, qr_svg};
 pub use seal::{KeyId, KeyRing, SealError, SealedSecret, SealingKey};
 pub use secret::{MIN_ENROLL_SECRET_BITS, Secret, SecretError};
 #[cfg(feature = "std")]
-pub use service::{DEFAULT_MAX_ATTEMPTS, Service, ServiceError};
+pub use service::{DEFAULT_MAX_ATTEMPTS, Service, ServiceError, StatusReport};
 pub use session::{FactorPassed, MfaSession, RECENT_FACTOR_SECS, SessionCheck};
 pub use store::{
-    AuditExport, AuditQuery, CustomerKey, OrgAndCustomer, Store, Version, Versioned, Written,
+    AuditExport, AuditQuery, CustomerKey, Encoded, OrgAndCustomer, Store, Version, Versioned,
+    Written,
 };
 pub use time::UnixTime;
 pub use totp::{Match, Period, TimeError, Totp, VerifyError, Window};

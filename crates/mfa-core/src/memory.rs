@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::encoding::DecodeError;
 use crate::{
-    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Event, KeyId, OrgId,
+    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Encoded, Event, KeyId, OrgId,
     OrgPolicy, SealedSecret, Store, StoredEvent, Version, Versioned, Written,
 };
 
@@ -69,13 +69,16 @@ impl Inner {
 impl Store for MemoryStore {
     type Error = DecodeError;
 
-    async fn load_org(&self, org: &OrgId) -> Result<Option<Versioned<OrgPolicy>>, DecodeError> {
+    async fn load_org(
+        &self,
+        org: &OrgId,
+    ) -> Result<Option<Versioned<Encoded<OrgPolicy>>>, DecodeError> {
         let inner = self.lock();
         let Some((version, bytes)) = inner.orgs.get(org) else {
             return Ok(None);
         };
         Ok(Some(Versioned {
-            value: OrgPolicy::from_bytes(bytes)?,
+            value: Encoded::new(bytes.clone()),
             version: *version,
         }))
     }
@@ -101,13 +104,13 @@ impl Store for MemoryStore {
         &self,
         org: &OrgId,
         customer: &CustomerId,
-    ) -> Result<Option<Versioned<CustomerRecord>>, DecodeError> {
+    ) -> Result<Option<Versioned<Encoded<CustomerRecord>>>, DecodeError> {
         let inner = self.lock();
         let Some((version, bytes)) = inner.customers.get(&(org.clone(), customer.clone())) else {
             return Ok(None);
         };
         Ok(Some(Versioned {
-            value: CustomerRecord::from_bytes(bytes)?,
+            value: Encoded::new(bytes.clone()),
             version: *version,
         }))
     }

@@ -21,6 +21,10 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Time-based or counter-based.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(
+    clippy::exhaustive_enums,
+    reason = "the Key Uri Format has these two kinds, and a key of any other is refused"
+)]
 pub enum OtpKind {
     /// TOTP with its period (the `period` parameter; 30 s when absent).
     Totp {

@@ -154,10 +154,23 @@ impl OrgPolicy {
         &self.settings
     }
 
-    /// The same policy switched on or off.
+    /// The same policy with MFA switched on or off.
     #[must_use]
-    pub fn with_enabled(self, enabled: bool) -> Self {
-        Self { enabled, ..self }
+    pub fn with_mfa(self, mfa: OrgMfa) -> Self {
+        Self {
+            enabled: matches!(mfa, OrgMfa::On),
+            ..self
+        }
+    }
+
+    /// Whether the organisation has MFA on or off.
+    #[must_use]
+    pub const fn mfa(&self) -> OrgMfa {
+        if self.enabled {
+            OrgMfa::On
+        } else {
+            OrgMfa::Off
+        }
     }
 
     /// The byte form stores keep.
@@ -245,4 +258,16 @@ mod tests {
         assert!(BackupHashParams::new(19_456, 1_000_000, 1).is_err());
         assert!(BackupHashParams::new(19_456, 2, 1).is_ok());
     }
+}
+
+/// An organisation's MFA switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OrgMfa {
+    /// Every customer must set up MFA and give a code at sign-in.
+    On,
+    /// Customers who never set it up sign in with the password alone; those who did still give a
+    /// code (until an administrator resets them).
+    Off,
 }

@@ -10,13 +10,13 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, SeedableRng};
 
 use crate::coalesce::Coalescer;
-use crate::encoding::DecodeError;
 use crate::proof::Mint;
 use crate::{
-    AuditQuery, BackupAccepted, BackupAttempt, BackupCodesIssued, Context, CustomerId,
-    CustomerRecord, CustomerStatus, Decision, Enrollment, Event, EventKind, KeyRing, LoginStep,
-    MfaError, MfaPassed, MfaSession, OrgId, OrgPolicy, Resealed, SessionCheck, Settings, Store,
-    StoredEvent, TotpAccepted, Version, Versioned, Written,
+    Actor, AuditQuery, BackupAccepted, BackupAttempt, BackupCodesIssued, Context, CorruptRecord,
+    CustomerId, CustomerRecord, CustomerStatus, Decision, Encoded, Enrollment, Event, EventKind,
+    Fault, KeyRing, LoginStep, MfaError, MfaPassed, MfaSession, OrgId, OrgMfa, OrgPolicy, Refusal,
+    Resealed, SessionCheck, Settings, Store, StoredEvent, TotpAccepted, Version, Versioned,
+    Written,
 };
 
 /// How many times an operation re-reads and re-decides after losing a compare-and-swap race.
@@ -68,32 +68,65 @@ impl<S: core::fmt::Debug, C: core::fmt::Debug, R> core::fmt::Debug for Service<S
     }
 }
 
-/// Why a service call failed.
+/// Why a service call failed, in the four ways a host answers differently: a refusal (tell the
+/// customer), a fault or a corrupt record (an operator must act; retrying will not help), an
+/// outage (try again).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServiceError<E: core::error::Error + 'static> {
-    /// The rules refused the operation (see [`MfaError`]).
+    /// The rules refused the operation: tell the caller (see [`Refusal`]).
     #[error(transparent)]
-    Mfa(#[from] MfaError),
-    /// The store failed.
-    #[error("store: {0}")]
+    Refused(Refusal),
+    /// A fault on the service's side (its keys, its settings, its clock): an operator must act.
+    #[error(transparent)]
+    Fault(Fault),
+    /// A stored record cannot be read: not an outage, and nothing was changed or passed.
+    #[error(transparent)]
+    Corrupt(CorruptRecord),
+    /// The store failed (an outage): try again shortly.
+    #[error("the MFA store failed")]
     Store(#[source] E),
-    /// Stored data could not be read.
-    #[error("stored record: {0}")]
-    Corrupt(#[source] DecodeError),
     /// Other writers kept winning the race for this record; nothing was changed by this call.
     #[error("the record kept changing under concurrent writes; try again")]
     Contended,
 }
 
+impl<E: core::error::Error + 'static> From<MfaError> for ServiceError<E> {
+    fn from(error: MfaError) -> Self {
+        match error {
+            MfaError::Refused(refusal) => Self::Refused(refusal),
+            MfaError::Fault(fault) => Self::Fault(fault),
+        }
+    }
+}
+
+impl<E: core::error::Error + 'static> From<Refusal> for ServiceError<E> {
+    fn from(refusal: Refusal) -> Self {
+        Self::Refused(refusal)
+    }
+}
+
+impl<E: core::error::Error + 'static> From<Fault> for ServiceError<E> {
+    fn from(fault: Fault) -> Self {
+        Self::Fault(fault)
+    }
+}
+
 impl<E: core::error::Error + 'static> ServiceError<E> {
     /// The rule that refused the operation, if that is what happened.
     #[must_use]
-    pub const fn mfa(&self) -> Option<&MfaError> {
+    pub const fn refusal(&self) -> Option<&Refusal> {
         match self {
-            Self::Mfa(error) => Some(error),
+            Self::Refused(refusal) => Some(refusal),
             _ => None,
         }
+    }
+
+    /// Whether the same call may succeed if tried again shortly (an outage, or a race lost too
+    /// often); refusals, faults and corrupt records stay as they are.
+    #[must_use]
+    pub const fn is_transient(&self) -> bool {
+        matches!(self, Self::Store(_) | Self::Contended)
     }
 }
 
@@ -164,54 +197,62 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
     /// # Errors
     /// [`ServiceError::Store`] or [`ServiceError::Corrupt`].
     pub async fn org_policy(&self, org: &OrgId) -> Result<OrgPolicy, S::Error> {
-        Ok(self
+        Ok(self.stored_policy(org).await?.unwrap_or_default())
+    }
+
+    /// The organisation's policy as stored, or `None` if it was never written (then
+    /// [`Service::org_policy`] answers the default).
+    ///
+    /// # Errors
+    /// [`ServiceError::Store`] or [`ServiceError::Corrupt`].
+    pub async fn stored_policy(&self, org: &OrgId) -> Result<Option<OrgPolicy>, S::Error> {
+        let loaded = self
             .store
             .load_org(org)
             .await
-            .map_err(ServiceError::Store)?
-            .map(|v| v.value)
-            .unwrap_or_default())
+            .map_err(ServiceError::Store)?;
+        Ok(decode_policy(org, loaded)?.map(|v| v.value))
     }
 
     /// Switches MFA on or off for the organisation's customers. Customers' own states never change:
-    /// whoever configured MFA keeps being challenged. `by` names who did it, for the audit log.
+    /// whoever configured MFA keeps being challenged. `by` is who did it, for the audit log.
     ///
     /// # Errors
     /// [`ServiceError::Store`], [`ServiceError::Contended`].
-    pub async fn set_org_enabled(
+    pub async fn set_org_mfa(
         &self,
         org: &OrgId,
-        enabled: bool,
-        by: &str,
+        mfa: OrgMfa,
+        by: &Actor,
     ) -> Result<OrgPolicy, S::Error> {
-        let kind = if enabled {
-            EventKind::OrgEnabled { by: by.into() }
-        } else {
-            EventKind::OrgDisabled { by: by.into() }
+        let by = by.clone();
+        let kind = match mfa {
+            OrgMfa::On => EventKind::OrgEnabled { by },
+            OrgMfa::Off => EventKind::OrgDisabled { by },
         };
-        self.update_org(org, kind, |policy| Ok(policy.with_enabled(enabled)))
+        self.update_org(org, kind, |policy| Ok(policy.with_mfa(mfa)))
             .await
     }
 
     /// Replaces the organisation's settings.
     ///
     /// # Errors
-    /// [`MfaError::Settings`] for settings out of range; [`ServiceError::Store`],
+    /// [`Refusal::InvalidSettings`] for settings out of range; [`ServiceError::Store`],
     /// [`ServiceError::Contended`].
     pub async fn update_settings(
         &self,
         org: &OrgId,
         settings: Settings,
-        by: &str,
+        by: &Actor,
     ) -> Result<OrgPolicy, S::Error> {
-        settings.validate().map_err(MfaError::Settings)?;
+        settings.validate().map_err(Refusal::InvalidSettings)?;
         self.update_org(
             org,
-            EventKind::OrgSettingsChanged { by: by.into() },
+            EventKind::OrgSettingsChanged { by: by.clone() },
             move |policy| {
                 policy
                     .with_settings(settings.clone())
-                    .map_err(MfaError::Settings)
+                    .map_err(Refusal::InvalidSettings)
             },
         )
         .await
@@ -221,7 +262,7 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         &self,
         org: &OrgId,
         kind: EventKind,
-        change: impl Fn(OrgPolicy) -> core::result::Result<OrgPolicy, MfaError>,
+        change: impl Fn(OrgPolicy) -> core::result::Result<OrgPolicy, Refusal>,
     ) -> Result<OrgPolicy, S::Error> {
         for _ in 0..self.max_attempts {
             let loaded = self
@@ -229,7 +270,7 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
                 .load_org(org)
                 .await
                 .map_err(ServiceError::Store)?;
-            let (current, version) = split(loaded);
+            let (current, version) = split(decode_policy(org, loaded)?);
             let next = change(current)?;
             let event = Event {
                 at: self.clock.now(),
@@ -294,7 +335,7 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
     /// checked since the customer's last reset.
     ///
     /// # Errors
-    /// [`MfaError::MfaDisabled`], [`MfaError::AlreadyConfigured`], [`MfaError::SessionEnded`];
+    /// [`Refusal::MfaDisabled`], [`Refusal::AlreadyConfigured`], [`Refusal::SessionEnded`];
     /// store errors.
     pub async fn start_enrollment(
         &self,
@@ -312,8 +353,8 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
     /// of the customer ends; keep the proof's [`MfaPassed::session`] in this one.
     ///
     /// # Errors
-    /// [`MfaError::NotPending`], [`MfaError::EnrollmentExpired`], [`MfaError::WrongCode`],
-    /// [`MfaError::InvalidCode`], [`MfaError::Locked`], [`MfaError::SessionEnded`]; store errors.
+    /// [`Refusal::NotPending`], [`Refusal::EnrollmentExpired`], [`Refusal::WrongCode`],
+    /// [`Refusal::InvalidCode`], [`Refusal::Locked`], [`Refusal::SessionEnded`]; store errors.
     pub async fn confirm_enrollment(
         &self,
         org: &OrgId,
@@ -334,7 +375,7 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
     /// argon2id evaluation per code, within the bound on concurrent hashing.
     ///
     /// # Errors
-    /// [`MfaError::NotConfigured`], [`MfaError::SecondFactorRequired`], [`MfaError::SessionEnded`];
+    /// [`Refusal::NotConfigured`], [`Refusal::SecondFactorRequired`], [`Refusal::SessionEnded`];
     /// store errors.
     pub async fn generate_backup_codes(
         &self,
@@ -364,7 +405,7 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
                 settings.backup_hash,
                 &mut self.seeded_rng(),
             )
-            .map_err(MfaError::Backup)?;
+            .map_err(Fault::Backup)?;
             self.kdf_evaluations
                 .fetch_add(u64::from(settings.backup_code_count), Ordering::Relaxed);
             generated
@@ -380,8 +421,8 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
     /// Checks a sign-in TOTP code; on success the proof, and how many backup codes are left.
     ///
     /// # Errors
-    /// [`MfaError::WrongCode`], [`MfaError::ReplayedCode`], [`MfaError::InvalidCode`],
-    /// [`MfaError::Locked`], [`MfaError::NotConfigured`]; store errors.
+    /// [`Refusal::WrongCode`], [`Refusal::ReplayedCode`], [`Refusal::InvalidCode`],
+    /// [`Refusal::Locked`], [`Refusal::NotConfigured`]; store errors.
     pub async fn verify_totp(
         &self,
         org: &OrgId,
@@ -400,8 +441,8 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
     /// often a lost race makes it re-read the record, and within the bound on concurrent hashing.
     ///
     /// # Errors
-    /// [`MfaError::WrongCode`], [`MfaError::UsedBackupCode`], [`MfaError::InvalidBackupCode`],
-    /// [`MfaError::Locked`], [`MfaError::NotConfigured`], [`MfaError::SessionEnded`]; store errors.
+    /// [`Refusal::WrongCode`], [`Refusal::UsedBackupCode`], [`Refusal::InvalidBackupCode`],
+    /// [`Refusal::Locked`], [`Refusal::NotConfigured`], [`Refusal::SessionEnded`]; store errors.
     pub async fn verify_backup_code(
         &self,
         org: &OrgId,
@@ -425,13 +466,13 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
     /// the customer ends.
     ///
     /// # Errors
-    /// [`MfaError::NotFound`] when nothing is stored for the customer (an id that never signed in
+    /// [`Refusal::NotFound`] when nothing is stored for the customer (an id that never signed in
     /// to MFA, or one spelt differently): nothing is written; store errors.
     pub async fn reset(
         &self,
         org: &OrgId,
         customer: &CustomerId,
-        by: &str,
+        by: &Actor,
     ) -> Result<(), S::Error> {
         self.run_stored(org, customer, |record, _, ctx| record.reset(by, ctx))
             .await
@@ -442,7 +483,7 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
     /// go on) and a [`SecretResealed`](crate::EventKind::SecretResealed) event.
     ///
     /// # Errors
-    /// [`MfaError::Seal`] naming the key id the secret needs when the keyring does not hold it or
+    /// [`Fault::Seal`] naming the key id the secret needs when the keyring does not hold it or
     /// that key does not open it; store errors.
     pub async fn reseal(&self, org: &OrgId, customer: &CustomerId) -> Result<Resealed, S::Error> {
         self.run_with_rng(org, customer, |record, _, ctx, rng| {
@@ -451,18 +492,23 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         .await
     }
 
-    /// The customer's MFA at a glance, with whether the organisation has MFA on.
+    /// The customer's MFA at a glance, with the organisation's switch (one read).
     ///
     /// # Errors
-    /// Store errors.
+    /// Store errors, [`ServiceError::Corrupt`].
     pub async fn status(
         &self,
         org: &OrgId,
         customer: &CustomerId,
-    ) -> Result<(CustomerStatus, bool), S::Error> {
+    ) -> Result<StatusReport, S::Error> {
         let (policy, loaded) = self.load_both(org, customer).await?;
+        let stored = loaded.is_some();
         let (record, _) = split(loaded);
-        Ok((record.status(self.clock.now()), policy.enabled()))
+        Ok(StatusReport {
+            customer: record.status(self.clock.now()),
+            org_mfa: policy.mfa(),
+            stored,
+        })
     }
 
     /// The organisation's audit events, newest first.
@@ -492,7 +538,18 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
             .load_org_and_customer(org, customer)
             .await
             .map_err(ServiceError::Store)?;
-        Ok((policy.map(|v| v.value).unwrap_or_default(), loaded))
+        let policy = split(decode_policy(org, policy)?).0;
+        let record = loaded
+            .map(Versioned::<Encoded<CustomerRecord>>::decode)
+            .transpose()
+            .map_err(|error| {
+                ServiceError::Corrupt(CorruptRecord {
+                    org: org.clone(),
+                    customer: Some(customer.clone()),
+                    error,
+                })
+            })?;
+        Ok((policy, record))
     }
 
     /// Load, decide, write if unchanged; again on a lost race. For decisions that draw randomness.
@@ -533,10 +590,11 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         customer: &CustomerId,
         decide: impl FnMut(&CustomerRecord, &OrgPolicy, &Context<'_>) -> Decision<T>,
     ) -> Result<T::Minted, S::Error> {
-        self.run_inner(org, customer, false, decide).await
+        self.run_inner(org, customer, Missing::Unconfigured, decide)
+            .await
     }
 
-    /// [`Service::run`] for an operation on a stored record only: [`MfaError::NotFound`] when
+    /// [`Service::run`] for an operation on a stored record only: [`Refusal::NotFound`] when
     /// there is none.
     async fn run_stored<T: Mint>(
         &self,
@@ -544,20 +602,21 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         customer: &CustomerId,
         decide: impl FnMut(&CustomerRecord, &OrgPolicy, &Context<'_>) -> Decision<T>,
     ) -> Result<T::Minted, S::Error> {
-        self.run_inner(org, customer, true, decide).await
+        self.run_inner(org, customer, Missing::NotFound, decide)
+            .await
     }
 
     async fn run_inner<T: Mint>(
         &self,
         org: &OrgId,
         customer: &CustomerId,
-        stored_only: bool,
+        missing: Missing,
         mut decide: impl FnMut(&CustomerRecord, &OrgPolicy, &Context<'_>) -> Decision<T>,
     ) -> Result<T::Minted, S::Error> {
         for _ in 0..self.max_attempts {
             let (policy, loaded) = self.load_both(org, customer).await?;
-            if stored_only && loaded.is_none() {
-                return Err(MfaError::NotFound.into());
+            if matches!(missing, Missing::NotFound) && loaded.is_none() {
+                return Err(Refusal::NotFound.into());
             }
             let (record, version) = split(loaded);
             let ctx = Context {
@@ -578,7 +637,7 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
                 }
                 // Only an outcome without a proof can be a success without a write
                 // (`Decision::unchanged`), so this mints no pass that was not written.
-                return outcome.map(Mint::mint).map_err(ServiceError::Mfa);
+                return outcome.map(Mint::mint).map_err(ServiceError::from);
             };
             match self
                 .store
@@ -586,12 +645,51 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
                 .await
                 .map_err(ServiceError::Store)?
             {
-                Written::Stored(_) => return outcome.map(Mint::mint).map_err(ServiceError::Mfa),
+                Written::Stored(_) => return outcome.map(Mint::mint).map_err(ServiceError::from),
                 Written::Conflict => {}
             }
         }
         Err(ServiceError::Contended)
     }
+}
+
+/// What an operation makes of a customer with no stored record.
+#[derive(Clone, Copy)]
+enum Missing {
+    /// A customer who never set MFA up: the default record.
+    Unconfigured,
+    /// Nothing to act on: [`Refusal::NotFound`].
+    NotFound,
+}
+
+/// A customer's MFA at a glance, with the organisation's switch ([`Service::status`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StatusReport {
+    /// The customer's state (that of a customer who never set MFA up, when nothing is stored).
+    pub customer: CustomerStatus,
+    /// Whether the organisation has MFA on.
+    pub org_mfa: OrgMfa,
+    /// Whether anything is stored for the customer (a customer who never signed in while MFA
+    /// was on, or an id spelt differently, has nothing).
+    pub stored: bool,
+}
+
+/// The policy in `loaded`, or corruption naming the organisation.
+fn decode_policy<E: core::error::Error + 'static>(
+    org: &OrgId,
+    loaded: Option<Versioned<Encoded<OrgPolicy>>>,
+) -> Result<Option<Versioned<OrgPolicy>>, E> {
+    loaded
+        .map(Versioned::<Encoded<OrgPolicy>>::decode)
+        .transpose()
+        .map_err(|error| {
+            ServiceError::Corrupt(CorruptRecord {
+                org: org.clone(),
+                customer: None,
+                error,
+            })
+        })
 }
 
 fn split<T: Default>(loaded: Option<Versioned<T>>) -> (T, Option<Version>) {

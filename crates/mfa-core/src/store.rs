@@ -2,8 +2,102 @@
 
 use alloc::vec::Vec;
 use core::future::Future;
+use core::marker::PhantomData;
 
-use crate::{CustomerId, CustomerRecord, Event, KeyId, OrgId, OrgPolicy, StoredEvent, UnixTime};
+use crate::{
+    CustomerId, CustomerRecord, DecodeError, Event, KeyId, OrgId, OrgPolicy, StoredEvent, UnixTime,
+};
+
+/// The stored bytes of a `T` (a [`CustomerRecord`] or an [`OrgPolicy`]), as a store reads them
+/// back: the store hands them over without reading them, and only this crate decodes them. So
+/// whatever the store, bytes this version cannot read reach the [`Service`](crate::Service) as what
+/// they are, corruption ([`ServiceError::Corrupt`](crate::ServiceError::Corrupt), naming whose
+/// record it is), never as a store outage.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Encoded<T> {
+    bytes: Vec<u8>,
+    of: PhantomData<fn() -> T>,
+}
+
+impl<T> Encoded<T> {
+    /// The bytes a store read, as they were written ([`CustomerRecord::to_bytes`],
+    /// [`OrgPolicy::to_bytes`]).
+    #[must_use]
+    pub const fn new(bytes: Vec<u8>) -> Self {
+        Self {
+            bytes,
+            of: PhantomData,
+        }
+    }
+
+    /// The bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// The length only: the bytes hold sealed secrets and backup-code hashes.
+impl<T> core::fmt::Debug for Encoded<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Encoded")
+            .field("len", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Encoded<CustomerRecord> {
+    /// The record these bytes hold.
+    ///
+    /// # Errors
+    /// [`DecodeError`] for bytes this version did not write.
+    pub fn decode(&self) -> Result<CustomerRecord, DecodeError> {
+        CustomerRecord::from_bytes(&self.bytes)
+    }
+}
+
+impl Encoded<OrgPolicy> {
+    /// The policy these bytes hold.
+    ///
+    /// # Errors
+    /// [`DecodeError`] for bytes this version did not write.
+    pub fn decode(&self) -> Result<OrgPolicy, DecodeError> {
+        OrgPolicy::from_bytes(&self.bytes)
+    }
+}
+
+impl<T> Versioned<Encoded<T>> {
+    /// The decoded value with its version.
+    fn decoded(
+        self,
+        decode: impl FnOnce(&Encoded<T>) -> Result<T, DecodeError>,
+    ) -> Result<Versioned<T>, DecodeError> {
+        Ok(Versioned {
+            value: decode(&self.value)?,
+            version: self.version,
+        })
+    }
+}
+
+impl Versioned<Encoded<CustomerRecord>> {
+    /// The record with its version.
+    ///
+    /// # Errors
+    /// [`DecodeError`] for bytes this version did not write.
+    pub fn decode(self) -> Result<Versioned<CustomerRecord>, DecodeError> {
+        self.decoded(Encoded::<CustomerRecord>::decode)
+    }
+}
+
+impl Versioned<Encoded<OrgPolicy>> {
+    /// The policy with its version.
+    ///
+    /// # Errors
+    /// [`DecodeError`] for bytes this version did not write.
+    pub fn decode(self) -> Result<Versioned<OrgPolicy>, DecodeError> {
+        self.decoded(Encoded::<OrgPolicy>::decode)
+    }
+}
 
 /// A record's version: it changes with every successful write, and a write names the version it
 /// expects to replace. That compare-and-swap is what lets many service nodes share one store without
@@ -23,13 +117,17 @@ pub struct Versioned<T> {
 /// What [`Store::load_org_and_customer`] reads: the organisation's policy and the customer's record,
 /// each `None` if it was never written.
 pub type OrgAndCustomer = (
-    Option<Versioned<OrgPolicy>>,
-    Option<Versioned<CustomerRecord>>,
+    Option<Versioned<Encoded<OrgPolicy>>>,
+    Option<Versioned<Encoded<CustomerRecord>>>,
 );
 
 /// How a conditional write ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use]
+#[allow(
+    clippy::exhaustive_enums,
+    reason = "a compare-and-swap stores or conflicts; a store's failure is its error"
+)]
 pub enum Written {
     /// The record and its events were stored; this is the new version.
     Stored(Version),
@@ -121,7 +219,8 @@ pub type CustomerKey = (OrgId, CustomerId);
 ///
 /// Records and events are opaque to the store: it keeps [`CustomerRecord::to_bytes`],
 /// [`OrgPolicy::to_bytes`] and [`Event::to_bytes`], and may index the ids, times and
-/// [`Event::kind_name`] they come with.
+/// [`Event::kind_name`] they come with. It hands records and policies back as [`Encoded`] bytes,
+/// without decoding them: telling corruption from an outage is this crate's job, not the store's.
 pub trait Store: Send + Sync {
     /// The store's own failure (I/O, connection, corruption), with its source chain intact.
     type Error: core::error::Error + Send + Sync + 'static;
@@ -130,7 +229,7 @@ pub trait Store: Send + Sync {
     fn load_org(
         &self,
         org: &OrgId,
-    ) -> impl Future<Output = Result<Option<Versioned<OrgPolicy>>, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Option<Versioned<Encoded<OrgPolicy>>>, Self::Error>> + Send;
 
     /// Stores `policy` and `events` if the policy is still at `expected` (see the trait's atomicity
     /// contract).
@@ -147,7 +246,7 @@ pub trait Store: Send + Sync {
         &self,
         org: &OrgId,
         customer: &CustomerId,
-    ) -> impl Future<Output = Result<Option<Versioned<CustomerRecord>>, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Option<Versioned<Encoded<CustomerRecord>>>, Self::Error>> + Send;
 
     /// The organisation's policy and the customer's record, each with its version: what every
     /// step of a customer's begins with.
@@ -225,7 +324,8 @@ impl<S: Store + ?Sized> Store for alloc::sync::Arc<S> {
     fn load_org(
         &self,
         org: &OrgId,
-    ) -> impl Future<Output = Result<Option<Versioned<OrgPolicy>>, Self::Error>> + Send {
+    ) -> impl Future<Output = Result<Option<Versioned<Encoded<OrgPolicy>>>, Self::Error>> + Send
+    {
         (**self).load_org(org)
     }
 
@@ -243,7 +343,8 @@ impl<S: Store + ?Sized> Store for alloc::sync::Arc<S> {
         &self,
         org: &OrgId,
         customer: &CustomerId,
-    ) -> impl Future<Output = Result<Option<Versioned<CustomerRecord>>, Self::Error>> + Send {
+    ) -> impl Future<Output = Result<Option<Versioned<Encoded<CustomerRecord>>>, Self::Error>> + Send
+    {
         (**self).load_customer(org, customer)
     }
 

@@ -7,9 +7,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use mfa_core::{
-    AuditQuery, BackupHashParams, COALESCE_WINDOW_SECS, Clock, CustomerId, CustomerRecord,
-    EventKind, KeyId, KeyRing, ManualClock, MemoryStore, MfaError, OrgId, Rejection, SealingKey,
-    Service, ServiceError, Settings, Store, UnixTime,
+    Actor, AuditQuery, BackupHashParams, COALESCE_WINDOW_SECS, Clock, CustomerId, CustomerRecord,
+    EventKind, KeyId, KeyRing, ManualClock, MemoryStore, OrgId, OrgMfa, Refusal, Rejection,
+    SealingKey, Service, ServiceError, Settings, Store, UnixTime,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -82,10 +82,13 @@ async fn hashing_backup_codes_does_not_hold_up_other_enrollments() {
     // enrollment, which takes microseconds, has all the time it needs.
     settings.backup_hash = BackupHashParams::new(8 * 1024, 2, 1).unwrap();
     setup
-        .update_settings(&org, settings, "admin")
+        .update_settings(&org, settings, &Actor::new("admin").unwrap())
         .await
         .unwrap();
-    setup.set_org_enabled(&org, true, "admin").await.unwrap();
+    setup
+        .set_org_mfa(&org, OrgMfa::On, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
     let session = setup.login_step(&org, &alice).await.unwrap().session();
     let enrollment = setup
         .start_enrollment(&org, &alice, &session)
@@ -109,7 +112,7 @@ async fn hashing_backup_codes_does_not_hold_up_other_enrollments() {
     for customer in [&alice, &bob] {
         if let Some(record) = setup.store().load_customer(&org, customer).await.unwrap() {
             let written = store
-                .write_customer(&org, customer, None, &record.value, &[])
+                .write_customer(&org, customer, None, &record.value.decode().unwrap(), &[])
                 .await
                 .unwrap();
             assert!(matches!(written, mfa_core::Written::Stored(_)));
@@ -167,7 +170,9 @@ async fn repeated_refusals_are_coalesced_without_losing_the_first_of_each_kind()
         keys(),
         ChaCha20Rng::seed_from_u64(3),
     );
-    mfa.set_org_enabled(&org, true, "admin").await.unwrap();
+    mfa.set_org_mfa(&org, OrgMfa::On, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
     let session = mfa.login_step(&org, &alice).await.unwrap().session();
     let enrollment = mfa.start_enrollment(&org, &alice, &session).await.unwrap();
     let totp = enrollment.uri.as_totp().unwrap();
@@ -197,7 +202,7 @@ async fn repeated_refusals_are_coalesced_without_losing_the_first_of_each_kind()
     for _ in 0..300 {
         assert!(matches!(
             mfa.verify_totp(&org, &alice, &session, "x").await,
-            Err(ServiceError::Mfa(MfaError::InvalidCode(_)))
+            Err(ServiceError::Refused(Refusal::InvalidCode(_)))
         ));
     }
     let events = mfa.audit(&org, &all).await.unwrap();
@@ -244,7 +249,7 @@ async fn repeated_refusals_are_coalesced_without_losing_the_first_of_each_kind()
     for _ in 0..100 {
         assert!(matches!(
             mfa.verify_totp(&org, &alice, &session, "000000").await,
-            Err(ServiceError::Mfa(MfaError::Locked { .. }))
+            Err(ServiceError::Refused(Refusal::Locked { .. }))
         ));
     }
     let events = mfa.audit(&org, &all).await.unwrap();
@@ -268,6 +273,8 @@ async fn repeated_refusals_are_coalesced_without_losing_the_first_of_each_kind()
         .load_customer(&org, &alice)
         .await
         .unwrap()
+        .unwrap()
+        .decode()
         .unwrap()
         .value;
     assert_eq!(record.status(clock.now()).failures, 5);

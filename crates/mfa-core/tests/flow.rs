@@ -2,9 +2,9 @@
 //! DESIGN.md login table, enrollment, replay, backup codes, sticky-after-disable, reset and lockout.
 
 use mfa_core::{
-    AuditQuery, BackupHashParams, CustomerId, EventKind, KeyId, KeyRing, LoginStep, ManualClock,
-    MemoryStore, MfaError, MfaSession, OrgId, PassedBy, Rejection, SealingKey, Service,
-    ServiceError, Settings, StateName, Store, UnixTime,
+    Actor, AuditQuery, BackupHashParams, CustomerId, EventKind, Fault, KeyId, KeyRing, LoginStep,
+    ManualClock, MemoryStore, MfaSession, OrgId, OrgMfa, PassedBy, Refusal, Rejection, SealingKey,
+    Service, ServiceError, Settings, StateName, Store, UnixTime,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -44,19 +44,19 @@ async fn enable_fast<S: Store, R: rand_core::CryptoRng + Send>(
     let mut settings = Settings::default();
     settings.backup_hash = BackupHashParams::danger_insecure_fast();
     settings.issuer = "Acme Billing".into();
-    mfa.update_settings(org, settings, "admin@acme.test")
+    mfa.update_settings(org, settings, &Actor::new("admin@acme.test").unwrap())
         .await
         .unwrap();
-    mfa.set_org_enabled(org, true, "admin@acme.test")
+    mfa.set_org_mfa(org, OrgMfa::On, &Actor::new("admin@acme.test").unwrap())
         .await
         .unwrap();
 }
 
 fn mfa_error<E: std::error::Error>(
     result: Result<impl std::fmt::Debug, ServiceError<E>>,
-) -> MfaError {
+) -> Refusal {
     match result {
-        Err(ServiceError::Mfa(error)) => error,
+        Err(ServiceError::Refused(error)) => error,
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
@@ -89,7 +89,7 @@ async fn the_whole_story() {
     assert!(matches!(&step, LoginStep::Done(p) if p.method() == PassedBy::NotRequired));
     assert_eq!(
         mfa_error(mfa.start_enrollment(&org, &alice, &step.session()).await),
-        MfaError::MfaDisabled
+        Refusal::MfaDisabled
     );
 
     // MFA on: enrollment is forced.
@@ -117,7 +117,7 @@ async fn the_whole_story() {
     let stale = app_code(&first.uri, &clock);
     assert_eq!(
         mfa_error(mfa.confirm_enrollment(&org, &alice, &session, &stale).await),
-        MfaError::WrongCode
+        Refusal::WrongCode
     );
     let code = app_code(&enrollment.uri, &clock);
     let passed = mfa
@@ -133,7 +133,7 @@ async fn the_whole_story() {
     // The confirming code again: a second submission, refused (and not counted, below).
     assert_eq!(
         mfa_error(mfa.verify_totp(&org, &alice, &session, &code).await),
-        MfaError::ReplayedCode
+        Refusal::ReplayedCode
     );
 
     // The next step's code signs in once.
@@ -147,7 +147,7 @@ async fn the_whole_story() {
     let session = accepted.passed.session();
     assert_eq!(
         mfa_error(mfa.verify_totp(&org, &alice, &session, &code).await),
-        MfaError::ReplayedCode
+        Refusal::ReplayedCode
     );
     // The older code of the confirming step, still inside the window, is refused too.
     let older = enrollment
@@ -158,7 +158,7 @@ async fn the_whole_story() {
         .to_string();
     assert_eq!(
         mfa_error(mfa.verify_totp(&org, &alice, &session, &older).await),
-        MfaError::ReplayedCode
+        Refusal::ReplayedCode
     );
 
     // Backup codes: each works once; a new set voids the old one.
@@ -181,7 +181,7 @@ async fn the_whole_story() {
             mfa.verify_backup_code(&org, &alice, &session, codes[0].as_str())
                 .await
         ),
-        MfaError::UsedBackupCode
+        Refusal::UsedBackupCode
     );
     let issued = mfa
         .generate_backup_codes(&org, &alice, &session)
@@ -193,7 +193,7 @@ async fn the_whole_story() {
             mfa.verify_backup_code(&org, &alice, &session, codes[1].as_str())
                 .await
         ),
-        MfaError::WrongCode
+        Refusal::WrongCode
     );
     assert_eq!(
         mfa.verify_backup_code(&org, &alice, &session, fresh[4].as_str())
@@ -204,7 +204,7 @@ async fn the_whole_story() {
     );
 
     // MFA off: Alice (configured) is still challenged; Bob (never configured) is not.
-    mfa.set_org_enabled(&org, false, "admin@acme.test")
+    mfa.set_org_mfa(&org, OrgMfa::Off, &Actor::new("admin@acme.test").unwrap())
         .await
         .unwrap();
     assert!(matches!(
@@ -217,7 +217,9 @@ async fn the_whole_story() {
     ));
 
     // Admin reset: Alice is unconfigured; with MFA back on she enrolls again.
-    mfa.reset(&org, &alice, "admin@acme.test").await.unwrap();
+    mfa.reset(&org, &alice, &Actor::new("admin@acme.test").unwrap())
+        .await
+        .unwrap();
     let step = mfa.login_step(&org, &alice).await.unwrap();
     assert!(matches!(step, LoginStep::Done(_)));
     assert_eq!(
@@ -225,9 +227,9 @@ async fn the_whole_story() {
             mfa.verify_totp(&org, &alice, &step.session(), "123456")
                 .await
         ),
-        MfaError::NotConfigured
+        Refusal::NotConfigured
     );
-    mfa.set_org_enabled(&org, true, "admin@acme.test")
+    mfa.set_org_mfa(&org, OrgMfa::On, &Actor::new("admin@acme.test").unwrap())
         .await
         .unwrap();
     assert!(matches!(
@@ -309,7 +311,7 @@ async fn lockout_after_five_failures_doubles_and_success_clears_it() {
     for _ in 0..4 {
         assert_eq!(
             mfa_error(mfa.verify_totp(&org, &alice, &session, "000000").await),
-            MfaError::WrongCode
+            Refusal::WrongCode
         );
     }
     // The fifth failure locks for 30 s; even the right code is then refused unchecked.
@@ -318,16 +320,20 @@ async fn lockout_after_five_failures_doubles_and_success_clears_it() {
             mfa.verify_backup_code(&org, &alice, &session, "AAAA-BBBB-CCCC")
                 .await
         ),
-        MfaError::WrongCode
+        Refusal::WrongCode
     );
     let right = app_code(&enrollment.uri, &clock);
     let until = UnixTime::from_secs(T0 + 30 + 30);
     assert_eq!(
         mfa_error(mfa.verify_totp(&org, &alice, &session, &right).await),
-        MfaError::Locked { retry_at: until }
+        Refusal::Locked { retry_at: until }
     );
     assert_eq!(
-        mfa.status(&org, &alice).await.unwrap().0.locked_until,
+        mfa.status(&org, &alice)
+            .await
+            .unwrap()
+            .customer
+            .locked_until,
         Some(until)
     );
 
@@ -335,10 +341,14 @@ async fn lockout_after_five_failures_doubles_and_success_clears_it() {
     clock.set(until);
     assert_eq!(
         mfa_error(mfa.verify_totp(&org, &alice, &session, "000000").await),
-        MfaError::WrongCode
+        Refusal::WrongCode
     );
     assert_eq!(
-        mfa.status(&org, &alice).await.unwrap().0.locked_until,
+        mfa.status(&org, &alice)
+            .await
+            .unwrap()
+            .customer
+            .locked_until,
         Some(UnixTime::from_secs(until.as_secs() + 60))
     );
 
@@ -348,7 +358,9 @@ async fn lockout_after_five_failures_doubles_and_success_clears_it() {
         .verify_totp(&org, &alice, &session, &app_code(&enrollment.uri, &clock))
         .await
         .unwrap();
-    let (status, enabled) = mfa.status(&org, &alice).await.unwrap();
+    let report = mfa.status(&org, &alice).await.unwrap();
+    let status = report.customer;
+    let enabled = report.org_mfa == OrgMfa::On;
     assert!(enabled);
     assert_eq!(
         (status.state, status.failures, status.locked_until),
@@ -368,7 +380,7 @@ async fn an_expired_enrollment_cannot_be_confirmed() {
     let code = app_code(&enrollment.uri, &clock);
     assert_eq!(
         mfa_error(mfa.confirm_enrollment(&org, &alice, &session, &code).await),
-        MfaError::EnrollmentExpired
+        Refusal::EnrollmentExpired
     );
     // Starting again works.
     let again = mfa.start_enrollment(&org, &alice, &session).await.unwrap();
@@ -386,8 +398,12 @@ async fn drift_learning_centres_the_window_on_the_customers_clock() {
         let mut settings = Settings::default();
         settings.backup_hash = BackupHashParams::danger_insecure_fast();
         settings.drift_learning = learning;
-        mfa.update_settings(&org, settings, "admin").await.unwrap();
-        mfa.set_org_enabled(&org, true, "admin").await.unwrap();
+        mfa.update_settings(&org, settings, &Actor::new("admin").unwrap())
+            .await
+            .unwrap();
+        mfa.set_org_mfa(&org, OrgMfa::On, &Actor::new("admin").unwrap())
+            .await
+            .unwrap();
         let session = sign_in(&mfa, &org, &alice).await;
         let enrollment = mfa.start_enrollment(&org, &alice, &session).await.unwrap();
         let session = mfa
@@ -441,10 +457,10 @@ async fn drift_learning_centres_the_window_on_the_customers_clock() {
             clock.advance(30);
             assert_eq!(
                 mfa_error(mfa.verify_totp(&org, &alice, &session, &ahead(4)).await),
-                MfaError::WrongCode
+                Refusal::WrongCode
             );
         } else {
-            assert_eq!(mfa_error(two_ahead), MfaError::WrongCode);
+            assert_eq!(mfa_error(two_ahead), Refusal::WrongCode);
         }
     }
 }
@@ -496,7 +512,13 @@ async fn rotating_the_sealing_key_keeps_every_sign_in_working() {
         .unwrap();
 
     // Re-seal the record under key 2, with the same compare-and-swap as every other write.
-    let loaded = store.load_customer(&org, &alice).await.unwrap().unwrap();
+    let loaded = store
+        .load_customer(&org, &alice)
+        .await
+        .unwrap()
+        .unwrap()
+        .decode()
+        .unwrap();
     assert_eq!(
         loaded.value.sealed_secret().unwrap().key_id(),
         KeyId::new(1)
@@ -535,9 +557,12 @@ async fn rotating_the_sealing_key_keeps_every_sign_in_working() {
     let stale = service(ring(&[(1, old)], 1))
         .verify_totp(&org, &alice, &session, &app_code(&enrollment.uri, &clock))
         .await;
-    assert_eq!(
-        mfa_error(stale),
-        MfaError::Seal(mfa_core::SealError::UnknownKey(KeyId::new(2)))
+    assert!(
+        matches!(
+            stale,
+            Err(ServiceError::Fault(Fault::Seal(mfa_core::SealError::UnknownKey(id)))) if id == KeyId::new(2)
+        ),
+        "a fault, not a refusal: {stale:?}"
     );
 }
 
@@ -556,8 +581,11 @@ async fn settings_out_of_range_are_refused_and_change_nothing() {
         let mut settings = Settings::default();
         change(&mut settings);
         assert!(matches!(
-            mfa_error(mfa.update_settings(&org, settings, "admin").await),
-            MfaError::Settings(_)
+            mfa_error(
+                mfa.update_settings(&org, settings, &Actor::new("admin").unwrap())
+                    .await
+            ),
+            Refusal::InvalidSettings(_)
         ));
     }
     assert_eq!(
@@ -601,6 +629,8 @@ async fn no_secret_reaches_debug_output() {
         .load_customer(&org, &alice)
         .await
         .unwrap()
+        .unwrap()
+        .decode()
         .unwrap()
         .value;
     for shown in [
@@ -648,14 +678,14 @@ async fn refused_attempts_are_logged_without_rewriting_the_record() {
     // Text that is not a code: refused, logged, not counted.
     assert!(matches!(
         mfa_error(mfa.verify_totp(&org, &alice, &session, "12ab56").await),
-        MfaError::InvalidCode(_)
+        Refusal::InvalidCode(_)
     ));
     assert_eq!(
         mfa_error(
             mfa.verify_backup_code(&org, &alice, &session, "not-a-code!")
                 .await
         ),
-        MfaError::InvalidBackupCode
+        Refusal::InvalidBackupCode
     );
     let events = mfa.audit(&org, &all).await.unwrap();
     assert!(events[..2].iter().all(|e| matches!(
@@ -666,7 +696,7 @@ async fn refused_attempts_are_logged_without_rewriting_the_record() {
             ..
         }
     )));
-    assert_eq!(mfa.status(&org, &alice).await.unwrap().0.failures, 0);
+    assert_eq!(mfa.status(&org, &alice).await.unwrap().customer.failures, 0);
 
     // Locked out: every further attempt is logged, but the record (and its version) stays put.
     for _ in 0..5 {
@@ -677,6 +707,8 @@ async fn refused_attempts_are_logged_without_rewriting_the_record() {
         .load_customer(&org, &alice)
         .await
         .unwrap()
+        .unwrap()
+        .decode()
         .unwrap()
         .version;
     let logged = mfa
@@ -693,7 +725,7 @@ async fn refused_attempts_are_logged_without_rewriting_the_record() {
     for _ in 0..50 {
         assert!(matches!(
             mfa_error(mfa.verify_totp(&org, &alice, &session, "000000").await),
-            MfaError::Locked { .. }
+            Refusal::Locked { .. }
         ));
     }
     assert_eq!(
@@ -701,6 +733,8 @@ async fn refused_attempts_are_logged_without_rewriting_the_record() {
             .load_customer(&org, &alice)
             .await
             .unwrap()
+            .unwrap()
+            .decode()
             .unwrap()
             .version,
         version
@@ -836,11 +870,11 @@ async fn a_fresh_code_equal_to_the_used_steps_code_is_accepted_once() {
             mfa.verify_totp(&org, &alice, &session, &code(USED + 1))
                 .await
         ),
-        MfaError::ReplayedCode
+        Refusal::ReplayedCode
     );
     // Sent again, it is the code just accepted (though it also matches the older step USED): a
     // second submission, which does not count toward lockout.
-    assert_eq!(mfa.status(&org, &alice).await.unwrap().0.failures, 0);
+    assert_eq!(mfa.status(&org, &alice).await.unwrap().customer.failures, 0);
     let log = mfa.audit(&org, &AuditQuery::default()).await.unwrap();
     assert!(
         log.iter().any(|e| matches!(

@@ -14,10 +14,10 @@
 use std::collections::BTreeSet;
 
 use mfa_core::{
-    BackupHashParams, CustomerId, Digits, FactorPassed, KeyId, KeyRing, KeyUri, LockoutRule,
-    LoginStep, ManualClock, MemoryStore, MfaError, MfaSession, OrgId, PassedBy, Period,
-    RECENT_FACTOR_SECS, SealingKey, Service, ServiceError, SessionCheck, Settings, Store, Totp,
-    UnixTime, Window,
+    Actor, BackupHashParams, CustomerId, Digits, FactorPassed, KeyId, KeyRing, KeyUri, LockoutRule,
+    LoginStep, ManualClock, MemoryStore, MfaSession, OrgId, OrgMfa, PassedBy, Period,
+    RECENT_FACTOR_SECS, Refusal, SealingKey, Service, ServiceError, SessionCheck, Settings, Store,
+    Totp, UnixTime, Window,
 };
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
@@ -48,7 +48,7 @@ type Who = (usize, usize);
 
 #[derive(Clone, Copy, Debug)]
 enum Op {
-    SetOrg(bool),
+    SetOrg(OrgMfa),
     /// A password sign-in in this session: it starts afresh with the step's session.
     LoginStep(Who),
     Start(Who),
@@ -71,10 +71,15 @@ fn typed() -> impl Strategy<Value = Typed> {
     ]
 }
 
+/// The organisation's switch, either way.
+fn switch() -> impl Strategy<Value = OrgMfa> {
+    prop_oneof![Just(OrgMfa::On), Just(OrgMfa::Off)]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     let who = (0..CUSTOMERS.len(), 0..SESSIONS);
     prop_oneof![
-        1 => any::<bool>().prop_map(Op::SetOrg),
+        1 => switch().prop_map(Op::SetOrg),
         3 => who.clone().prop_map(Op::LoginStep),
         3 => who.clone().prop_map(Op::Start),
         3 => (who.clone(), typed()).prop_map(|(w, t)| Op::Confirm(w, t)),
@@ -124,7 +129,8 @@ impl SessionModel {
     }
 
     /// What `check_session` must say of this session.
-    fn check(&self, model: &Model, enabled: bool) -> SessionCheck {
+    fn check(&self, model: &Model, org: OrgMfa) -> SessionCheck {
+        let enabled = org == OrgMfa::On;
         if self.generation != model.generation {
             return SessionCheck::Ended;
         }
@@ -221,15 +227,16 @@ fn text(model: &Model, typed: Typed, now: u64) -> String {
 
 fn refusal<T: std::fmt::Debug>(
     result: Result<T, ServiceError<mfa_core::DecodeError>>,
-) -> Result<T, MfaError> {
+) -> Result<T, Refusal> {
     result.map_err(|error| match error {
-        ServiceError::Mfa(error) => error,
+        ServiceError::Refused(error) => error,
         other => panic!("the store or service failed: {other}"),
     })
 }
 
-/// Runs `ops` from an organisation with MFA `on` or off.
-fn run(on: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
+/// Runs `ops` from an organisation with MFA switched on or off.
+fn run(switch: OrgMfa, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let on = switch == OrgMfa::On;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -252,10 +259,14 @@ fn run(on: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
         settings.window = Window::default();
         settings.backup_hash = BackupHashParams::danger_insecure_fast();
         settings.enrollment_lifetime_secs = LIFETIME;
-        mfa.update_settings(&org, settings, "admin").await.unwrap();
-        mfa.set_org_enabled(&org, on, "admin").await.unwrap();
+        mfa.update_settings(&org, settings, &Actor::new("admin").unwrap())
+            .await
+            .unwrap();
+        mfa.set_org_mfa(&org, switch, &Actor::new("admin").unwrap())
+            .await
+            .unwrap();
 
-        let mut enabled = on;
+        let (mut enabled, mut org_mfa) = (on, switch);
         let mut now = T0;
         let mut models = vec![Model::default(); CUSTOMERS.len()];
         // Every session starts with a password sign-in.
@@ -281,9 +292,11 @@ fn run(on: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
 
         for op in ops {
             match op {
-                Op::SetOrg(on) => {
-                    mfa.set_org_enabled(&org, on, "admin").await.unwrap();
-                    enabled = on;
+                Op::SetOrg(switch) => {
+                    mfa.set_org_mfa(&org, switch, &Actor::new("admin").unwrap())
+                        .await
+                        .unwrap();
+                    (enabled, org_mfa) = (switch == OrgMfa::On, switch);
                 }
                 Op::Jump(delta) => {
                     now = now.saturating_add_signed(delta).max(T0);
@@ -300,6 +313,7 @@ fn run(on: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         LoginStep::Challenge(_) => "challenge",
                         LoginStep::Enroll(_) => "enroll",
                         LoginStep::Done(_) => "done",
+                        _ => "a step the model does not know",
                     };
                     prop_assert_eq!(got, want, "login step of {}", c);
                     sessions[c][s] = step.session();
@@ -314,11 +328,11 @@ fn run(on: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let model = &mut models[c];
                     let current = session_models[c][s].generation == model.generation;
                     match (&model.state, enabled) {
-                        _ if !current => prop_assert_eq!(got.unwrap_err(), MfaError::SessionEnded),
+                        _ if !current => prop_assert_eq!(got.unwrap_err(), Refusal::SessionEnded),
                         (State::Configured { .. }, _) => {
-                            prop_assert_eq!(got.unwrap_err(), MfaError::AlreadyConfigured)
+                            prop_assert_eq!(got.unwrap_err(), Refusal::AlreadyConfigured)
                         }
-                        (_, false) => prop_assert_eq!(got.unwrap_err(), MfaError::MfaDisabled),
+                        (_, false) => prop_assert_eq!(got.unwrap_err(), Refusal::MfaDisabled),
                         (_, true) => {
                             let enrollment = got.unwrap();
                             prop_assert_eq!(enrollment.expires_at.as_secs(), now + LIFETIME);
@@ -342,24 +356,24 @@ fn run(on: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     // The order of the checks: the session (whatever the state), the state,
                     // lockout, expiry, then the code.
                     let want = match model.state.clone() {
-                        _ if !current => Err(MfaError::SessionEnded),
-                        State::Configured { .. } => Err(MfaError::AlreadyConfigured),
-                        State::Unconfigured => Err(MfaError::NotPending),
+                        _ if !current => Err(Refusal::SessionEnded),
+                        State::Configured { .. } => Err(Refusal::AlreadyConfigured),
+                        State::Unconfigured => Err(Refusal::NotPending),
                         State::Pending { .. } if model.locked(now).is_some() => {
-                            Err(MfaError::Locked {
+                            Err(Refusal::Locked {
                                 retry_at: UnixTime::from_secs(model.locked(now).unwrap()),
                             })
                         }
                         State::Pending { expires_at, .. } if now >= expires_at => {
-                            Err(MfaError::EnrollmentExpired)
+                            Err(Refusal::EnrollmentExpired)
                         }
                         State::Pending { .. } if matches!(typed, Typed::Malformed) => {
-                            Err(MfaError::InvalidCode(mfa_core::CodeError::Malformed))
+                            Err(Refusal::InvalidCode(mfa_core::CodeError::Malformed))
                         }
                         State::Pending { uri, .. } => match matching_step(&uri, &code, now) {
                             None => {
                                 model.fail(now);
-                                Err(MfaError::WrongCode)
+                                Err(Refusal::WrongCode)
                             }
                             Some(step) => {
                                 model.succeed();
@@ -396,27 +410,27 @@ fn run(on: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let model = &mut models[c];
                     let current = session_models[c][s].generation == model.generation;
                     let want = match model.state.clone() {
-                        _ if !current => Err(MfaError::SessionEnded),
+                        _ if !current => Err(Refusal::SessionEnded),
                         State::Configured { .. } if model.locked(now).is_some() => {
-                            Err(MfaError::Locked {
+                            Err(Refusal::Locked {
                                 retry_at: UnixTime::from_secs(model.locked(now).unwrap()),
                             })
                         }
                         State::Configured { .. } if matches!(typed, Typed::Malformed) => {
-                            Err(MfaError::InvalidCode(mfa_core::CodeError::Malformed))
+                            Err(Refusal::InvalidCode(mfa_core::CodeError::Malformed))
                         }
                         State::Configured { uri, last_step } => {
                             match matching_step(&uri, &code, now) {
                                 None => {
                                     model.fail(now);
-                                    Err(MfaError::WrongCode)
+                                    Err(Refusal::WrongCode)
                                 }
                                 // The code of the step just accepted, again: refused, not
                                 // counted (it proves the customer holds the authenticator).
-                                Some(step) if step == last_step => Err(MfaError::ReplayedCode),
+                                Some(step) if step == last_step => Err(Refusal::ReplayedCode),
                                 Some(step) if step < last_step => {
                                     model.fail(now);
-                                    Err(MfaError::ReplayedCode)
+                                    Err(Refusal::ReplayedCode)
                                 }
                                 Some(step) => {
                                     // The invariant on its own: a step is accepted at most once.
@@ -436,7 +450,7 @@ fn run(on: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
                                 }
                             }
                         }
-                        _ => Err(MfaError::NotConfigured),
+                        _ => Err(Refusal::NotConfigured),
                     };
                     if let Ok(accepted) = &got {
                         sessions[c][s] = accepted.passed.session();
@@ -458,11 +472,11 @@ fn run(on: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let session = &mut session_models[c][s];
                     // The service refuses a session before it looks at the customer's state.
                     if session.generation != model.generation {
-                        prop_assert_eq!(got.unwrap_err(), MfaError::SessionEnded);
+                        prop_assert_eq!(got.unwrap_err(), Refusal::SessionEnded);
                     } else if !session.recent(now) {
                         prop_assert_eq!(
                             got.unwrap_err(),
-                            MfaError::SecondFactorRequired {
+                            Refusal::SecondFactorRequired {
                                 max_age_secs: RECENT_FACTOR_SECS
                             }
                         );
@@ -481,7 +495,7 @@ fn run(on: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         session.generation = model.generation;
                         sessions[c][s] = issued.passed.session();
                     } else {
-                        prop_assert_eq!(got.unwrap_err(), MfaError::NotConfigured);
+                        prop_assert_eq!(got.unwrap_err(), Refusal::NotConfigured);
                     }
                 }
                 Op::UseBackup((c, s), n, old) => {
@@ -500,11 +514,11 @@ fn run(on: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
                             .await,
                     );
                     let want = if session_models[c][s].generation != model.generation {
-                        Err(MfaError::SessionEnded)
+                        Err(Refusal::SessionEnded)
                     } else if !matches!(model.state, State::Configured { .. }) {
-                        Err(MfaError::NotConfigured)
+                        Err(Refusal::NotConfigured)
                     } else if let Some(until) = model.locked(now) {
-                        Err(MfaError::Locked {
+                        Err(Refusal::Locked {
                             retry_at: UnixTime::from_secs(until),
                         })
                     } else {
@@ -521,11 +535,11 @@ fn run(on: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
                             }
                             Some((_, true)) => {
                                 model.fail(now);
-                                Err(MfaError::UsedBackupCode)
+                                Err(Refusal::UsedBackupCode)
                             }
                             None => {
                                 model.fail(now);
-                                Err(MfaError::WrongCode)
+                                Err(Refusal::WrongCode)
                             }
                         }
                     };
@@ -543,11 +557,14 @@ fn run(on: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     );
                 }
                 Op::Reset(c) => {
-                    let got = refusal(mfa.reset(&org, &ids[c], "admin").await);
+                    let got = refusal(
+                        mfa.reset(&org, &ids[c], &Actor::new("admin").unwrap())
+                            .await,
+                    );
                     let model = &mut models[c];
                     if !model.stored {
                         // Nothing stored: nothing to reset, and nothing changes.
-                        prop_assert_eq!(got, Err(MfaError::NotFound));
+                        prop_assert_eq!(got, Err(Refusal::NotFound));
                         let stored = mfa.store().load_customer(&org, &ids[c]).await.unwrap();
                         prop_assert!(stored.is_none());
                         continue;
@@ -579,7 +596,7 @@ fn run(on: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         .check_session(&org, &ids[c], &sessions[c][s])
                         .await
                         .unwrap();
-                    prop_assert_eq!(got, session.check(model, enabled), "session {:?}", (c, s));
+                    prop_assert_eq!(got, session.check(model, org_mfa), "session {:?}", (c, s));
                     // The invariant on its own: a session is let in without a second factor only
                     // while the customer has none and the organisation requires none.
                     if let SessionCheck::Complete(passed) = got
@@ -592,7 +609,9 @@ fn run(on: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             // After every operation the stored state agrees with the model.
             for (c, model) in models.iter().enumerate() {
-                let (status, on) = mfa.status(&org, &ids[c]).await.unwrap();
+                let report = mfa.status(&org, &ids[c]).await.unwrap();
+                let status = report.customer;
+                let on = report.org_mfa == OrgMfa::On;
                 prop_assert_eq!(on, enabled);
                 let want = match model.state {
                     State::Unconfigured => "unconfigured",
@@ -615,7 +634,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_service_follows_the_model(on in any::<bool>(), ops in prop::collection::vec(op(), 1..100)) {
-        run(on, ops)?;
+    fn the_service_follows_the_model(switch in switch(), ops in prop::collection::vec(op(), 1..100)) {
+        run(switch, ops)?;
     }
 }

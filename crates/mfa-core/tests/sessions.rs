@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mfa_core::{
-    AuditExport, AuditQuery, BackupHashParams, Clock, CustomerId, CustomerKey, CustomerRecord,
-    DecodeError, Event, EventKind, FactorPassed, KeyId, KeyRing, KeyUri, LoginStep, ManualClock,
-    MemoryStore, MfaError, MfaSession, OrgAndCustomer, OrgId, OrgPolicy, PassedBy,
-    RECENT_FACTOR_SECS, Rejection, SealingKey, Service, ServiceError, SessionCheck, Settings,
-    Store, StoredEvent, UnixTime, Version, Versioned, Written,
+    Actor, AuditExport, AuditQuery, BackupHashParams, Clock, CustomerId, CustomerKey,
+    CustomerRecord, DecodeError, Encoded, Event, EventKind, FactorPassed, KeyId, KeyRing, KeyUri,
+    LoginStep, ManualClock, MemoryStore, MfaSession, OrgAndCustomer, OrgId, OrgMfa, OrgPolicy,
+    PassedBy, RECENT_FACTOR_SECS, Refusal, Rejection, SealingKey, Service, ServiceError,
+    SessionCheck, Settings, Store, StoredEvent, UnixTime, Version, Versioned, Written,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -37,23 +37,25 @@ fn customer(name: &str) -> CustomerId {
     CustomerId::new(name).unwrap()
 }
 
-/// Fast backup-code hashing, and the organisation's MFA `on` or off.
-async fn settle<S: Store>(mfa: &Service<S, ManualClock, ChaCha20Rng>, on: bool) {
+/// Fast backup-code hashing, and the organisation's MFA on or off.
+async fn settle<S: Store>(mfa: &Service<S, ManualClock, ChaCha20Rng>, switch: OrgMfa) {
     let mut settings = Settings::default();
     settings.backup_hash = BackupHashParams::danger_insecure_fast();
     // Enough failures before a lockout that the races below are refused for their codes.
     settings.lockout.free_failures = mfa_core::MAX_FREE_FAILURES;
-    mfa.update_settings(&acme(), settings, "admin")
+    mfa.update_settings(&acme(), settings, &Actor::new("admin").unwrap())
         .await
         .unwrap();
-    mfa.set_org_enabled(&acme(), on, "admin").await.unwrap();
+    mfa.set_org_mfa(&acme(), switch, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
 }
 
 fn mfa_error<E: std::error::Error>(
     result: Result<impl std::fmt::Debug, ServiceError<E>>,
-) -> MfaError {
+) -> Refusal {
     match result {
-        Err(ServiceError::Mfa(error)) => error,
+        Err(ServiceError::Refused(error)) => error,
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
@@ -132,6 +134,8 @@ async fn stored<S: Store>(
         .await
         .unwrap()
         .unwrap()
+        .decode()
+        .unwrap()
 }
 
 fn complete(by: PassedBy, at: u64) -> SessionCheck {
@@ -152,7 +156,7 @@ fn complete(by: PassedBy, at: u64) -> SessionCheck {
 async fn a_session_from_before_enrollment_cannot_make_backup_codes() {
     let (mfa, clock) = service(MemoryStore::new());
     let alice = customer("alice");
-    settle(&mfa, false).await;
+    settle(&mfa, OrgMfa::Off).await;
 
     let step = mfa.login_step(&acme(), &alice).await.unwrap();
     let LoginStep::Done(passed) = &step else {
@@ -165,12 +169,14 @@ async fn a_session_from_before_enrollment_cannot_make_backup_codes() {
         complete(PassedBy::NotRequired, T0)
     );
 
-    mfa.set_org_enabled(&acme(), true, "admin").await.unwrap();
+    mfa.set_org_mfa(&acme(), OrgMfa::On, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
     // Needing no MFA is not a second factor, even in a session of the current generation.
     assert_eq!(check(&mfa, &alice, &old).await, SessionCheck::Enroll);
     assert_eq!(
         mfa_error(mfa.generate_backup_codes(&acme(), &alice, &old).await),
-        MfaError::SecondFactorRequired {
+        Refusal::SecondFactorRequired {
             max_age_secs: RECENT_FACTOR_SECS
         }
     );
@@ -186,11 +192,11 @@ async fn a_session_from_before_enrollment_cannot_make_backup_codes() {
     let version = stored(&mfa, &alice).await.version;
     assert_eq!(
         mfa_error(mfa.generate_backup_codes(&acme(), &alice, &old).await),
-        MfaError::SessionEnded
+        Refusal::SessionEnded
     );
     assert_eq!(
         mfa_error(mfa.start_enrollment(&acme(), &alice, &old).await),
-        MfaError::SessionEnded
+        Refusal::SessionEnded
     );
     clock.advance(30);
     assert_eq!(
@@ -198,7 +204,7 @@ async fn a_session_from_before_enrollment_cannot_make_backup_codes() {
             mfa.verify_totp(&acme(), &alice, &old, &app_code(&uri, &clock))
                 .await
         ),
-        MfaError::SessionEnded
+        Refusal::SessionEnded
     );
     // Nothing was made, written or logged for any of it.
     let record = stored(&mfa, &alice).await;
@@ -221,7 +227,7 @@ async fn a_session_from_before_enrollment_cannot_make_backup_codes() {
 async fn backup_codes_need_a_recent_second_factor_in_this_session() {
     let (mfa, clock) = service(MemoryStore::new());
     let alice = customer("alice");
-    settle(&mfa, true).await;
+    settle(&mfa, OrgMfa::On).await;
     let (uri, enrolled) = enroll(&mfa, &clock, &alice).await;
 
     // A password-only session of the current generation.
@@ -232,7 +238,7 @@ async fn backup_codes_need_a_recent_second_factor_in_this_session() {
         check(&mfa, &alice, &password_only).await,
         SessionCheck::Challenge
     );
-    let refused = MfaError::SecondFactorRequired {
+    let refused = Refusal::SecondFactorRequired {
         max_age_secs: RECENT_FACTOR_SECS,
     };
     let before = stored(&mfa, &alice).await.version;
@@ -299,7 +305,7 @@ async fn backup_codes_need_a_recent_second_factor_in_this_session() {
 async fn a_reset_ends_every_session_of_the_customer() {
     let (mfa, clock) = service(MemoryStore::new());
     let (alice, bob) = (customer("alice"), customer("bob"));
-    settle(&mfa, true).await;
+    settle(&mfa, OrgMfa::On).await;
     let (_, passed) = enroll(&mfa, &clock, &alice).await;
     let (_, bobs) = enroll(&mfa, &clock, &bob).await;
     let password_only = sign_in(&mfa, &alice).await;
@@ -313,7 +319,9 @@ async fn a_reset_ends_every_session_of_the_customer() {
     );
 
     clock.advance(60);
-    mfa.reset(&acme(), &alice, "admin").await.unwrap();
+    mfa.reset(&acme(), &alice, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
     assert_eq!(check(&mfa, &alice, &passed).await, SessionCheck::Ended);
     assert_eq!(
         check(&mfa, &alice, &password_only).await,
@@ -322,11 +330,16 @@ async fn a_reset_ends_every_session_of_the_customer() {
     for stale in [&password_only, &passed] {
         assert_eq!(
             mfa_error(mfa.start_enrollment(&acme(), &alice, stale).await),
-            MfaError::SessionEnded
+            Refusal::SessionEnded
         );
     }
     assert_eq!(
-        mfa.status(&acme(), &alice).await.unwrap().0.state.as_str(),
+        mfa.status(&acme(), &alice)
+            .await
+            .unwrap()
+            .customer
+            .state
+            .as_str(),
         "unconfigured",
         "the refused starts wrote nothing"
     );
@@ -358,7 +371,7 @@ async fn a_reset_ends_every_session_of_the_customer() {
 async fn resetting_a_customer_without_a_record_is_not_found_and_writes_nothing() {
     let (mfa, clock) = service(MemoryStore::new());
     let (alice, ghost, shouting) = (customer("alice"), customer("ghost"), customer("ALICE"));
-    settle(&mfa, true).await;
+    settle(&mfa, OrgMfa::On).await;
     let _ = enroll(&mfa, &clock, &alice).await;
     // Signing in reads; it stores nothing.
     let _ = sign_in(&mfa, &ghost).await;
@@ -366,8 +379,11 @@ async fn resetting_a_customer_without_a_record_is_not_found_and_writes_nothing()
 
     for nobody in [&ghost, &shouting] {
         assert_eq!(
-            mfa_error(mfa.reset(&acme(), nobody, "admin").await),
-            MfaError::NotFound
+            mfa_error(
+                mfa.reset(&acme(), nobody, &Actor::new("admin").unwrap())
+                    .await
+            ),
+            Refusal::NotFound
         );
         assert_eq!(
             mfa.store().load_customer(&acme(), nobody).await.unwrap(),
@@ -381,10 +397,12 @@ async fn resetting_a_customer_without_a_record_is_not_found_and_writes_nothing()
         "no event anywhere in the organisation"
     );
     // A stored customer is reset as before.
-    mfa.reset(&acme(), &alice, "admin").await.unwrap();
+    mfa.reset(&acme(), &alice, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
     assert!(matches!(
         &events_of(&mfa, &alice).await[0].event.kind,
-        EventKind::Reset { by } if by == "admin"
+        EventKind::Reset { by } if by.as_str() == "admin"
     ));
 }
 
@@ -399,7 +417,7 @@ async fn resetting_a_customer_without_a_record_is_not_found_and_writes_nothing()
 async fn check_session_follows_the_organisation_and_the_customer() {
     let (mfa, clock) = service(MemoryStore::new());
     let (alice, bob) = (customer("alice"), customer("bob"));
-    settle(&mfa, false).await;
+    settle(&mfa, OrgMfa::Off).await;
 
     // MFA off, nothing configured: let in, as needing none, since the password check.
     let not_required = sign_in(&mfa, &bob).await;
@@ -410,7 +428,9 @@ async fn check_session_follows_the_organisation_and_the_customer() {
 
     // MFA on: the same session is sent to enroll, as is a new one.
     clock.advance(10);
-    mfa.set_org_enabled(&acme(), true, "admin").await.unwrap();
+    mfa.set_org_mfa(&acme(), OrgMfa::On, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
     assert_eq!(check(&mfa, &bob, &not_required).await, SessionCheck::Enroll);
     let enrolling = sign_in(&mfa, &bob).await;
     assert_eq!(check(&mfa, &bob, &enrolling).await, SessionCheck::Enroll);
@@ -422,7 +442,9 @@ async fn check_session_follows_the_organisation_and_the_customer() {
     assert_eq!(check(&mfa, &bob, &enrolling).await, SessionCheck::Enroll);
 
     // Off again: both are let in as needing none, each since its own password check.
-    mfa.set_org_enabled(&acme(), false, "admin").await.unwrap();
+    mfa.set_org_mfa(&acme(), OrgMfa::Off, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
     assert_eq!(
         check(&mfa, &bob, &not_required).await,
         complete(PassedBy::NotRequired, T0)
@@ -433,7 +455,9 @@ async fn check_session_follows_the_organisation_and_the_customer() {
     );
 
     // A configured customer: a session that gave no code is challenged, whatever the policy.
-    mfa.set_org_enabled(&acme(), true, "admin").await.unwrap();
+    mfa.set_org_mfa(&acme(), OrgMfa::On, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
     let (uri, enrolled) = enroll(&mfa, &clock, &alice).await;
     assert_eq!(
         check(&mfa, &alice, &enrolled).await,
@@ -444,7 +468,9 @@ async fn check_session_follows_the_organisation_and_the_customer() {
         check(&mfa, &alice, &challenged).await,
         SessionCheck::Challenge
     );
-    mfa.set_org_enabled(&acme(), false, "admin").await.unwrap();
+    mfa.set_org_mfa(&acme(), OrgMfa::Off, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
     assert_eq!(
         check(&mfa, &alice, &challenged).await,
         SessionCheck::Challenge,
@@ -486,7 +512,9 @@ async fn check_session_follows_the_organisation_and_the_customer() {
         "a backup code changes no factor: other sessions go on"
     );
     // A passed session stays let in after the organisation switches MFA on again.
-    mfa.set_org_enabled(&acme(), true, "admin").await.unwrap();
+    mfa.set_org_mfa(&acme(), OrgMfa::On, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
     assert!(check(&mfa, &alice, &by_backup).await.is_complete());
 }
 
@@ -496,7 +524,7 @@ async fn check_session_follows_the_organisation_and_the_customer() {
 async fn changing_factors_ends_other_sessions_but_not_the_acting_one() {
     let (mfa, clock) = service(MemoryStore::new());
     let alice = customer("alice");
-    settle(&mfa, true).await;
+    settle(&mfa, OrgMfa::On).await;
     let (uri, enrolled) = enroll(&mfa, &clock, &alice).await;
 
     // Two sessions, each passed with a code of its own step.
@@ -544,18 +572,21 @@ async fn changing_factors_ends_other_sessions_but_not_the_acting_one() {
             mfa.verify_backup_code(&acme(), &alice, &b, issued.codes[0].as_str())
                 .await
         ),
-        MfaError::SessionEnded
+        Refusal::SessionEnded
     );
     assert_eq!(
         mfa_error(mfa.generate_backup_codes(&acme(), &alice, &b).await),
-        MfaError::SessionEnded
+        Refusal::SessionEnded
     );
     let used = mfa
         .verify_backup_code(&acme(), &alice, &a_now, issued.codes[0].as_str())
         .await
         .unwrap();
     assert_eq!(used.remaining, 4);
-    assert_eq!(mfa.status(&acme(), &alice).await.unwrap().0.failures, 0);
+    assert_eq!(
+        mfa.status(&acme(), &alice).await.unwrap().customer.failures,
+        0
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -569,7 +600,9 @@ async fn a_double_submission_is_refused_without_counting_toward_lockout() {
     let (mfa, clock) = service(MemoryStore::new());
     let alice = customer("alice");
     // The default lockout: five failures.
-    mfa.set_org_enabled(&acme(), true, "admin").await.unwrap();
+    mfa.set_org_mfa(&acme(), OrgMfa::On, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
     let (uri, session) = enroll(&mfa, &clock, &alice).await;
     let confirmed_step = T0 / 30;
 
@@ -585,10 +618,11 @@ async fn a_double_submission_is_refused_without_counting_toward_lockout() {
     for _ in 0..10 {
         assert_eq!(
             mfa_error(mfa.verify_totp(&acme(), &alice, &session, &code).await),
-            MfaError::ReplayedCode
+            Refusal::ReplayedCode
         );
     }
-    let (status, _) = mfa.status(&acme(), &alice).await.unwrap();
+    let report = mfa.status(&acme(), &alice).await.unwrap();
+    let status = report.customer;
     assert_eq!((status.failures, status.locked_until), (0, None));
     assert_eq!(
         stored(&mfa, &alice).await.version,
@@ -620,9 +654,12 @@ async fn a_double_submission_is_refused_without_counting_toward_lockout() {
     assert_ne!(older, code);
     assert_eq!(
         mfa_error(mfa.verify_totp(&acme(), &alice, &session, &older).await),
-        MfaError::ReplayedCode
+        Refusal::ReplayedCode
     );
-    assert_eq!(mfa.status(&acme(), &alice).await.unwrap().0.failures, 1);
+    assert_eq!(
+        mfa.status(&acme(), &alice).await.unwrap().customer.failures,
+        1
+    );
     assert!(matches!(
         events_of(&mfa, &alice).await[0].event.kind,
         EventKind::AttemptRejected {
@@ -643,7 +680,10 @@ async fn a_double_submission_is_refused_without_counting_toward_lockout() {
         .verify_totp(&acme(), &alice, &session, &app_code(&uri, &clock))
         .await
         .unwrap();
-    assert_eq!(mfa.status(&acme(), &alice).await.unwrap().0.failures, 0);
+    assert_eq!(
+        mfa.status(&acme(), &alice).await.unwrap().customer.failures,
+        0
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -700,7 +740,10 @@ impl Probe {
 impl Store for Probe {
     type Error = DecodeError;
 
-    async fn load_org(&self, org: &OrgId) -> Result<Option<Versioned<OrgPolicy>>, DecodeError> {
+    async fn load_org(
+        &self,
+        org: &OrgId,
+    ) -> Result<Option<Versioned<Encoded<OrgPolicy>>>, DecodeError> {
         self.inner.load_org(org).await
     }
 
@@ -718,7 +761,7 @@ impl Store for Probe {
         &self,
         org: &OrgId,
         customer: &CustomerId,
-    ) -> Result<Option<Versioned<CustomerRecord>>, DecodeError> {
+    ) -> Result<Option<Versioned<Encoded<CustomerRecord>>>, DecodeError> {
         self.inner.load_customer(org, customer).await
     }
 
@@ -815,7 +858,7 @@ impl Store for Probe {
 async fn a_retried_set_of_backup_codes_is_hashed_once() {
     let (mfa, clock) = service(Probe::default());
     let alice = customer("alice");
-    settle(&mfa, true).await;
+    settle(&mfa, OrgMfa::On).await;
     let (_, session) = enroll(&mfa, &clock, &alice).await;
     let probe = mfa.store();
     probe.arm();
@@ -846,7 +889,7 @@ async fn a_retried_set_of_backup_codes_is_hashed_once() {
 async fn a_retried_backup_code_costs_one_kdf_evaluation() {
     let (mfa, clock) = service(Probe::default());
     let alice = customer("alice");
-    settle(&mfa, true).await;
+    settle(&mfa, OrgMfa::On).await;
     let (_, session) = enroll(&mfa, &clock, &alice).await;
     let issued = mfa
         .generate_backup_codes(&acme(), &alice, &session)
@@ -864,14 +907,17 @@ async fn a_retried_backup_code_costs_one_kdf_evaluation() {
             mfa.verify_backup_code(&acme(), &alice, &session, "AAAA-BBBB-CCCC")
                 .await
         ),
-        MfaError::WrongCode
+        Refusal::WrongCode
     );
     assert_eq!(mfa.kdf_evaluations(), before + 1);
     assert_eq!(
         (Probe::count(&probe.loads), Probe::count(&probe.writes)),
         (6, 6)
     );
-    assert_eq!(mfa.status(&acme(), &alice).await.unwrap().0.failures, 1);
+    assert_eq!(
+        mfa.status(&acme(), &alice).await.unwrap().customer.failures,
+        1
+    );
 
     // A right code: the same.
     probe.conflicts.store(5, Ordering::SeqCst);
@@ -903,7 +949,7 @@ async fn a_retried_backup_code_costs_one_kdf_evaluation() {
         mfa.status(&acme(), &alice)
             .await
             .unwrap()
-            .0
+            .customer
             .backup_codes_remaining,
         4,
         "the contended code was not used"
@@ -924,7 +970,7 @@ async fn racing_backup_codes_cost_one_kdf_evaluation_each() {
             .with_max_attempts(1_000),
     );
     let alice = customer("alice");
-    settle(&mfa, true).await;
+    settle(&mfa, OrgMfa::On).await;
     let (_, session) = enroll(&mfa, &clock, &alice).await;
     let _codes = mfa
         .generate_backup_codes(&acme(), &alice, &session)
@@ -957,8 +1003,8 @@ async fn racing_backup_codes_cost_one_kdf_evaluation_each() {
             .expect("the race ends")
             .unwrap()
         {
-            Err(ServiceError::Mfa(MfaError::WrongCode)) => wrong += 1,
-            Err(ServiceError::Mfa(MfaError::Locked { .. })) => locked += 1,
+            Err(ServiceError::Refused(Refusal::WrongCode)) => wrong += 1,
+            Err(ServiceError::Refused(Refusal::Locked { .. })) => locked += 1,
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -982,7 +1028,7 @@ async fn racing_backup_codes_cost_one_kdf_evaluation_each() {
     let allowed = mfa_core::MAX_FREE_FAILURES as usize;
     assert_eq!((wrong, locked), (allowed, REQUESTS - allowed));
     assert_eq!(
-        mfa.status(&acme(), &alice).await.unwrap().0.failures as usize,
+        mfa.status(&acme(), &alice).await.unwrap().customer.failures as usize,
         allowed
     );
 }
@@ -997,7 +1043,7 @@ async fn at_most_the_bound_of_backup_code_checks_hash_at_once() {
     // Every load waits for another: two at a time go on.
     let (mfa, clock) = service(Probe::with_barrier(REQUESTS, 2));
     let mfa = Arc::new(mfa.with_max_concurrent_kdf(2));
-    settle(&mfa, true).await;
+    settle(&mfa, OrgMfa::On).await;
     let mut customers = Vec::new();
     for i in 0..REQUESTS {
         let who = customer(&format!("customer{i}"));
@@ -1022,7 +1068,7 @@ async fn at_most_the_bound_of_backup_code_checks_hash_at_once() {
             .await
             .expect("no request waits forever")
             .unwrap();
-        assert_eq!(mfa_error(outcome), MfaError::WrongCode);
+        assert_eq!(mfa_error(outcome), Refusal::WrongCode);
     }
     let probe = mfa.store();
     assert_eq!(
@@ -1043,7 +1089,7 @@ async fn at_most_the_bound_of_backup_code_checks_hash_at_once() {
 async fn records_of_format_1_still_read() {
     let (mfa, clock) = service(MemoryStore::new());
     let alice = customer("alice");
-    settle(&mfa, true).await;
+    settle(&mfa, OrgMfa::On).await;
     /// The bytes format 1 wrote for `record`, from the bytes format 2 writes, and the generation
     /// they leave out.
     fn format_1(record: &CustomerRecord) -> (Vec<u8>, u8) {

@@ -4,8 +4,8 @@
 //! signed in as the victim).
 
 use mfa_core::{
-    BackupHashParams, Clock, CustomerId, KeyId, KeyRing, ManualClock, MemoryStore, MfaError, OrgId,
-    SealingKey, Service, ServiceError, Settings, Store, UnixTime,
+    Actor, BackupHashParams, Clock, CustomerId, KeyId, KeyRing, ManualClock, MemoryStore, OrgId,
+    OrgMfa, Refusal, SealingKey, Service, ServiceError, Settings, Store, UnixTime,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -30,8 +30,12 @@ async fn backup_codes_copied_onto_another_record_verify_nothing() {
     );
     let mut settings = Settings::default();
     settings.backup_hash = BackupHashParams::danger_insecure_fast();
-    mfa.update_settings(&org, settings, "admin").await.unwrap();
-    mfa.set_org_enabled(&org, true, "admin").await.unwrap();
+    mfa.update_settings(&org, settings, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
+    mfa.set_org_mfa(&org, OrgMfa::On, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
     // Both set MFA up; the attacker makes backup codes for their own account.
     let mut codes = Vec::new();
     for customer in [&mallory, &victim] {
@@ -65,12 +69,16 @@ async fn backup_codes_copied_onto_another_record_verify_nothing() {
         .await
         .unwrap()
         .unwrap()
+        .decode()
+        .unwrap()
         .value;
     let version = mfa
         .store()
         .load_customer(&org, &victim)
         .await
         .unwrap()
+        .unwrap()
+        .decode()
         .unwrap()
         .version;
     let written = mfa
@@ -86,8 +94,8 @@ async fn backup_codes_copied_onto_another_record_verify_nothing() {
             matches!(
                 mfa.verify_backup_code(&org, &victim, &session, code.as_str())
                     .await,
-                Err(ServiceError::Mfa(
-                    MfaError::WrongCode | MfaError::Locked { .. }
+                Err(ServiceError::Refused(
+                    Refusal::WrongCode | Refusal::Locked { .. }
                 ))
             ),
             "a copied set must not verify"

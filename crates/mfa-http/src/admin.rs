@@ -74,7 +74,15 @@ pub(crate) async fn set_org_mfa<A: Backend>(
 ) -> Result<Response, Error> {
     let policy = app
         .service()
-        .set_org_enabled(&admin.org, body.enabled, &admin.name)
+        .set_org_mfa(
+            &admin.org,
+            if body.enabled {
+                mfa_core::OrgMfa::On
+            } else {
+                mfa_core::OrgMfa::Off
+            },
+            &admin.name,
+        )
         .await
         .map_err(|error| app.refusal(&error))?;
     Ok(json::response(
@@ -108,14 +116,14 @@ pub(crate) async fn customer_mfa<A: Backend>(
     admin: AdminCaller,
     CustomerPath(customer): CustomerPath,
 ) -> Result<Response, Error> {
-    let (status, org_enabled) = app
+    let report = app
         .service()
         .status(&admin.org, &customer)
         .await
         .map_err(|error| app.refusal(&error))?;
     Ok(json::response(
         StatusCode::OK,
-        &CustomerMfa::new(customer.as_str(), &status, org_enabled),
+        &CustomerMfa::new(customer.as_str(), &report),
     ))
 }
 

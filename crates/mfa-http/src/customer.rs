@@ -50,10 +50,11 @@ pub(crate) async fn status<A: Backend>(
         SessionCheck::Enroll => Next::Enroll,
         _ => Next::Verify,
     };
-    let (status, org_enabled) = service
+    let report = service
         .status(&caller.org, &caller.customer)
         .await
         .map_err(|error| app.refusal(&error))?;
+    let (status, org_enabled) = (report.customer, report.org_mfa == mfa_core::OrgMfa::On);
     Ok(json::response(
         StatusCode::OK,
         &MfaStatus {

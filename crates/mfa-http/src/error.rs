@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mfa_core::{MfaError, ServiceError, UnixTime};
+use mfa_core::{Refusal, ServiceError, UnixTime};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -59,6 +59,9 @@ pub enum ErrorKind {
     Locked,
     /// 503: a store or the host's sessions failed, or the record was contended; try again.
     Unavailable,
+    /// 500: a stored MFA record cannot be read (damaged, or written by a newer version). Not an
+    /// outage: retrying will not help; the server's log names the record.
+    Corrupt,
     /// 500: something that should not happen; the details are in the server's log.
     Internal,
 }
@@ -86,7 +89,7 @@ impl ErrorKind {
             Self::EnrollmentExpired => StatusCode::GONE,
             Self::Locked => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal | Self::Corrupt => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -115,6 +118,7 @@ impl ErrorKind {
             Self::Locked => "locked",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::Corrupt => "corrupt",
         }
     }
 }
@@ -193,54 +197,67 @@ impl Error {
         now: UnixTime,
     ) -> Self {
         match error {
-            ServiceError::Mfa(refusal) => Self::from_mfa(*refusal, now),
+            ServiceError::Refused(refusal) => Self::from_refusal(*refusal, now),
             ServiceError::Store(source) => {
-                tracing::error!(error = %source, "mfa-http: the MFA store failed");
+                tracing::error!(
+                    error = source as &dyn core::error::Error,
+                    "mfa-http: the MFA store failed"
+                );
                 unavailable()
             }
             ServiceError::Contended => {
                 tracing::warn!("mfa-http: a record stayed contended through every retry");
                 unavailable().with_retry_after(1)
             }
-            ServiceError::Corrupt(source) => {
-                tracing::error!(error = %source, "mfa-http: a stored MFA record could not be read");
-                internal()
+            // One line naming whose record it is (never its bytes), for the operator to look at.
+            ServiceError::Corrupt(corrupt) => {
+                tracing::error!(
+                    org = %corrupt.org,
+                    customer = corrupt.customer.as_ref().map(mfa_core::CustomerId::as_str),
+                    error = %corrupt.error,
+                    "mfa-http: a stored MFA record cannot be read"
+                );
+                Self::new(
+                    ErrorKind::Corrupt,
+                    "a stored MFA record cannot be read; the server's log names it",
+                )
             }
             other => {
-                tracing::error!(error = %other, "mfa-http: the MFA service failed");
+                tracing::error!(
+                    error = other as &dyn core::error::Error,
+                    "mfa-http: the MFA service failed"
+                );
                 internal()
             }
         }
     }
 
-    fn from_mfa(refusal: MfaError, now: UnixTime) -> Self {
+    fn from_refusal(refusal: Refusal, now: UnixTime) -> Self {
         match refusal {
-            MfaError::MfaDisabled => Self::new(
+            Refusal::MfaDisabled => Self::new(
                 ErrorKind::MfaDisabled,
                 "MFA is switched off for this organisation",
             ),
-            MfaError::AlreadyConfigured => Self::new(
+            Refusal::AlreadyConfigured => Self::new(
                 ErrorKind::AlreadyConfigured,
                 "MFA is already configured; an administrator must reset it first",
             ),
-            MfaError::NotPending => {
+            Refusal::NotPending => {
                 Self::new(ErrorKind::NotPending, "no enrollment is pending; start one")
             }
-            MfaError::NotConfigured => Self::new(ErrorKind::NotConfigured, "MFA is not configured"),
-            MfaError::EnrollmentExpired => Self::new(
+            Refusal::NotConfigured => Self::new(ErrorKind::NotConfigured, "MFA is not configured"),
+            Refusal::EnrollmentExpired => Self::new(
                 ErrorKind::EnrollmentExpired,
                 "the enrollment has expired; start again",
             ),
             // One answer for every way a code can fail, so the caller learns nothing about which;
             // the audit event the service wrote records the real reason.
-            MfaError::InvalidCode(_)
-            | MfaError::InvalidBackupCode
-            | MfaError::WrongCode
-            | MfaError::ReplayedCode
-            | MfaError::UsedBackupCode => {
-                Self::new(ErrorKind::InvalidCode, "the code is not valid")
-            }
-            MfaError::Locked { retry_at } => {
+            Refusal::InvalidCode(_)
+            | Refusal::InvalidBackupCode
+            | Refusal::WrongCode
+            | Refusal::ReplayedCode
+            | Refusal::UsedBackupCode => Self::new(ErrorKind::InvalidCode, "the code is not valid"),
+            Refusal::Locked { retry_at } => {
                 // Round up, and never 0: "Retry-After: 0" would invite an immediate retry.
                 let secs = retry_at.as_secs().saturating_sub(now.as_secs()).max(1);
                 Self::new(
@@ -249,21 +266,28 @@ impl Error {
                 )
                 .with_retry_after(secs)
             }
-            MfaError::SessionEnded => session_ended(),
-            MfaError::SecondFactorRequired { max_age_secs } => Self::new(
+            Refusal::SessionEnded => session_ended(),
+            Refusal::SecondFactorRequired { max_age_secs } => Self::new(
                 ErrorKind::MfaRequired,
                 format!(
                     "give a code in this session first: changing factors needs one from the last {} minutes",
                     max_age_secs.div_ceil(60)
                 ),
             ),
-            MfaError::NotFound => Self::new(
+            Refusal::NotFound => Self::new(
                 ErrorKind::NotFound,
                 "no MFA is stored for this customer: nothing to reset",
             ),
+            Refusal::InvalidSettings(_) => {
+                Self::new(ErrorKind::InvalidBody, "the settings are out of range")
+            }
+            // A refusal this version does not know yet: the request is answered, not guessed at.
             other => {
-                tracing::error!(error = %other, "mfa-http: the MFA service could not complete a step");
-                internal()
+                tracing::warn!(
+                    error = &other as &dyn core::error::Error,
+                    "mfa-http: a refusal this version does not map"
+                );
+                Self::new(ErrorKind::Forbidden, "the request is refused")
             }
         }
     }
@@ -274,7 +298,10 @@ impl Error {
             HostError::Unauthenticated => Self::new(ErrorKind::Unauthenticated, "sign in first"),
             HostError::Forbidden => Self::new(ErrorKind::Forbidden, "the request is refused"),
             HostError::Unavailable(source) => {
-                tracing::error!(error = %source, "mfa-http: the host's sessions failed");
+                tracing::error!(
+                    error = source.as_ref() as &dyn core::error::Error,
+                    "mfa-http: the host's sessions failed"
+                );
                 unavailable()
             }
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
-use mfa_core::{CustomerId, MfaSession, OrgId, SessionCheck};
+use mfa_core::{Actor, CustomerId, MfaSession, OrgId, SessionCheck};
 
 use crate::api::Backend;
 use crate::model::{AuditParams, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
@@ -49,7 +49,7 @@ impl<A: Backend> FromRequestParts<Arc<A>> for CustomerCaller {
 pub(crate) struct AdminCaller {
     pub(crate) org: OrgId,
     /// Who, for the audit log.
-    pub(crate) name: String,
+    pub(crate) name: Actor,
 }
 
 impl<A: Backend> FromRequestParts<Arc<A>> for AdminCaller {
@@ -88,7 +88,7 @@ impl<A: Backend> FromRequestParts<Arc<A>> for AdminCaller {
             }
         }
         Ok(Self {
-            name: name.to_owned(),
+            name: name.clone(),
             org: caller.org().clone(),
         })
     }

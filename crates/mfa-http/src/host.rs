@@ -5,7 +5,7 @@ use core::future::Future;
 
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use mfa_core::{CustomerId, MfaPassed, MfaSession, OrgId};
+use mfa_core::{Actor, CustomerId, MfaPassed, MfaSession, OrgId};
 
 /// The host's side of the API: its sessions, which this crate never sees inside.
 ///
@@ -78,7 +78,7 @@ pub trait MfaHost: Send + Sync + 'static {
 pub struct Caller {
     org: OrgId,
     customer: Option<(CustomerId, MfaSession)>,
-    admin: Option<String>,
+    admin: Option<Actor>,
 }
 
 impl Caller {
@@ -95,19 +95,19 @@ impl Caller {
 
     /// An administrator of `org`; `name` goes into the audit log as who did it.
     #[must_use]
-    pub fn admin(org: OrgId, name: impl Into<String>) -> Self {
+    pub const fn admin(org: OrgId, name: Actor) -> Self {
         Self {
             org,
             customer: None,
-            admin: Some(name.into()),
+            admin: Some(name),
         }
     }
 
     /// The same caller, also an administrator named `name` (a customer who administers the portal).
     #[must_use]
-    pub fn with_admin(self, name: impl Into<String>) -> Self {
+    pub fn with_admin(self, name: Actor) -> Self {
         Self {
-            admin: Some(name.into()),
+            admin: Some(name),
             ..self
         }
     }
@@ -126,8 +126,8 @@ impl Caller {
 
     /// The administrator's name, if the caller is one.
     #[must_use]
-    pub fn admin_name(&self) -> Option<&str> {
-        self.admin.as_deref()
+    pub const fn admin_name(&self) -> Option<&Actor> {
+        self.admin.as_ref()
     }
 }
 

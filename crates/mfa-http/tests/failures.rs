@@ -11,9 +11,9 @@ use axum::http::{HeaderMap, request::Parts};
 use axum::http::{Request, StatusCode, header};
 use common::{ADMIN, ALICE, ORG, T0, TestHost};
 use mfa_http::mfa_core::{
-    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, DecodeError, Event, KeyId,
-    KeyRing, ManualClock, MemoryStore, OrgId, OrgPolicy, SealingKey, Service, Store, StoredEvent,
-    UnixTime, Version, Versioned, Written,
+    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, DecodeError, Encoded, Event,
+    KeyId, KeyRing, ManualClock, MemoryStore, OrgId, OrgPolicy, SealingKey, Service, Store,
+    StoredEvent, UnixTime, Version, Versioned, Written,
 };
 use mfa_http::{Caller, HostError, MfaApi, MfaHost, MfaPassed};
 use rand_chacha::ChaCha20Rng;
@@ -66,7 +66,10 @@ impl Flaky {
 impl Store for Flaky {
     type Error = FlakyError;
 
-    async fn load_org(&self, org: &OrgId) -> Result<Option<Versioned<OrgPolicy>>, FlakyError> {
+    async fn load_org(
+        &self,
+        org: &OrgId,
+    ) -> Result<Option<Versioned<Encoded<OrgPolicy>>>, FlakyError> {
         self.check()?;
         self.inner.load_org(org).await.map_err(FlakyError::Memory)
     }
@@ -92,7 +95,7 @@ impl Store for Flaky {
         &self,
         org: &OrgId,
         customer: &CustomerId,
-    ) -> Result<Option<Versioned<CustomerRecord>>, FlakyError> {
+    ) -> Result<Option<Versioned<Encoded<CustomerRecord>>>, FlakyError> {
         self.check()?;
         self.inner
             .load_customer(org, customer)

@@ -36,11 +36,12 @@ fn backup_codes(customer: &str, session: &str) -> Req {
         .empty_json()
 }
 
-async fn switch(h: &Harness, enabled: bool) {
+/// Switches the organisation's MFA on through the admin route.
+async fn switch_on(h: &Harness) {
     h.call(
         Req::put("/admin/mfa")
             .admin()
-            .json(&json!({ "enabled": enabled })),
+            .json(&json!({ "enabled": true })),
     )
     .await
     .expect(200, None);
@@ -56,7 +57,7 @@ async fn a_session_that_never_gave_a_factor_cannot_mint_backup_codes() {
     let stale = h.call(Req::get("/mfa").customer(BOB, "stale")).await;
     stale.expect(200, None);
     assert_eq!(stale.json["next"], "done");
-    switch(&h, true).await;
+    switch_on(&h).await;
     // Once MFA is on, that session is sent to enroll like any other.
     let asked = h.call(Req::get("/mfa").customer(BOB, "stale")).await;
     assert_eq!(asked.json["next"], "enroll");
@@ -119,7 +120,7 @@ async fn a_session_that_never_gave_a_factor_cannot_mint_backup_codes() {
 #[tokio::test]
 async fn a_reset_ends_every_session_of_the_customer() {
     let h = Harness::new().await;
-    switch(&h, true).await;
+    switch_on(&h).await;
     let uri = set_up(&h, BOB, "bob").await;
     // The thief's session passed with a code from the stolen phone.
     h.clock.advance(30);
@@ -163,7 +164,7 @@ async fn a_reset_ends_every_session_of_the_customer() {
 #[tokio::test]
 async fn a_reset_of_an_unknown_customer_is_not_found_and_writes_nothing() {
     let h = Harness::new().await;
-    switch(&h, true).await;
+    switch_on(&h).await;
     set_up(&h, BOB, "bob").await;
     let before = h.snapshot().await;
     for path in [
@@ -188,7 +189,7 @@ async fn a_reset_of_an_unknown_customer_is_not_found_and_writes_nothing() {
 #[tokio::test]
 async fn a_password_only_session_sees_no_backup_code_count() {
     let h = Harness::new().await;
-    switch(&h, true).await;
+    switch_on(&h).await;
     set_up(&h, BOB, "bob").await;
     h.clock.advance(30);
     h.call(backup_codes(BOB, "bob")).await.expect(201, None);

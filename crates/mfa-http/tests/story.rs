@@ -427,7 +427,11 @@ async fn who_may_call_what() {
     let h = Harness::new().await;
     // MFA on, so that a password alone leaves a session short of its second factor.
     h.service()
-        .set_org_enabled(&org(), true, ADMIN)
+        .set_org_mfa(
+            &org(),
+            mfa_http::mfa_core::OrgMfa::On,
+            &common::actor(ADMIN),
+        )
         .await
         .unwrap();
     let customer_routes = [

@@ -24,8 +24,8 @@ use deadpool_postgres::tokio_postgres::types::ToSql;
 use deadpool_postgres::tokio_postgres::{self, NoTls, Socket};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use mfa_core::{
-    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Event, KeyId, OrgAndCustomer,
-    OrgId, OrgPolicy, Store, StoredEvent, UnixTime, Version, Versioned, Written,
+    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Encoded, Event, KeyId,
+    OrgAndCustomer, OrgId, OrgPolicy, Store, StoredEvent, UnixTime, Version, Versioned, Written,
 };
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
@@ -435,22 +435,18 @@ fn version(stored: i64) -> Result<Version, PostgresError> {
         .ok_or(PostgresError::Corrupt("a version below 1"))
 }
 
-/// The version in column `at` and the bytes after it, decoded; `None` where the version is NULL
+/// The version in column `at` and the bytes after it, left for `mfa-core` to read; `None` where the version is NULL
 /// (an outer join found no row).
-fn versioned<T, E>(
+fn versioned<T>(
     row: &tokio_postgres::Row,
     at: usize,
-    decode: impl FnOnce(&[u8]) -> Result<T, E>,
-) -> Result<Option<Versioned<T>>, PostgresError>
-where
-    PostgresError: From<E>,
-{
+) -> Result<Option<Versioned<Encoded<T>>>, PostgresError> {
     let Some(stored) = row.try_get::<_, Option<i64>>(at)? else {
         return Ok(None);
     };
     Ok(Some(Versioned {
         version: version(stored)?,
-        value: decode(row.try_get(at + 1)?)?,
+        value: Encoded::new(row.try_get(at + 1)?),
     }))
 }
 
@@ -493,7 +489,10 @@ impl EventColumns {
 impl Store for PostgresStore {
     type Error = PostgresError;
 
-    async fn load_org(&self, org: &OrgId) -> Result<Option<Versioned<OrgPolicy>>, PostgresError> {
+    async fn load_org(
+        &self,
+        org: &OrgId,
+    ) -> Result<Option<Versioned<Encoded<OrgPolicy>>>, PostgresError> {
         let client = self.pool.get().await?;
         let answer = tokio::time::timeout(self.query_timeout, async {
             let statement = client.prepare_cached(&self.sql.load_org).await?;
@@ -501,7 +500,7 @@ impl Store for PostgresStore {
         })
         .await;
         match discard_if_broken(client, answer)? {
-            Some(row) => versioned(&row, 0, OrgPolicy::from_bytes),
+            Some(row) => versioned(&row, 0),
             None => Ok(None),
         }
     }
@@ -550,7 +549,7 @@ impl Store for PostgresStore {
         &self,
         org: &OrgId,
         customer: &CustomerId,
-    ) -> Result<Option<Versioned<CustomerRecord>>, PostgresError> {
+    ) -> Result<Option<Versioned<Encoded<CustomerRecord>>>, PostgresError> {
         let client = self.pool.get().await?;
         let answer = tokio::time::timeout(self.query_timeout, async {
             let statement = client.prepare_cached(&self.sql.load_customer).await?;
@@ -560,7 +559,7 @@ impl Store for PostgresStore {
         })
         .await;
         match discard_if_broken(client, answer)? {
-            Some(row) => versioned(&row, 0, CustomerRecord::from_bytes),
+            Some(row) => versioned(&row, 0),
             None => Ok(None),
         }
     }
@@ -581,10 +580,7 @@ impl Store for PostgresStore {
         })
         .await;
         let row = discard_if_broken(client, answer)?;
-        Ok((
-            versioned(&row, 0, OrgPolicy::from_bytes)?,
-            versioned(&row, 2, CustomerRecord::from_bytes)?,
-        ))
+        Ok((versioned(&row, 0)?, versioned(&row, 2)?))
     }
 
     async fn write_customer(

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::{Proxy, TestStore, fresh_schema, raw_client, through_proxy, url};
 use mfa_core::{
-    AuditQuery, BackupHashParams, Clock, CustomerId, EventKind, KeyId, KeyRing, KeyUri,
-    ManualClock, MfaError, MfaSession, OrgId, SealingKey, Service, ServiceError, Settings, Store,
-    UnixTime, Version,
+    Actor, AuditQuery, BackupHashParams, Clock, CustomerId, EventKind, KeyId, KeyRing, KeyUri,
+    ManualClock, MfaSession, OrgId, OrgMfa, Refusal, SealingKey, Service, ServiceError, Settings,
+    Store, UnixTime, Version,
 };
 use mfa_postgres::{PostgresError, PostgresOptions, PostgresStore};
 use rand_chacha::ChaCha20Rng;
@@ -44,8 +44,12 @@ async fn configured<S: Store>(mfa: &Mfa<S>, clock: &ManualClock) -> (KeyUri, Mfa
     let (acme, alice) = ids();
     let mut settings = Settings::default();
     settings.backup_hash = BackupHashParams::danger_insecure_fast();
-    mfa.update_settings(&acme, settings, "admin").await.unwrap();
-    mfa.set_org_enabled(&acme, true, "admin").await.unwrap();
+    mfa.update_settings(&acme, settings, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
+    mfa.set_org_mfa(&acme, OrgMfa::On, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
     let session = mfa.login_step(&acme, &alice).await.unwrap().session();
     let enrollment = mfa.start_enrollment(&acme, &alice, &session).await.unwrap();
     let code = app_code(&enrollment.uri, clock);
@@ -71,6 +75,8 @@ async fn written<S: Store>(store: &S) -> (Version, usize) {
         .load_customer(&acme, &alice)
         .await
         .unwrap()
+        .unwrap()
+        .decode()
         .unwrap()
         .version;
     let accepted = store
@@ -175,7 +181,7 @@ async fn a_connection_killed_mid_write_leaves_nothing_and_the_next_request_works
     assert_eq!(written(&store).await.1, before.1 + 1);
     assert!(matches!(
         mfa.verify_totp(&acme, &alice, &session, &code).await,
-        Err(ServiceError::Mfa(MfaError::ReplayedCode))
+        Err(ServiceError::Refused(Refusal::ReplayedCode))
     ));
 }
 
@@ -244,7 +250,7 @@ async fn an_unreachable_database_is_a_typed_error_and_service_resumes_when_it_is
     assert_eq!(written(&direct).await.1, before.1 + 1);
     assert!(matches!(
         mfa.verify_totp(&acme, &alice, &session, &code).await,
-        Err(ServiceError::Mfa(MfaError::ReplayedCode))
+        Err(ServiceError::Refused(Refusal::ReplayedCode))
     ));
 }
 
@@ -295,7 +301,7 @@ async fn a_cut_during_a_write_never_lets_a_code_count_twice() {
     let second = mfa.verify_totp(&acme, &alice, &session, &code).await;
     if committed {
         assert!(
-            matches!(second, Err(ServiceError::Mfa(MfaError::ReplayedCode))),
+            matches!(second, Err(ServiceError::Refused(Refusal::ReplayedCode))),
             "{second:?}"
         );
     } else {

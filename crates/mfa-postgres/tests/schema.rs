@@ -5,8 +5,8 @@ mod common;
 
 use common::{TestStore, drop_schema, fresh_schema, raw_client, url};
 use mfa_core::{
-    CustomerId, CustomerRecord, Event, EventKind, OrgId, OrgPolicy, Store, UnixTime, Version,
-    Written,
+    Actor, CustomerId, CustomerRecord, Event, EventKind, OrgId, OrgPolicy, Store, UnixTime,
+    Version, Written,
 };
 use mfa_postgres::{PostgresError, PostgresOptions, PostgresStore, SCHEMA_VERSION};
 
@@ -258,7 +258,9 @@ async fn the_audit_log_is_append_only() {
         at: UnixTime::from_secs(1_767_225_600),
         org: acme.clone(),
         customer: None,
-        kind: EventKind::Reset { by: "admin".into() },
+        kind: EventKind::Reset {
+            by: Actor::new("admin").unwrap(),
+        },
     };
     store.append_events(&[event]).await.unwrap();
     let client = raw_client(&store.url).await;
@@ -498,6 +500,8 @@ async fn a_schema_at_version_1_is_upgraded_keeping_its_rows() {
             .load_customer(&acme, &alice)
             .await
             .unwrap()
+            .unwrap()
+            .decode()
             .unwrap()
             .version,
         Version(1)

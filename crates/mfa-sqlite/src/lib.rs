@@ -22,8 +22,8 @@ mod worker;
 use std::path::{Path, PathBuf};
 
 use mfa_core::{
-    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Event, KeyId, OrgAndCustomer,
-    OrgId, OrgPolicy, Store, StoredEvent, UnixTime, Version, Versioned, Written,
+    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Encoded, Event, KeyId,
+    OrgAndCustomer, OrgId, OrgPolicy, Store, StoredEvent, UnixTime, Version, Versioned, Written,
 };
 
 pub use error::SqliteError;
@@ -158,22 +158,11 @@ fn version(stored: i64) -> Result<Version, SqliteError> {
         .ok_or(SqliteError::Corrupt("a version below 1"))
 }
 
-/// A stored policy and its version, decoded.
-fn policy(row: Option<queries::Row>) -> Result<Option<Versioned<OrgPolicy>>, SqliteError> {
+/// A stored policy or customer record and its version, its bytes left for `mfa-core` to read.
+fn stored<T>(row: Option<queries::Row>) -> Result<Option<Versioned<Encoded<T>>>, SqliteError> {
     row.map(|(stored, bytes)| {
         Ok(Versioned {
-            value: OrgPolicy::from_bytes(&bytes)?,
-            version: version(stored)?,
-        })
-    })
-    .transpose()
-}
-
-/// A stored customer record and its version, decoded.
-fn record(row: Option<queries::Row>) -> Result<Option<Versioned<CustomerRecord>>, SqliteError> {
-    row.map(|(stored, bytes)| {
-        Ok(Versioned {
-            value: CustomerRecord::from_bytes(&bytes)?,
+            value: Encoded::new(bytes),
             version: version(stored)?,
         })
     })
@@ -187,9 +176,12 @@ fn event_rows(events: &[Event]) -> Vec<EventRow> {
 impl Store for SqliteStore {
     type Error = SqliteError;
 
-    async fn load_org(&self, org: &OrgId) -> Result<Option<Versioned<OrgPolicy>>, SqliteError> {
+    async fn load_org(
+        &self,
+        org: &OrgId,
+    ) -> Result<Option<Versioned<Encoded<OrgPolicy>>>, SqliteError> {
         let org = org.as_str().to_owned();
-        policy(
+        stored(
             self.worker
                 .call(move |connection| queries::load_org(connection, &org))
                 .await?,
@@ -217,9 +209,9 @@ impl Store for SqliteStore {
         &self,
         org: &OrgId,
         customer: &CustomerId,
-    ) -> Result<Option<Versioned<CustomerRecord>>, SqliteError> {
+    ) -> Result<Option<Versioned<Encoded<CustomerRecord>>>, SqliteError> {
         let (org, customer) = (org.as_str().to_owned(), customer.as_str().to_owned());
-        record(
+        stored(
             self.worker
                 .call(move |connection| queries::load_customer(connection, &org, &customer))
                 .await?,
@@ -242,7 +234,7 @@ impl Store for SqliteStore {
                 ))
             })
             .await?;
-        Ok((policy(org_row)?, record(customer_row)?))
+        Ok((stored(org_row)?, stored(customer_row)?))
     }
 
     async fn write_customer(

@@ -11,7 +11,7 @@ mod in_memory {
 /// On a fresh file per test, where WAL, file locks and the busy timeout are real.
 mod on_file {
     use mfa_core::{
-        AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Event, KeyId,
+        AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Encoded, Event, KeyId,
         OrgAndCustomer, OrgId, OrgPolicy, Store, StoredEvent, Version, Versioned, Written,
     };
     use mfa_sqlite::{SqliteError, SqliteStore};
@@ -36,7 +36,10 @@ mod on_file {
     impl Store for FileStore {
         type Error = SqliteError;
 
-        async fn load_org(&self, org: &OrgId) -> Result<Option<Versioned<OrgPolicy>>, SqliteError> {
+        async fn load_org(
+            &self,
+            org: &OrgId,
+        ) -> Result<Option<Versioned<Encoded<OrgPolicy>>>, SqliteError> {
             self.store.load_org(org).await
         }
 
@@ -54,7 +57,7 @@ mod on_file {
             &self,
             org: &OrgId,
             customer: &CustomerId,
-        ) -> Result<Option<Versioned<CustomerRecord>>, SqliteError> {
+        ) -> Result<Option<Versioned<Encoded<CustomerRecord>>>, SqliteError> {
             self.store.load_customer(org, customer).await
         }
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::TempDb;
-use mfa_core::{OrgId, OrgPolicy, Store, Version, Written};
+use mfa_core::{OrgId, OrgMfa, OrgPolicy, Store, Version, Written};
 use mfa_sqlite::{SCHEMA_VERSION, SqliteError, SqliteStore};
 use rusqlite::Connection;
 
@@ -83,7 +83,7 @@ async fn reopening_is_idempotent_and_keeps_the_data() {
     let acme = OrgId::new("acme").unwrap();
     let store = SqliteStore::open(db.path()).await.unwrap();
     let written = store
-        .write_org(&acme, None, &OrgPolicy::default().with_enabled(true), &[])
+        .write_org(&acme, None, &OrgPolicy::default().with_mfa(OrgMfa::On), &[])
         .await
         .unwrap();
     assert_eq!(written, Written::Stored(Version(1)));
@@ -92,7 +92,13 @@ async fn reopening_is_idempotent_and_keeps_the_data() {
 
     for _ in 0..3 {
         let store = SqliteStore::open(db.path()).await.unwrap();
-        let loaded = store.load_org(&acme).await.unwrap().unwrap();
+        let loaded = store
+            .load_org(&acme)
+            .await
+            .unwrap()
+            .unwrap()
+            .decode()
+            .unwrap();
         assert!(loaded.value.enabled());
         assert_eq!(loaded.version, Version(1));
         store.close().await.unwrap();

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use common::TempDb;
 use mfa_core::{
-    BackupHashParams, Clock, CustomerId, KeyId, KeyRing, ManualClock, OrgId, SealingKey, Service,
-    Settings, UnixTime,
+    Actor, BackupHashParams, Clock, CustomerId, KeyId, KeyRing, ManualClock, OrgId, OrgMfa,
+    SealingKey, Service, Settings, UnixTime,
 };
 use mfa_sqlite::SqliteStore;
 use rand_chacha::ChaCha20Rng;
@@ -52,8 +52,12 @@ async fn neither_the_secret_nor_a_backup_code_appears_in_the_files() {
     );
     let mut settings = Settings::default();
     settings.backup_hash = BackupHashParams::danger_insecure_fast();
-    mfa.update_settings(&acme, settings, "admin").await.unwrap();
-    mfa.set_org_enabled(&acme, true, "admin").await.unwrap();
+    mfa.update_settings(&acme, settings, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
+    mfa.set_org_mfa(&acme, OrgMfa::On, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
 
     let session = mfa.login_step(&acme, &alice).await.unwrap().session();
     let enrollment = mfa.start_enrollment(&acme, &alice, &session).await.unwrap();

@@ -5,8 +5,8 @@ mod common;
 
 use common::TempDb;
 use mfa_core::{
-    CustomerId, CustomerRecord, KeyId, KeyRing, ManualClock, OrgId, OrgPolicy, SealingKey, Service,
-    Store, UnixTime, Version, Written,
+    Actor, CustomerId, CustomerRecord, KeyId, KeyRing, ManualClock, OrgId, OrgMfa, OrgPolicy,
+    SealingKey, Service, Store, UnixTime, Version, Written,
 };
 use mfa_sqlite::SqliteStore;
 use rand_chacha::ChaCha20Rng;
@@ -113,7 +113,9 @@ async fn state_and_key_id_columns_follow_the_record() {
         OrgId::new("acme").unwrap(),
         CustomerId::new("alice").unwrap(),
     );
-    mfa.set_org_enabled(&acme, true, "admin").await.unwrap();
+    mfa.set_org_mfa(&acme, OrgMfa::On, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
 
     let row = || {
         Connection::open(db.path())
@@ -138,7 +140,9 @@ async fn state_and_key_id_columns_follow_the_record() {
         .await
         .unwrap();
     assert_eq!(row(), ("configured".to_owned(), Some(42)));
-    mfa.reset(&acme, &alice, "admin").await.unwrap();
+    mfa.reset(&acme, &alice, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
     assert_eq!(row(), ("unconfigured".to_owned(), None));
 
     let kinds: Vec<String> = Connection::open(db.path())

@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use mfa_core::{
-    AuditQuery, BackupHashParams, CustomerId, EventKind, KeyId, KeyRing, ManualClock, MfaSession,
-    OrgId, SealingKey, Secret, Service, Settings, Store, StoredEvent, Totp, UnixTime,
+    Actor, AuditQuery, BackupHashParams, CustomerId, EventKind, KeyId, KeyRing, ManualClock,
+    MfaSession, OrgId, OrgMfa, SealingKey, Secret, Service, Settings, Store, StoredEvent, Totp,
+    UnixTime,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -41,10 +42,10 @@ pub(crate) async fn switch_on<S: Store>(mfa: &Service<S, ManualClock, ChaCha20Rn
     settings.backup_hash = BackupHashParams::danger_insecure_fast();
     settings.backup_code_count = BACKUP_CODES;
     settings.lockout.free_failures = mfa_core::MAX_FREE_FAILURES;
-    mfa.update_settings(&acme(), settings, "admin")
+    mfa.update_settings(&acme(), settings, &Actor::new("admin").unwrap())
         .await
         .expect("settings");
-    mfa.set_org_enabled(&acme(), true, "admin")
+    mfa.set_org_mfa(&acme(), OrgMfa::On, &Actor::new("admin").unwrap())
         .await
         .expect("enable");
 }

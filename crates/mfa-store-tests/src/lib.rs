@@ -22,9 +22,9 @@
 use std::sync::Arc;
 
 use mfa_core::{
-    AuditExport, AuditQuery, BackupHashParams, CustomerId, CustomerRecord, Event, EventKind, KeyId,
-    KeyRing, KeyUri, LoginStep, ManualClock, MfaError, MfaSession, OrgId, OrgPolicy, PassedBy,
-    SealingKey, Service, ServiceError, Settings, Store, UnixTime, Written,
+    Actor, AuditExport, AuditQuery, BackupHashParams, CustomerId, CustomerRecord, Event, EventKind,
+    Fault, KeyId, KeyRing, KeyUri, LoginStep, ManualClock, MfaSession, OrgId, OrgMfa, OrgPolicy,
+    PassedBy, Refusal, SealingKey, Service, ServiceError, Settings, Store, UnixTime, Written,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -104,7 +104,9 @@ fn event(org_id: &OrgId, customer_id: Option<&CustomerId>, by: &str) -> Event {
         at: UnixTime::from_secs(T0),
         org: org_id.clone(),
         customer: customer_id.cloned(),
-        kind: EventKind::Reset { by: by.into() },
+        kind: EventKind::Reset {
+            by: Actor::new(by).expect("a name"),
+        },
     }
 }
 
@@ -125,10 +127,10 @@ async fn service<S: Store>(store: S) -> (Service<S, ManualClock, ChaCha20Rng>, M
         .with_max_attempts(1_000);
     let mut settings = Settings::default();
     settings.backup_hash = BackupHashParams::danger_insecure_fast();
-    mfa.update_settings(&org("acme"), settings, "admin")
+    mfa.update_settings(&org("acme"), settings, &Actor::new("admin").unwrap())
         .await
         .expect("settings");
-    mfa.set_org_enabled(&org("acme"), true, "admin")
+    mfa.set_org_mfa(&org("acme"), OrgMfa::On, &Actor::new("admin").unwrap())
         .await
         .expect("enable");
     (mfa, clock)
@@ -143,9 +145,9 @@ fn app_code(uri: &KeyUri, clock: &ManualClock) -> String {
 
 fn refusal<T: std::fmt::Debug, E: std::error::Error>(
     result: Result<T, ServiceError<E>>,
-) -> MfaError {
+) -> Refusal {
     match result {
-        Err(ServiceError::Mfa(error)) => error,
+        Err(ServiceError::Refused(error)) => error,
         other => panic!("expected a refusal by the rules, got {other:?}"),
     }
 }
@@ -247,14 +249,16 @@ pub async fn customer_writes_are_compare_and_swap<S: Store>(store: S) {
         .load_customer(&o, &c)
         .await
         .expect("load")
-        .expect("present");
+        .expect("present")
+        .decode()
+        .unwrap();
     assert_eq!((loaded.value, loaded.version), (record, v2));
 }
 
 /// An organisation write succeeds only at the version it expects, once.
 pub async fn org_writes_are_compare_and_swap<S: Store>(store: S) {
     let o = org("acme");
-    let on = OrgPolicy::default().with_enabled(true);
+    let on = OrgPolicy::default().with_mfa(OrgMfa::On);
     let Written::Stored(v1) = store.write_org(&o, None, &on, &[]).await.expect("create") else {
         panic!("create")
     };
@@ -262,7 +266,7 @@ pub async fn org_writes_are_compare_and_swap<S: Store>(store: S) {
         store.write_org(&o, None, &on, &[]).await.expect("write"),
         Written::Conflict
     );
-    let off = on.clone().with_enabled(false);
+    let off = on.clone().with_mfa(OrgMfa::Off);
     let Written::Stored(v2) = store
         .write_org(&o, Some(v1), &off, &[])
         .await
@@ -277,7 +281,13 @@ pub async fn org_writes_are_compare_and_swap<S: Store>(store: S) {
             .expect("write"),
         Written::Conflict
     );
-    let loaded = store.load_org(&o).await.expect("load").expect("present");
+    let loaded = store
+        .load_org(&o)
+        .await
+        .expect("load")
+        .expect("present")
+        .decode()
+        .unwrap();
     assert_eq!((loaded.value, loaded.version), (off, v2));
 }
 
@@ -324,7 +334,7 @@ pub async fn events_are_written_with_their_record_and_never_without<S: Store>(st
         .expect("audit")
         .into_iter()
         .map(|stored| match stored.event.kind {
-            EventKind::Reset { by } => by,
+            EventKind::Reset { by } => by.as_str().to_owned(),
             other => panic!("unexpected {other:?}"),
         })
         .collect();
@@ -404,7 +414,7 @@ pub async fn audit_is_newest_first_filtered_and_paged<S: Store>(store: S) {
 pub async fn organisations_and_customers_are_isolated<S: Store>(store: S) {
     let (acme, other) = (org("acme"), org("other"));
     let c = customer("alice");
-    let on = OrgPolicy::default().with_enabled(true);
+    let on = OrgPolicy::default().with_mfa(OrgMfa::On);
     assert!(matches!(
         store
             .write_org(&acme, None, &on, &[event(&acme, None, "acme")])
@@ -471,7 +481,7 @@ pub async fn the_whole_story_through_the_service<S: Store>(store: S) {
     let session = accepted.passed.session();
     assert_eq!(
         refusal(mfa.verify_totp(&o, &alice, &session, &code).await),
-        MfaError::ReplayedCode
+        Refusal::ReplayedCode
     );
     let issued = mfa
         .generate_backup_codes(&o, &alice, &session)
@@ -497,9 +507,9 @@ pub async fn the_whole_story_through_the_service<S: Store>(store: S) {
             mfa.verify_backup_code(&o, &alice, &session, codes[2].as_str())
                 .await
         ),
-        MfaError::UsedBackupCode
+        Refusal::UsedBackupCode
     );
-    mfa.set_org_enabled(&o, false, "admin")
+    mfa.set_org_mfa(&o, OrgMfa::Off, &Actor::new("admin").unwrap())
         .await
         .expect("disable");
     assert!(matches!(
@@ -512,14 +522,16 @@ pub async fn the_whole_story_through_the_service<S: Store>(store: S) {
     ));
     // Bob was never stored: there is nothing of his to reset.
     assert_eq!(
-        refusal(mfa.reset(&o, &bob, "admin").await),
-        MfaError::NotFound
+        refusal(mfa.reset(&o, &bob, &Actor::new("admin").unwrap()).await),
+        Refusal::NotFound
     );
     assert_eq!(
         mfa.store().load_customer(&o, &bob).await.expect("load"),
         None
     );
-    mfa.reset(&o, &alice, "admin").await.expect("reset");
+    mfa.reset(&o, &alice, &Actor::new("admin").unwrap())
+        .await
+        .expect("reset");
     assert_eq!(
         mfa.check_session(&o, &alice, &session)
             .await
@@ -531,7 +543,7 @@ pub async fn the_whole_story_through_the_service<S: Store>(store: S) {
         LoginStep::Done(_)
     ));
     let events = mfa.audit(&o, &all(Some(&alice))).await.expect("audit");
-    assert!(matches!(&events[0].event.kind, EventKind::Reset { by } if by == "admin"));
+    assert!(matches!(&events[0].event.kind, EventKind::Reset { by } if by.as_str() == "admin"));
     let names: Vec<_> = events
         .iter()
         .rev()
@@ -608,15 +620,16 @@ pub async fn racing_sign_ins_with_one_code_exactly_one_wins<S: Store + 'static>(
             Ok(_) => accepted += 1,
             // The losers submitted the code of the step just accepted: a second submission,
             // refused without counting toward a lockout.
-            Err(ServiceError::Mfa(MfaError::ReplayedCode)) => {}
+            Err(ServiceError::Refused(Refusal::ReplayedCode)) => {}
             Err(other) => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(accepted, 1);
-    let (status, _) = mfa
+    let status = mfa
         .status(&org("acme"), &customer("alice"))
         .await
-        .expect("status");
+        .expect("status")
+        .customer;
     assert_eq!((status.failures, status.locked_until), (0, None));
 }
 
@@ -647,7 +660,7 @@ pub async fn racing_sign_ins_with_one_backup_code_exactly_one_wins<S: Store + 's
                 accepted += 1;
                 assert_eq!(done.remaining, 4);
             }
-            Err(ServiceError::Mfa(MfaError::UsedBackupCode | MfaError::Locked { .. })) => {}
+            Err(ServiceError::Refused(Refusal::UsedBackupCode | Refusal::Locked { .. })) => {}
             Err(other) => panic!("unexpected {other:?}"),
         }
     }
@@ -758,7 +771,9 @@ pub async fn event_bytes_survive_the_store<S: Store>(store: S) {
         )
         .await
         .expect("backup");
-    mfa.reset(&o, &alice, "admin").await.expect("reset");
+    mfa.reset(&o, &alice, &Actor::new("admin").unwrap())
+        .await
+        .expect("reset");
     let events = mfa
         .audit(
             &o,
@@ -831,9 +846,9 @@ pub async fn loading_both_agrees_with_loading_each<S: Store>(store: S) {
     };
     let (policy, loaded) = both(acme.clone(), alice.clone()).await;
     assert_eq!(policy, None);
-    assert_eq!(loaded.expect("alice").value, record);
+    assert_eq!(loaded.expect("alice").value.decode(), Ok(record));
 
-    let on = OrgPolicy::default().with_enabled(true);
+    let on = OrgPolicy::default().with_mfa(OrgMfa::On);
     let Written::Stored(v1) = store
         .write_org(&acme, None, &OrgPolicy::default(), &[])
         .await
@@ -849,7 +864,10 @@ pub async fn loading_both_agrees_with_loading_each<S: Store>(store: S) {
         panic!("writing at the current version must succeed")
     };
     let (policy, loaded) = both(acme.clone(), alice.clone()).await;
-    assert_eq!(policy.map(|p| (p.value, p.version)), Some((on, v2)));
+    assert_eq!(
+        policy.map(|p| (p.value.decode(), p.version)),
+        Some((Ok(on), v2))
+    );
     assert!(loaded.is_some());
 
     // A policy without this customer; another organisation's customer of the same name.
@@ -1028,7 +1046,7 @@ pub async fn secrets_are_found_and_counted_by_key<S: Store>(store: S) {
             .expect("start");
     }
     // A customer who was reset holds no secret.
-    new.reset(&acme, &customer("erin"), "admin")
+    new.reset(&acme, &customer("erin"), &Actor::new("admin").unwrap())
         .await
         .expect("reset");
     let store = new.store();
@@ -1112,12 +1130,15 @@ pub async fn key_rotation_through_the_service_keeps_every_sign_in<S: Store>(stor
     // The old keyring alone no longer opens the secrets, and says which key it lacks.
     clock.advance(30);
     let (name, uri, session) = &uris[0];
-    let refused = refusal(
-        old.verify_totp(&acme, &customer(name), session, &app_code(uri, &clock))
-            .await,
-    );
-    assert_eq!(
-        refused,
-        MfaError::Seal(mfa_core::SealError::UnknownKey(KeyId::new(2)))
+    let refused = old
+        .verify_totp(&acme, &customer(name), session, &app_code(uri, &clock))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(ServiceError::Fault(Fault::Seal(mfa_core::SealError::UnknownKey(id))))
+                if id == KeyId::new(2)
+        ),
+        "a fault, not a refusal: {refused:?}"
     );
 }

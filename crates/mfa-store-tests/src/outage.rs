@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mfa_core::{
-    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Event, KeyId, LoginStep,
-    ManualClock, MfaError, OrgAndCustomer, OrgId, OrgPolicy, Service, ServiceError, Store,
-    StoredEvent, Version, Versioned, Written,
+    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Encoded, Event, KeyId,
+    LoginStep, ManualClock, OrgAndCustomer, OrgId, OrgPolicy, Refusal, Service, ServiceError,
+    Store, StoredEvent, Version, Versioned, Written,
 };
 use rand_chacha::ChaCha20Rng;
 
@@ -66,7 +66,10 @@ impl<S: Store, O: Outage> Interrupting<S, O> {
 impl<S: Store, O: Outage> Store for Interrupting<S, O> {
     type Error = S::Error;
 
-    async fn load_org(&self, org: &OrgId) -> Result<Option<Versioned<OrgPolicy>>, S::Error> {
+    async fn load_org(
+        &self,
+        org: &OrgId,
+    ) -> Result<Option<Versioned<Encoded<OrgPolicy>>>, S::Error> {
         self.store.load_org(org).await
     }
 
@@ -85,7 +88,7 @@ impl<S: Store, O: Outage> Store for Interrupting<S, O> {
         &self,
         org: &OrgId,
         customer: &CustomerId,
-    ) -> Result<Option<Versioned<CustomerRecord>>, S::Error> {
+    ) -> Result<Option<Versioned<Encoded<CustomerRecord>>>, S::Error> {
         self.store.load_customer(org, customer).await
     }
 
@@ -319,7 +322,7 @@ async fn cycle<S: Store + 'static, O: Outage + 'static>(
     )
     .await
     {
-        Err(ServiceError::Mfa(MfaError::WrongCode)) => true,
+        Err(ServiceError::Refused(Refusal::WrongCode)) => true,
         Err(error) => {
             store_failure(error, "a wrong code", errors);
             false
@@ -368,10 +371,11 @@ async fn cycle<S: Store + 'static, O: Outage + 'static>(
         expected.push(("attempt_rejected", None));
     }
     assert_eq!(logged, expected, "the log after the outage: {context}");
-    let (status, _) = mfa
+    let status = mfa
         .status(&org, &id)
         .await
-        .expect("the database is back: status");
+        .expect("the database is back: status")
+        .customer;
     assert_eq!(
         status.failures,
         u32::from(wrong_logged),
@@ -385,7 +389,7 @@ async fn cycle<S: Store + 'static, O: Outage + 'static>(
             .verify_totp(&org, &id, &session, &alice.enrolled.code(last))
             .await;
         assert!(
-            matches!(again, Err(ServiceError::Mfa(MfaError::ReplayedCode))),
+            matches!(again, Err(ServiceError::Refused(Refusal::ReplayedCode))),
             "the code accepted at step {last} tried again: {again:?}: {context}"
         );
     }
@@ -405,7 +409,7 @@ async fn cycle<S: Store + 'static, O: Outage + 'static>(
         assert!(
             matches!(
                 backup_again,
-                Err(ServiceError::Mfa(MfaError::UsedBackupCode))
+                Err(ServiceError::Refused(Refusal::UsedBackupCode))
             ),
             "the backup code accepted during the outage, again: {backup_again:?}: {context}"
         );

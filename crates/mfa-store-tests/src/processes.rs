@@ -24,7 +24,7 @@ use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mfa_core::{EventKind, MfaError, ServiceError, Store, StoredEvent, UnixTime};
+use mfa_core::{EventKind, Refusal, ServiceError, Store, StoredEvent, UnixTime};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -244,7 +244,7 @@ async fn race_worker<P: ProcessStore>(location: &str) {
             assert_eq!(accepted.passed.customer(), &alice);
             "accepted".to_owned()
         }
-        Err(ServiceError::Mfa(MfaError::ReplayedCode)) => "replayed".to_owned(),
+        Err(ServiceError::Refused(Refusal::ReplayedCode)) => "replayed".to_owned(),
         Err(other) => format!("failed {other}"),
     };
     say(&verdict);
@@ -323,7 +323,7 @@ pub async fn processes_racing_on_one_code_accept_it_once<P: ProcessStore>(child:
         matches!(
             mfa.verify_totp(&acme(), &alice.id, &alice.session, &code)
                 .await,
-            Err(ServiceError::Mfa(MfaError::ReplayedCode))
+            Err(ServiceError::Refused(Refusal::ReplayedCode))
         ),
         "the parent sees the code as used too"
     );
@@ -709,11 +709,11 @@ pub async fn a_process_killed_mid_stream_loses_no_acceptance<P: ProcessStore>(ch
         for step in &plan[..committed.len()] {
             let outcome = step.verify(&mfa, &clock, &customers).await;
             let refused = match step.kind {
-                StepKind::Totp(_) => MfaError::ReplayedCode,
-                StepKind::Backup(_) => MfaError::UsedBackupCode,
+                StepKind::Totp(_) => Refusal::ReplayedCode,
+                StepKind::Backup(_) => Refusal::UsedBackupCode,
             };
             assert!(
-                matches!(&outcome, Err(ServiceError::Mfa(error)) if *error == refused),
+                matches!(&outcome, Err(ServiceError::Refused(error)) if *error == refused),
                 "{step:?} tried again: {outcome:?}, expected {refused:?}: {context}"
             );
         }

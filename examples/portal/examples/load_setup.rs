@@ -29,7 +29,9 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use mfa_core::{Clock as _, CustomerId, KeyUri, OrgId, Secret, Store, SystemClock, Totp};
+use mfa_core::{
+    Actor, Clock as _, CustomerId, KeyUri, OrgId, OrgMfa, Secret, Store, SystemClock, Totp,
+};
 use mfa_postgres::deadpool_postgres::tokio_postgres::NoTls;
 use mfa_postgres::{PostgresOptions, PostgresStore};
 use mfa_sqlite::SqliteStore;
@@ -169,7 +171,7 @@ async fn seed<S: Store + 'static>(
     }
     portal
         .service()
-        .set_org_enabled(&org, true, "load setup")
+        .set_org_mfa(&org, OrgMfa::On, &Actor::new("load setup").unwrap())
         .await
         .map_err(|error| error.to_string())?;
     let password_hash = Passwords::danger_insecure_fast()?.hash(PASSWORD).await?;

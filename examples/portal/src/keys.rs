@@ -255,9 +255,13 @@ pub async fn check<S: Store>(keys: &KeyRing, store: &S) -> Result<(), KeyError> 
                 .await
                 .map_err(store_error)?;
             // Gone or resealed since it was listed (another node at work): nothing to open.
+            let record = record
+                .map(|stored| stored.value.decode())
+                .transpose()
+                .map_err(store_error)?;
             let Some(sealed) = record
                 .as_ref()
-                .and_then(|record| record.value.sealed_secret())
+                .and_then(mfa_core::CustomerRecord::sealed_secret)
             else {
                 continue;
             };

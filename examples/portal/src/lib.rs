@@ -10,6 +10,13 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// The workspace's API lints are for the library crates, which others build on; the portal is an
+// application that nothing depends on, so it may match its own enums and take its config's flags.
+#![allow(
+    clippy::exhaustive_enums,
+    clippy::fn_params_excessive_bools,
+    reason = "an application, not a library: no downstream crate to keep compatible"
+)]
 // As in the library crates: an error means bad input, a panic means a broken invariant, and no
 // request may cause one.
 #![cfg_attr(

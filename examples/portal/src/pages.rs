@@ -22,7 +22,9 @@ use axum::extract::State;
 use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use mfa_core::{AuditQuery, CustomerStatus, MfaError, SessionCheck, StateName, Store};
+use mfa_core::{
+    Actor, AuditQuery, CustomerStatus, OrgMfa, Refusal, SessionCheck, StateName, Store,
+};
 use mfa_http::model::{AuditEvent, Next};
 use serde::Deserialize;
 use zeroize::Zeroize;
@@ -338,8 +340,9 @@ pub(crate) async fn signin_submit<S: Store + 'static, C: PortalClock>(
         Ok((user, next)) => {
             let path = match next {
                 Next::Enroll => "/mfa/setup",
-                Next::Verify => "/mfa/verify",
                 Next::Done => home(&user),
+                // A step this version does not know is not "done": it asks for a code.
+                _ => "/mfa/verify",
             };
             let id = portal.open_session(visit.id.as_ref(), user);
             with_cookie(see_other(path), portal.sessions.set_cookie(&id))
@@ -574,6 +577,7 @@ fn state_label(status: &CustomerStatus) -> &'static str {
         StateName::Configured => "On",
         StateName::Pending => "Being set up",
         StateName::Unconfigured => "Not set up",
+        _ => "Unknown",
     }
 }
 
@@ -589,7 +593,7 @@ pub(crate) async fn account<S: Store + 'static, C: PortalClock>(
         Err(response) => return response,
     };
     let (status, org_enabled) = match portal.service().status(&user.org, &user.email).await {
-        Ok(status) => status,
+        Ok(report) => (report.customer, report.org_mfa == OrgMfa::On),
         Err(error) => return unavailable(&error),
     };
     let action = match (status.state, org_enabled) {
@@ -693,10 +697,11 @@ pub(crate) async fn admin<S: Store + 'static, C: PortalClock>(
     let csrf = escape(visit.csrf());
     let mut rows = String::new();
     for customer in &customers {
-        let (status, _) = match service.status(&admin.org, customer).await {
+        let status = match service.status(&admin.org, customer).await {
             Ok(status) => status,
             Err(error) => return unavailable(&error),
-        };
+        }
+        .customer;
         let locked = status
             .locked_until
             .map(|until| {
@@ -868,7 +873,11 @@ pub(crate) async fn admin_settings<S: Store + 'static, C: PortalClock>(
     };
     if current != enabled
         && let Err(error) = service
-            .set_org_enabled(&admin.org, enabled, admin.email.as_str())
+            .set_org_mfa(
+                &admin.org,
+                if enabled { OrgMfa::On } else { OrgMfa::Off },
+                &Actor::from(&admin.email),
+            )
             .await
     {
         return unavailable(&error);
@@ -921,11 +930,11 @@ pub(crate) async fn admin_reset<S: Store + 'static, C: PortalClock>(
     };
     match portal
         .service()
-        .reset(&admin.org, &customer, admin.email.as_str())
+        .reset(&admin.org, &customer, &Actor::from(&admin.email))
         .await
     {
         Ok(()) => {}
-        Err(error) if error.mfa() == Some(&MfaError::NotFound) => {
+        Err(error) if error.refusal() == Some(&Refusal::NotFound) => {
             let text = format!(
                 "{} never set up MFA: there is nothing to reset.",
                 customer.as_str()

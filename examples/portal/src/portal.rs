@@ -9,7 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
 use mfa_core::{
-    BackupHashParams, Clock, CustomerId, KeyRing, LockoutRule, OrgId, Service, ServiceError,
+    Actor, BackupHashParams, Clock, CustomerId, KeyRing, LockoutRule, OrgId, Service, ServiceError,
     SessionCheck, Settings, Store,
 };
 use mfa_http::MfaApi;
@@ -179,8 +179,9 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
             settings.backup_hash = BackupHashParams::danger_insecure_fast();
         }
         // Writing the settings creates the organisation, with MFA off.
+        let setup = Actor::new("portal setup").map_err(|error| StartError::Mfa(Box::new(error)))?;
         self.service()
-            .update_settings(&self.config.org, settings, "portal setup")
+            .update_settings(&self.config.org, settings, &setup)
             .await
             .map_err(|error| StartError::Mfa(Box::new(error)))?;
         for (email, password, role) in DEMO_ACCOUNTS {

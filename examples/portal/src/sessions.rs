@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use data_encoding::BASE64URL_NOPAD;
-use mfa_core::{Clock, CustomerId, MfaPassed, MfaSession, OrgId};
+use mfa_core::{Actor, Clock, CustomerId, MfaPassed, MfaSession, OrgId};
 use mfa_http::{Caller, HostError, MfaHost};
 use subtle::ConstantTimeEq;
 
@@ -493,7 +493,7 @@ impl<C: Clock + 'static> MfaHost for PortalHost<C> {
                 let session = user.mfa.ok_or(HostError::Unauthenticated)?;
                 Caller::customer(user.org, user.email, session)
             }
-            Role::Admin => Caller::admin(user.org, user.email.as_str()),
+            Role::Admin => Caller::admin(user.org, Actor::from(&user.email)),
         })
     }
 

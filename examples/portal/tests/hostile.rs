@@ -22,10 +22,11 @@ async fn snapshot(t: &Portal) -> String {
     let policy = service.org_policy(&org).await.unwrap();
     let mut customers = Vec::new();
     for customer in [ALICE, BOB, ADMIN, "mallory@acme.test"] {
-        let (status, _) = service
+        let report = service
             .status(&org, &CustomerId::new(customer).unwrap())
             .await
             .unwrap();
+        let status = report.customer;
         customers.push(format!("{customer}: {status:?}"));
     }
     let query = AuditQuery {

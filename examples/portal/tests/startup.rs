@@ -152,6 +152,8 @@ async fn one_damaged_record_does_not_stop_the_start() {
         .load_customer(&org, &CustomerId::new(ALICE).unwrap())
         .await
         .unwrap()
+        .unwrap()
+        .decode()
         .unwrap();
     let aaron = CustomerId::new("aaron@acme.test").unwrap();
     let written = store

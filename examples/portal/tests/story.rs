@@ -7,7 +7,7 @@
 mod common;
 
 use common::{ADMIN, ALICE, BOB, Client, TestPortal};
-use mfa_core::{KeyUri, Secret, Store};
+use mfa_core::{KeyUri, OrgMfa, Secret, Store};
 use serde_json::{Value, json};
 
 async fn admin<S: Store + 'static>(t: &TestPortal<S>) -> Client {
@@ -16,7 +16,9 @@ async fn admin<S: Store + 'static>(t: &TestPortal<S>) -> Client {
     admin
 }
 
-async fn set_mfa(admin: &mut Client, enabled: bool) {
+/// Switches the organisation's MFA through the JSON API.
+async fn set_mfa(admin: &mut Client, switch: OrgMfa) {
+    let enabled = switch == OrgMfa::On;
     let reply = admin
         .json(
             axum::http::Method::PUT,
@@ -123,7 +125,7 @@ async fn story<S: Store + 'static>(t: &TestPortal<S>) {
     }
 
     // MFA on: enrollment is forced, and /api/me is refused until it is done.
-    set_mfa(&mut admin, true).await;
+    set_mfa(&mut admin, OrgMfa::On).await;
     let mut alice = t.client();
     assert_eq!(alice.sign_in(ALICE, "alice-pass").await, "enroll");
     assert_eq!(me(&mut alice).await, Err(401));
@@ -223,7 +225,7 @@ async fn story<S: Store + 'static>(t: &TestPortal<S>) {
     assert_eq!(me(&mut alice).await, Err(401));
 
     // MFA off again: Alice, who set it up, is still challenged; Bob, who never did, is not.
-    set_mfa(&mut admin, false).await;
+    set_mfa(&mut admin, OrgMfa::Off).await;
     let mut alice = t.client();
     assert_eq!(alice.sign_in(ALICE, "alice-pass").await, "verify");
     assert_eq!(me(&mut alice).await, Err(401));
@@ -253,7 +255,7 @@ async fn story<S: Store + 'static>(t: &TestPortal<S>) {
     assert_eq!(reply.json()["backup_codes_remaining"], 0);
     let mut alice = t.client();
     assert_eq!(alice.sign_in(ALICE, "alice-pass").await, "done");
-    set_mfa(&mut admin, true).await;
+    set_mfa(&mut admin, OrgMfa::On).await;
     let mut alice = t.client();
     assert_eq!(alice.sign_in(ALICE, "alice-pass").await, "enroll");
     let uri = enroll(t, &mut alice).await;
@@ -370,7 +372,7 @@ async fn a_second_start_keeps_the_data() {
     // The accounts and the organisation are created once; a restart finds them.
     let t = common::sqlite().await;
     let mut admin = admin(&t).await;
-    set_mfa(&mut admin, true).await;
+    set_mfa(&mut admin, OrgMfa::On).await;
     let common::Cleanup::Dir(dir) = &t.cleanup else {
         unreachable!()
     };

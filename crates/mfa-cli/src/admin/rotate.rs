@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mfa_core::{
-    Clock, CustomerKey, KeyId, MfaError, Resealed, SealError, Service, ServiceError, Store,
+    Clock, CustomerKey, Fault, KeyId, Resealed, SealError, Service, ServiceError, Store,
 };
 use rand::rngs::StdRng;
 use serde::Serialize;
@@ -155,7 +155,14 @@ async fn check_new_key_opens<S: Store, C: Clock>(
         .load_customer(org, customer)
         .await
         .map_err(|error| Failure::failed(format!("store: {error}")))?;
-    let Some(sealed) = loaded.as_ref().and_then(|v| v.value.sealed_secret()) else {
+    let loaded = loaded
+        .map(|stored| stored.value.decode())
+        .transpose()
+        .map_err(|error| Failure::failed(format!("{org} / {customer}: {error}")))?;
+    let Some(sealed) = loaded
+        .as_ref()
+        .and_then(mfa_core::CustomerRecord::sealed_secret)
+    else {
         return Ok(());
     };
     service
@@ -350,8 +357,10 @@ fn record<E: core::error::Error + 'static>(
     let who = format!("customer {customer} of organisation {org}");
     match outcome {
         Ok(Resealed::Moved { from, .. }) => *tally.moved.entry(from).or_default() += 1,
-        Ok(Resealed::AlreadyCurrent(_) | Resealed::NoSecret) => tally.skipped += 1,
-        Err(ServiceError::Mfa(MfaError::Seal(error))) => {
+        // Nothing moved (already under the active key, no secret, or an outcome this version does
+        // not know).
+        Ok(_) => tally.skipped += 1,
+        Err(ServiceError::Fault(Fault::Seal(error))) => {
             let message = match error {
                 SealError::UnknownKey(id) => format!(
                     "the secret of {who} is sealed under key id {id}, which is not loaded: give \

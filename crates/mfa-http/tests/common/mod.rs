@@ -15,8 +15,8 @@ use axum::body::Body;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use mfa_http::mfa_core::{
-    AuditQuery, BackupHashParams, Clock, CustomerStatus, KeyId, KeyRing, KeyUri, ManualClock,
-    MemoryStore, SealingKey, Service, Settings, StoredEvent, UnixTime,
+    Actor, AuditQuery, BackupHashParams, Clock, KeyId, KeyRing, KeyUri, ManualClock, MemoryStore,
+    SealingKey, Service, Settings, StatusReport, StoredEvent, UnixTime,
 };
 use mfa_http::{Caller, CustomerId, HostError, MfaApi, MfaHost, MfaPassed, MfaSession, OrgId};
 use rand_chacha::ChaCha20Rng;
@@ -31,6 +31,11 @@ pub const ALICE: &str = "alice@acme.test";
 pub const BOB: &str = "bob@acme.test";
 pub const CAROL: &str = "carol@acme.test";
 pub const ADMIN: &str = "admin@acme.test";
+
+/// `name` as who did an administrative action.
+pub fn actor(name: &str) -> Actor {
+    Actor::new(name).unwrap()
+}
 
 /// A host whose "sessions" are request headers: `x-customer`, `x-admin`, `x-org` and `x-session`.
 /// The harness signs a customer's session id in (the service's `login_step`, as a password sign-in
@@ -117,10 +122,10 @@ impl MfaHost for TestHost {
         };
         match (customer.zip(session), admin) {
             (Some((customer, session)), Some(admin)) => {
-                Ok(Caller::customer(org, customer, session).with_admin(admin))
+                Ok(Caller::customer(org, customer, session).with_admin(actor(admin)))
             }
             (Some((customer, session)), None) => Ok(Caller::customer(org, customer, session)),
-            (None, Some(admin)) => Ok(Caller::admin(org, admin)),
+            (None, Some(admin)) => Ok(Caller::admin(org, actor(admin))),
             (None, None) => Err(HostError::Unauthenticated),
         }
     }
@@ -272,7 +277,7 @@ impl Harness {
         settings.backup_hash = BackupHashParams::danger_insecure_fast();
         settings.issuer = "Acme Billing".into();
         service
-            .update_settings(&org(), settings, ADMIN)
+            .update_settings(&org(), settings, &actor(ADMIN))
             .await
             .unwrap();
         let host = TestHost::default();
@@ -552,7 +557,7 @@ impl Harness {
 
 #[derive(Debug, PartialEq)]
 pub struct Snapshot {
-    pub customers: Vec<(CustomerStatus, bool)>,
+    pub customers: Vec<StatusReport>,
     pub org_enabled: bool,
     pub audit: Vec<StoredEvent>,
     pub proofs: usize,

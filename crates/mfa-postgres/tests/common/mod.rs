@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use mfa_core::{
-    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Event, KeyId, OrgAndCustomer,
-    OrgId, OrgPolicy, Store, StoredEvent, Version, Versioned, Written,
+    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Encoded, Event, KeyId,
+    OrgAndCustomer, OrgId, OrgPolicy, Store, StoredEvent, Version, Versioned, Written,
 };
 use mfa_postgres::{PostgresError, PostgresOptions, PostgresStore};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
@@ -127,7 +127,10 @@ impl Drop for TestStore {
 impl Store for TestStore {
     type Error = PostgresError;
 
-    async fn load_org(&self, org: &OrgId) -> Result<Option<Versioned<OrgPolicy>>, PostgresError> {
+    async fn load_org(
+        &self,
+        org: &OrgId,
+    ) -> Result<Option<Versioned<Encoded<OrgPolicy>>>, PostgresError> {
         self.store.load_org(org).await
     }
 
@@ -145,7 +148,7 @@ impl Store for TestStore {
         &self,
         org: &OrgId,
         customer: &CustomerId,
-    ) -> Result<Option<Versioned<CustomerRecord>>, PostgresError> {
+    ) -> Result<Option<Versioned<Encoded<CustomerRecord>>>, PostgresError> {
         self.store.load_customer(org, customer).await
     }
 
