@@ -1117,6 +1117,48 @@ on_every_store!(
     rotation_survives_sigkill,
 );
 
+/// A record whose bytes no version wrote (a damaged row) is named, not retried: `customer show`
+/// and `customer reset` exit 1 with one line that says whose record it is and never its bytes, and
+/// the row is left as it was.
+#[test]
+fn a_corrupt_record_exits_1_and_names_it() {
+    let db = Db::sqlite();
+    let service = db.service(ring(1, &[1; 32]));
+    db.block_on(enroll(&service, "acme", ["alice".to_owned()]));
+    let url = &db.args[1];
+    let path = url.strip_prefix("sqlite://").unwrap();
+    let damaged = [2u8, 0xFF, 0xFF, 0xFF, 0xFF];
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute(
+            "UPDATE customers SET record = ?1 WHERE customer = 'alice'",
+            [&damaged[..]],
+        )
+        .unwrap();
+    for args in [
+        &["customer", "show", "acme", "alice"][..],
+        &["customer", "reset", "acme", "alice", "--by", "ops", "--yes"][..],
+    ] {
+        let output = db.mfa(args);
+        assert_status(&output, 1);
+        let text = stderr(&output);
+        assert!(
+            text.contains("customer alice in organisation acme cannot be read"),
+            "{args:?}: {text}"
+        );
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
+    let stored: Vec<u8> = rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row(
+            "SELECT record FROM customers WHERE customer = 'alice'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, damaged, "nothing was written");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Input checked before any database: the same on every store.
 

@@ -433,7 +433,7 @@ pub enum UriError {
     #[error("the secret parameter is missing")]
     MissingSecret,
     /// The `secret` parameter is not a usable secret.
-    #[error("the secret parameter is invalid: {0}")]
+    #[error("the secret parameter is invalid")]
     InvalidSecret(#[source] SecretError),
     /// The `algorithm` parameter is not SHA1, SHA256 or SHA512.
     #[error("the algorithm parameter must be SHA1, SHA256 or SHA512")]

@@ -24,6 +24,8 @@ use tower::ServiceExt;
 const WORKS: u8 = 0;
 const FAILS: u8 = 1;
 const CONFLICTS: u8 = 2;
+/// Stored records read back as bytes no version wrote (a damaged row).
+const GARBLED: u8 = 3;
 
 /// The in-memory store, which can be told to fail every call, or to lose every write race.
 #[derive(Default)]
@@ -97,10 +99,18 @@ impl Store for Flaky {
         customer: &CustomerId,
     ) -> Result<Option<Versioned<Encoded<CustomerRecord>>>, FlakyError> {
         self.check()?;
-        self.inner
+        let loaded = self
+            .inner
             .load_customer(org, customer)
             .await
-            .map_err(FlakyError::Memory)
+            .map_err(FlakyError::Memory)?;
+        Ok(match loaded {
+            Some(stored) if self.mode.load(Ordering::SeqCst) == GARBLED => Some(Versioned {
+                value: Encoded::new(vec![2, 0xFF, 0xFF, 0xFF]),
+                version: stored.version,
+            }),
+            other => other,
+        })
     }
 
     async fn write_customer(
@@ -258,6 +268,66 @@ async fn a_failing_store_is_a_generic_503() {
         .unwrap_err();
     assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(!error.to_string().contains("hunter2"));
+}
+
+/// A record that cannot be read is not an outage: 500 `corrupt` (no retry invited, nothing of the
+/// record shown), for the customer's routes and the administrator's alike, and nothing changes.
+#[tokio::test]
+async fn a_corrupt_record_is_a_500_corrupt_not_a_503() {
+    let (api, store) = api().await;
+    let (status, _, _) = send(
+        &api,
+        as_admin(Request::put("/admin/mfa"))
+            .body(Body::from(r#"{"enabled":true}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = send(
+        &api,
+        as_alice(Request::post("/mfa/enrollment"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let audit = api
+        .service()
+        .audit(&OrgId::new(ORG).unwrap(), &AuditQuery::default())
+        .await
+        .unwrap();
+    store.mode.store(GARBLED, Ordering::SeqCst);
+    let requests = [
+        as_alice(Request::get("/mfa")).body(Body::empty()),
+        as_alice(Request::post("/mfa/enrollment")).body(Body::from("{}")),
+        as_alice(Request::post("/mfa/enrollment/confirm")).body(Body::from(r#"{"code":"123456"}"#)),
+        as_alice(Request::post("/mfa/verify")).body(Body::from(r#"{"code":"123456"}"#)),
+        as_admin(Request::get(format!("/admin/customers/{ALICE}/mfa"))).body(Body::empty()),
+        as_admin(Request::post(format!("/admin/customers/{ALICE}/mfa/reset"))).body(Body::empty()),
+    ];
+    for request in requests {
+        let (status, headers, body) = send(&api, request.unwrap()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        assert_eq!(body["error"], "corrupt", "{body}");
+        assert!(headers.get(header::RETRY_AFTER).is_none());
+    }
+    store.mode.store(WORKS, Ordering::SeqCst);
+    let after = api
+        .service()
+        .audit(&OrgId::new(ORG).unwrap(), &AuditQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(after, audit, "nothing was logged");
+    let (status, _, body) = send(
+        &api,
+        as_alice(Request::get("/mfa")).body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (StatusCode::OK, Some("pending")),
+        "{body}"
+    );
 }
 
 #[tokio::test]

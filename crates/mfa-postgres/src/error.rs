@@ -12,11 +12,11 @@ use mfa_core::DecodeError;
 #[non_exhaustive]
 pub enum PostgresError {
     /// The server refused or failed a statement, or the connection broke.
-    #[error("postgres: {0}")]
+    #[error("a PostgreSQL statement failed")]
     Postgres(#[from] tokio_postgres::Error),
     /// No connection could be had from the pool in time (the server is down or unreachable, or
     /// every connection stayed busy past the pool's timeout).
-    #[error("postgres connection pool: {0}")]
+    #[error("no PostgreSQL connection could be had from the pool")]
     Pool(#[from] deadpool_postgres::PoolError),
     /// A statement got no answer within the query timeout
     /// ([`PostgresOptions::query_timeout`](crate::PostgresOptions::query_timeout)); its connection
@@ -29,13 +29,14 @@ pub enum PostgresError {
     #[error("postgres: no answer within the timeout")]
     Timeout,
     /// The connection pool could not be built from the configuration.
-    #[error("postgres connection pool configuration: {0}")]
+    #[error("the PostgreSQL connection pool could not be built")]
     Build(#[from] deadpool_postgres::BuildError),
     /// The connection string could not be read.
-    #[error("postgres connection string: {0}")]
+    #[error("the PostgreSQL connection string is invalid")]
     Config(#[source] tokio_postgres::Error),
-    /// A stored record or event is not one this version of `mfa-core` can read.
-    #[error("stored record: {0}")]
+    /// A stored audit event is not one this version of `mfa-core` can read. (Records and policies
+    /// are handed to `mfa-core` undecoded: it reports them as corrupt itself.)
+    #[error("a stored audit event cannot be read")]
     Decode(#[from] DecodeError),
     /// The schema name is not a plain lower-case identifier (letters, digits, `_`, at most 63
     /// bytes, not starting with a digit or `pg_`).

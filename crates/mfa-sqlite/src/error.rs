@@ -14,10 +14,11 @@ pub enum SqliteError {
     /// [`max_size`](crate::SqliteOptions::max_size) reached, corrupt file, a lock held longer than
     /// the [busy timeout](crate::SqliteOptions::busy_timeout) outside a conditional write...); its
     /// [`sqlite_error_code`](rusqlite::Error::sqlite_error_code) says which.
-    #[error("sqlite: {0}")]
+    #[error("an SQLite statement failed")]
     Sqlite(#[from] rusqlite::Error),
-    /// A stored record or event is not one this version of `mfa-core` can read.
-    #[error("stored record: {0}")]
+    /// A stored audit event is not one this version of `mfa-core` can read. (Records and policies
+    /// are handed to `mfa-core` undecoded: it reports them as corrupt itself.)
+    #[error("a stored audit event cannot be read")]
     Decode(#[from] DecodeError),
     /// The database was migrated by a newer version of this crate. It was left untouched: upgrade,
     /// or restore a backup taken before the upgrade.
@@ -48,6 +49,6 @@ pub enum SqliteError {
     #[error("the database thread has stopped")]
     WorkerGone,
     /// The thread that owns the connection could not be started.
-    #[error("could not start the database thread: {0}")]
+    #[error("could not start the database thread")]
     Io(#[source] std::io::Error),
 }

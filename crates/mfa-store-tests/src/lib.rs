@@ -22,17 +22,20 @@
 use std::sync::Arc;
 
 use mfa_core::{
-    Actor, AuditExport, AuditQuery, BackupHashParams, CustomerId, CustomerRecord, Event, EventKind,
-    Fault, KeyId, KeyRing, KeyUri, LoginStep, ManualClock, MfaSession, OrgId, OrgMfa, OrgPolicy,
-    PassedBy, Refusal, SealingKey, Service, ServiceError, Settings, Store, UnixTime, Written,
+    Actor, AuditExport, AuditQuery, BackupHashParams, CorruptRecord, CustomerId, CustomerRecord,
+    DecodeError, Event, EventKind, Fault, KeyId, KeyRing, KeyUri, LoginStep, ManualClock,
+    MfaSession, OrgId, OrgMfa, OrgPolicy, PassedBy, Refusal, SealingKey, Service, ServiceError,
+    Settings, Store, UnixTime, Written,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
+mod corrupt;
 mod fixture;
 pub mod outage;
 pub mod processes;
 
+pub use corrupt::Garbled;
 pub use outage::{Outage, requests_fail_cleanly_while_the_database_is_away};
 pub use processes::ProcessStore;
 
@@ -68,6 +71,7 @@ macro_rules! conformance_suite {
             exports_are_oldest_first_filtered_and_paged,
             secrets_are_found_and_counted_by_key,
             key_rotation_through_the_service_keeps_every_sign_in,
+            corrupt_records_are_corruption_and_change_nothing,
         );
     };
     (@tests required $make:expr; $($name:ident),* $(,)?) => {$(
@@ -1141,4 +1145,111 @@ pub async fn key_rotation_through_the_service_keeps_every_sign_in<S: Store>(stor
         ),
         "a fault, not a refusal: {refused:?}"
     );
+}
+
+/// Bytes the store hands back that this version cannot read (damaged, or written by a newer
+/// version) are corruption, not an outage: every call on them answers
+/// [`ServiceError::Corrupt`] naming the organisation and customer, writes nothing, logs nothing and
+/// passes no one. Once the bytes read again, the customer is exactly as before: the code that met
+/// the corrupt record was never consumed.
+pub async fn corrupt_records_are_corruption_and_change_nothing<S: Store>(store: S) {
+    let (mfa, clock) = service(Garbled::new(store)).await;
+    let (o, alice) = (org("acme"), customer("alice"));
+    let (uri, session) = configured(&mfa, &clock).await;
+    let issued = mfa
+        .generate_backup_codes(&o, &alice, &session)
+        .await
+        .expect("backup codes");
+    let session = issued.passed.session();
+    let before = mfa.audit(&o, &all(None)).await.expect("audit");
+    let code = app_code(&uri, &clock);
+    let backup = issued.codes[0].as_str().to_owned();
+    let admin = Actor::new("admin").expect("a name");
+
+    let unknown_format = [0xEE, 1, 2, 3];
+    let damaged = [2, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
+    for (bytes, want) in [
+        (&unknown_format[..], DecodeError::UnknownFormat(0xEE)),
+        (&damaged[..], DecodeError::Corrupt),
+    ] {
+        mfa.store()
+            .garble(Some((o.clone(), Some(alice.clone()))), bytes);
+        let corrupt = |what: &str, error: Option<CorruptRecord>| {
+            let error = error.unwrap_or_else(|| panic!("{what}: not reported as corruption"));
+            assert_eq!(
+                (&error.org, error.customer.as_ref(), error.error),
+                (&o, Some(&alice), want),
+                "{what}"
+            );
+            assert!(
+                error.to_string().contains("alice") && error.to_string().contains("acme"),
+                "{what}: the message names the record: {error}"
+            );
+        };
+        corrupt("login", corruption(mfa.login_step(&o, &alice).await));
+        corrupt(
+            "check",
+            corruption(mfa.check_session(&o, &alice, &session).await),
+        );
+        corrupt("status", corruption(mfa.status(&o, &alice).await));
+        corrupt(
+            "totp",
+            corruption(mfa.verify_totp(&o, &alice, &session, &code).await),
+        );
+        corrupt(
+            "backup code",
+            corruption(mfa.verify_backup_code(&o, &alice, &session, &backup).await),
+        );
+        corrupt(
+            "new backup codes",
+            corruption(mfa.generate_backup_codes(&o, &alice, &session).await),
+        );
+        corrupt(
+            "enroll",
+            corruption(mfa.start_enrollment(&o, &alice, &session).await),
+        );
+        corrupt(
+            "confirm",
+            corruption(mfa.confirm_enrollment(&o, &alice, &session, &code).await),
+        );
+        corrupt("reset", corruption(mfa.reset(&o, &alice, &admin).await));
+        corrupt("reseal", corruption(mfa.reseal(&o, &alice).await));
+        // Another customer of the organisation is not affected.
+        let bob = mfa.status(&o, &customer("bob")).await.expect("bob");
+        assert!(!bob.stored);
+    }
+    // A policy that does not read names the organisation, and no customer.
+    mfa.store().garble(Some((o.clone(), None)), &damaged);
+    let policy = corruption(mfa.login_step(&o, &alice).await).expect("the policy is corrupt");
+    assert_eq!((&policy.org, policy.customer.as_ref()), (&o, None));
+    assert!(corruption(mfa.org_policy(&o).await).is_some());
+
+    mfa.store().garble(None, &[]);
+    assert_eq!(
+        mfa.audit(&o, &all(None)).await.expect("audit"),
+        before,
+        "nothing was logged"
+    );
+    let status = mfa.status(&o, &alice).await.expect("status").customer;
+    assert_eq!(
+        (status.failures, status.backup_codes_remaining),
+        (0, 5),
+        "nothing was written"
+    );
+    let accepted = mfa
+        .verify_totp(&o, &alice, &session, &code)
+        .await
+        .expect("the code met only corrupt bytes: it was never consumed");
+    assert_eq!(accepted.passed.method(), PassedBy::Totp);
+}
+
+/// The corruption a call reported, if that is what it did.
+fn corruption<T: std::fmt::Debug, E: std::error::Error>(
+    result: Result<T, ServiceError<E>>,
+) -> Option<CorruptRecord> {
+    match result {
+        Err(ServiceError::Corrupt(corrupt)) => Some(corrupt),
+        Ok(value) => panic!("a corrupt record was acted on: {value:?}"),
+        Err(other) => panic!("corruption reported as something else: {other}"),
+    }
 }

@@ -75,13 +75,13 @@ impl fmt::Debug for Account {
 #[non_exhaustive]
 pub enum AccountsError {
     /// SQLite failed.
-    #[error("sqlite: {0}")]
+    #[error("an SQLite statement on the accounts table failed")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL failed.
-    #[error("postgres: {0}")]
+    #[error("a PostgreSQL statement on the accounts table failed")]
     Postgres(#[from] tokio_postgres::Error),
     /// No PostgreSQL connection could be had.
-    #[error("postgres pool: {0}")]
+    #[error("no PostgreSQL connection could be had for the accounts table")]
     Pool(#[from] PoolError),
     /// The schema name is not a plain lower-case identifier.
     #[error("the schema name must be a plain lower-case identifier")]
@@ -90,7 +90,7 @@ pub enum AccountsError {
     #[error("stored account: {0}")]
     Corrupt(&'static str),
     /// The blocking task running the query died.
-    #[error("the database task failed: {0}")]
+    #[error("the database task failed")]
     Task(#[from] tokio::task::JoinError),
 }
 
@@ -426,7 +426,7 @@ pub enum PasswordError {
     #[error("argon2: {0}")]
     Argon2(String),
     /// The blocking task died.
-    #[error("the hashing task failed: {0}")]
+    #[error("the hashing task failed")]
     Task(#[from] tokio::task::JoinError),
     /// The semaphore was closed (never: it is not closed).
     #[error("hashing is shut down")]

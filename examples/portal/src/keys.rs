@@ -75,7 +75,7 @@ pub enum KeyError {
         mode: u32,
     },
     /// The key file could not be read or created.
-    #[error("{}: {source}", path.display())]
+    #[error("{} could not be read or created", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -128,7 +128,7 @@ pub enum KeyError {
         source: SealError,
     },
     /// The store could not say what it seals.
-    #[error("MFA store: {0}")]
+    #[error("the MFA store could not say what it seals")]
     Store(#[source] Box<dyn core::error::Error + Send + Sync>),
 }
 

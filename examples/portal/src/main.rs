@@ -64,7 +64,11 @@ async fn main() -> ExitCode {
     match start(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("portal: {error}");
+            // As an error field, so that the log shows each cause once, after the error.
+            tracing::error!(
+                error = &*error as &dyn std::error::Error,
+                "portal: cannot start"
+            );
             ExitCode::FAILURE
         }
     }

@@ -121,8 +121,8 @@ const fn home(user: &SignedIn) -> &'static str {
 }
 
 /// The error page for a store that failed (the error is logged, not shown).
-fn unavailable(error: &dyn std::fmt::Display) -> Response {
-    tracing::error!(%error, "portal: a store failed");
+fn unavailable(error: &(dyn std::error::Error + 'static)) -> Response {
+    tracing::error!(error, "portal: a store failed");
     message_page(
         StatusCode::SERVICE_UNAVAILABLE,
         "Try again shortly",

@@ -80,16 +80,16 @@ impl Config {
 #[non_exhaustive]
 pub enum StartError {
     /// The accounts table failed.
-    #[error("accounts: {0}")]
+    #[error("the accounts table failed")]
     Accounts(#[from] AccountsError),
     /// Passwords could not be hashed.
-    #[error("passwords: {0}")]
+    #[error("passwords could not be hashed")]
     Password(#[from] PasswordError),
     /// The MFA service could not store the organisation.
-    #[error("MFA store: {0}")]
+    #[error("the MFA store failed")]
     Mfa(#[source] Box<dyn core::error::Error + Send + Sync>),
     /// The keys do not open what the database sealed (a wrong key, a key id not given).
-    #[error("sealing keys: {0}")]
+    #[error("the sealing keys do not fit the database")]
     Keys(#[from] KeyError),
 }
 
@@ -283,7 +283,10 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
                 Refused::Full(wait) => SignInError::Busy(wait),
             })?;
         let account = self.accounts.find(&email).await.map_err(|error| {
-            tracing::error!(%error, "portal: the accounts table failed");
+            tracing::error!(
+                error = &error as &dyn std::error::Error,
+                "portal: the accounts table failed"
+            );
             SignInError::Unavailable(unavailable())
         })?;
         let hash = account
@@ -294,7 +297,10 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
             .verify(password, hash)
             .await
             .map_err(|error| {
-                tracing::error!(%error, "portal: a password could not be checked");
+                tracing::error!(
+                    error = &error as &dyn std::error::Error,
+                    "portal: a password could not be checked"
+                );
                 SignInError::Unavailable(unavailable())
             })?;
         let account = match account {

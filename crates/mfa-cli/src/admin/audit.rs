@@ -72,7 +72,9 @@ async fn write_all<S: Store>(
         let page = store
             .export_audit(&export.org, &query)
             .await
-            .map_err(|error| Exported::Store(Failure::failed(format!("store: {error}"))))?;
+            .map_err(|error| {
+                Exported::Store(Failure::failed(format!("store: {}", crate::chain(&error))))
+            })?;
         // The last page is the empty one: a store may hand out fewer than asked on any page.
         let Some(last) = page.last() else { break };
         query.after_seq = Some(last.seq);

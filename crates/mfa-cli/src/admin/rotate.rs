@@ -147,14 +147,14 @@ async fn check_new_key_opens<S: Store, C: Clock>(
     let page = store
         .sealed_under(new, None, 1)
         .await
-        .map_err(|error| Failure::failed(format!("store: {error}")))?;
+        .map_err(|error| Failure::failed(format!("store: {}", crate::chain(&error))))?;
     let Some((org, customer)) = page.first() else {
         return Ok(());
     };
     let loaded = store
         .load_customer(org, customer)
         .await
-        .map_err(|error| Failure::failed(format!("store: {error}")))?;
+        .map_err(|error| Failure::failed(format!("store: {}", crate::chain(&error))))?;
     let loaded = loaded
         .map(|stored| stored.value.decode())
         .transpose()
@@ -189,7 +189,7 @@ pub(crate) async fn rotate<S: Store, C: Clock>(
         .store()
         .count_sealed()
         .await
-        .map_err(|error| Failure::failed(format!("store: {error}")))?;
+        .map_err(|error| Failure::failed(format!("store: {}", crate::chain(&error))))?;
     let old: Vec<(KeyId, u64)> = before
         .iter()
         .copied()
@@ -246,7 +246,7 @@ pub(crate) async fn rotate<S: Store, C: Clock>(
             .store()
             .count_sealed()
             .await
-            .map_err(|error| Failure::failed(format!("store: {error}")))?;
+            .map_err(|error| Failure::failed(format!("store: {}", crate::chain(&error))))?;
         olds = now
             .iter()
             .filter(|(id, count)| *id != new && *count > 0 && loaded.contains(id))
@@ -278,7 +278,7 @@ pub(crate) async fn rotate<S: Store, C: Clock>(
         .store()
         .count_sealed()
         .await
-        .map_err(|error| Failure::failed(format!("store: {error}")))?;
+        .map_err(|error| Failure::failed(format!("store: {}", crate::chain(&error))))?;
     print_counts(&after, &loaded, new);
     for error in &tally.errors {
         note(format_args!("failed: {error}"));
@@ -321,7 +321,7 @@ async fn walk<S: Store, C: Clock>(
             .store()
             .sealed_under(id, after.as_ref(), rotation.batch_size)
             .await
-            .map_err(|error| Failure::failed(format!("store: {error}")))?;
+            .map_err(|error| Failure::failed(format!("store: {}", crate::chain(&error))))?;
         let Some(last) = page.last() else {
             return Ok(());
         };
@@ -424,7 +424,7 @@ pub(crate) async fn status<S: Store>(
     let counts = store
         .count_sealed()
         .await
-        .map_err(|error| Failure::failed(format!("store: {error}")))?;
+        .map_err(|error| Failure::failed(format!("store: {}", crate::chain(&error))))?;
     match format {
         Format::Table => out!("{}", status_table(&counts, loaded, None)),
         Format::Json => {
