@@ -163,7 +163,8 @@ async fn configured(mfa: &Mfa, clock: &ManualClock) -> (mfa_core::MfaSession, St
         .unwrap();
     let app = enrollment.uri.as_totp().unwrap();
     let code = app.generate(enrollment.uri.secret(), clock.now()).unwrap();
-    mfa.confirm_enrollment(&acme(), &alice(), &session, &code.to_string())
+    let _passed = mfa
+        .confirm_enrollment(&acme(), &alice(), &session, &code.to_string())
         .await
         .unwrap();
     clock.advance(30);
