@@ -13,8 +13,11 @@ use mfa_core::{
 /// like to the service. Writes go to the store underneath unchanged.
 pub struct Garbled<S> {
     inner: S,
-    garbage: Mutex<Option<(OrgId, Option<CustomerId>, Vec<u8>)>>,
+    garbage: Mutex<Option<Garbage>>,
 }
+
+/// Whose bytes read as what: the organisation, the customer (`None` for the policy), the bytes.
+type Garbage = (OrgId, Option<CustomerId>, Vec<u8>);
 
 impl<S> Garbled<S> {
     /// `inner`, handing back what it stores until [`Garbled::garble`] says otherwise.
