@@ -21,7 +21,10 @@
 //! The functions are `#[inline(never)]` so that each shows up as one function in a profile
 //! (`callgrind_annotate`); one call costs about a nanosecond against hundreds for the job.
 
-use mfa_core::{Secret, Totp, UnixTime, Window};
+use mfa_core::{
+    UnixTime,
+    otp::{Secret, Totp, Window},
+};
 
 /// The 20-byte secret (the RFC 4226 Appendix D / RFC 6238 Appendix B SHA-1 seed).
 pub const SECRET: [u8; 20] = *b"12345678901234567890";

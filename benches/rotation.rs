@@ -38,8 +38,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mfa_core::{
-    Context, CustomerId, CustomerRecord, KeyId, KeyRing, KeyUri, LoginStep, ManualClock, OrgId,
-    OrgMfa, OrgPolicy, SealingKey, Service, Store, UnixTime,
+    CustomerId, KeyId, KeyRing, LoginStep, ManualClock, OrgId, OrgMfa, OrgPolicy, SealingKey,
+    Service, Store, UnixTime,
+    machine::{Context, CustomerRecord},
+    uri::KeyUri,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;

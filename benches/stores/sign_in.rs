@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use mfa_core::{
     Actor, Clock, CustomerId, KeyId, KeyRing, ManualClock, MfaPassed, MfaSession, OrgId, OrgMfa,
-    Refusal, SealingKey, Secret, Service, ServiceError, Store, Totp, UnixTime,
+    Refusal, SealingKey, Service, ServiceError, Store, UnixTime,
+    otp::{Secret, Totp},
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mfa_core::Secret;
+use mfa_core::otp::Secret;
 
 fuzz_target!(|text: &str| {
     let Ok(secret) = Secret::from_base32(text) else { return };

@@ -17,9 +17,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use mfa_core::{
-    Algorithm, Code, Digits, Match, Period, Secret, TimeError, Totp, UnixTime, VerifyError, Window,
-};
+use mfa_core::{UnixTime, otp::{Algorithm, Code, Digits, Match, Period, Secret, TimeError, Totp, VerifyError, Window}};
 
 #[derive(Debug, Arbitrary)]
 enum AlgorithmChoice {

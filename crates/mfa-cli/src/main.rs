@@ -30,7 +30,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use mfa_core::{
-    Algorithm, Digits, KeyUri, OtpKind, Period, Secret, Totp, UnixTime, VerifyError, Window, hotp,
+    UnixTime,
+    otp::{Algorithm, Digits, Period, Secret, Totp, VerifyError, Window, hotp},
+    uri::{KeyUri, OtpKind},
 };
 use qrcode::{EcLevel, QrCode};
 use zeroize::Zeroizing;
@@ -352,7 +354,7 @@ fn qr(args: QrArgs) -> Result<(), Failure> {
         .as_deref()
     {
         Some("svg") => {
-            let svg = mfa_core::qr_svg(text).map_err(Failure::input)?;
+            let svg = mfa_core::uri::qr_svg(text).map_err(Failure::input)?;
             files::write_private(&path, existing, |out| out.write_all(svg.as_bytes()))
         }
         Some("png") => files::write_private(&path, existing, |out| write_png(&code, out)),

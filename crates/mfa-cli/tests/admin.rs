@@ -16,9 +16,12 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use mfa_core::{
-    Actor, AuditExport, AuditQuery, BackupHashParams, Clock, CustomerId, Event, EventKind, Factor,
-    KeyId, KeyRing, KeyUri, ManualClock, OrgId, OrgMfa, Rejection, SealingKey, Service, Settings,
-    Store, StoredEvent, UnixTime, Written,
+    Actor, Clock, CustomerId, KeyId, KeyRing, ManualClock, OrgId, OrgMfa, SealingKey, Service,
+    Settings, Store, UnixTime,
+    audit::{AuditExport, AuditQuery, Event, EventKind, Factor, Rejection, StoredEvent},
+    backup::BackupHashParams,
+    store::Written,
+    uri::KeyUri,
 };
 use mfa_postgres::deadpool_postgres::tokio_postgres::{self, NoTls, config::Host};
 use mfa_postgres::{PostgresOptions, PostgresStore};

@@ -7,7 +7,11 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use mfa_core::{Algorithm, Digits, KeyUri, Period, Secret, Totp, UnixTime, Window, hotp};
+use mfa_core::{
+    UnixTime,
+    otp::{Algorithm, Digits, Period, Secret, Totp, Window, hotp},
+    uri::KeyUri,
+};
 use rand::RngExt;
 
 const CASES: usize = 200;

@@ -267,7 +267,8 @@ pub struct Enrollment {
 /// with a [`Pass`] (no proof) from the pure [`CustomerRecord::verify_totp`].
 ///
 /// ```
-/// # use mfa_core::{Context, CustomerRecord, KeyRing, MfaSession, OrgPolicy, Pass, TotpAccepted};
+/// # use mfa_core::machine::{Context, CustomerRecord, Pass};
+/// # use mfa_core::{KeyRing, MfaSession, OrgPolicy, TotpAccepted};
 /// fn pure_path(record: &CustomerRecord, session: &MfaSession, keys: &KeyRing, ctx: &Context<'_>) {
 ///     let (_next, _events, outcome) = record
 ///         .verify_totp(session, "123456", &OrgPolicy::default(), keys, ctx)
@@ -279,7 +280,8 @@ pub struct Enrollment {
 /// and the proof cannot be had from it:
 ///
 /// ```compile_fail
-/// # use mfa_core::{Context, CustomerRecord, KeyRing, MfaPassed, MfaSession, OrgPolicy};
+/// # use mfa_core::machine::{Context, CustomerRecord};
+/// # use mfa_core::{KeyRing, MfaPassed, MfaSession, OrgPolicy};
 /// fn pure_path(record: &CustomerRecord, session: &MfaSession, keys: &KeyRing, ctx: &Context<'_>) {
 ///     let (_next, _events, outcome) = record
 ///         .verify_totp(session, "123456", &OrgPolicy::default(), keys, ctx)

@@ -171,11 +171,11 @@ pub enum ParamError {
 /// The HOTP value of `secret` at `counter` (RFC 4226 section 5.3), as a code of `digits` digits.
 ///
 /// ```
-/// use mfa_core::{Algorithm, Digits, Secret, hotp};
+/// use mfa_core::otp::{Algorithm, Digits, Secret, hotp};
 /// // RFC 4226 Appendix D, count 1.
 /// let secret = Secret::from_bytes(b"12345678901234567890")?;
 /// assert_eq!(hotp(Algorithm::Sha1, Digits::SIX, &secret, 1).to_string(), "287082");
-/// # Ok::<(), mfa_core::SecretError>(())
+/// # Ok::<(), mfa_core::otp::SecretError>(())
 /// ```
 #[must_use]
 pub fn hotp(algorithm: Algorithm, digits: Digits, secret: &Secret, counter: u64) -> Code {

@@ -48,7 +48,8 @@ pub enum PassedBy {
 /// never consumed (and could pass again).
 ///
 /// ```compile_fail
-/// # use mfa_core::{MfaPassed, Pass};
+/// # use mfa_core::MfaPassed;
+/// # use mfa_core::machine::Pass;
 /// fn mark_passed(pass: Pass) -> MfaPassed {
 ///     pass.into() // no conversion exists: only the Service mints the proof
 /// }
@@ -83,6 +84,7 @@ impl Pass {
 /// What the [`Service`](crate::Service) turns a pure outcome into once its write is stored: a
 /// [`Pass`] becomes an [`MfaPassed`], wherever it sits; outcomes without one stay as they are.
 /// Crate-private, so no other code can mint.
+#[cfg_attr(not(feature = "std"), allow(dead_code, reason = "the Service mints; it needs std"))]
 pub(crate) trait Mint {
     /// The outcome as the Service returns it.
     type Minted;
@@ -116,6 +118,7 @@ mint_as_is!((), crate::Enrollment, crate::Resealed);
 
 impl MfaPassed {
     /// The proof for `session`, which records how and when it passed.
+    #[cfg_attr(not(feature = "std"), allow(dead_code, reason = "the Service mints; it needs std"))]
     fn new(org: OrgId, customer: CustomerId, session: MfaSession) -> Self {
         let (method, at) = session
             .passed()

@@ -1,12 +1,14 @@
-//! The narrow storage interface every adapter (memory, SQLite, PostgreSQL) implements.
+//! The narrow storage interface every adapter (memory, SQLite, PostgreSQL) implements: for store
+//! authors, and for hosts that name a store in a bound (`S: Store`).
 
 use alloc::vec::Vec;
 use core::future::Future;
 use core::marker::PhantomData;
 
-use crate::{
-    CustomerId, CustomerRecord, DecodeError, Event, KeyId, OrgId, OrgPolicy, StoredEvent, UnixTime,
-};
+pub use crate::encoding::DecodeError;
+#[cfg(feature = "std")]
+pub use crate::memory::MemoryStore;
+use crate::{CustomerId, CustomerRecord, Event, KeyId, OrgId, OrgPolicy, StoredEvent, UnixTime};
 
 /// The stored bytes of a `T` (a [`CustomerRecord`] or an [`OrgPolicy`]), as a store reads them
 /// back: the store hands them over without reading them, and only this crate decodes them. So

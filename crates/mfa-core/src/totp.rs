@@ -153,7 +153,8 @@ impl Default for Window {
 /// of digits, the time step X and the start time T0.
 ///
 /// ```
-/// use mfa_core::{Algorithm, Digits, Period, Secret, Totp, UnixTime, Window};
+/// use mfa_core::UnixTime;
+/// use mfa_core::otp::{Algorithm, Digits, Period, Secret, Totp, Window};
 /// let totp = Totp::new(Algorithm::Sha1, Digits::EIGHT, Period::DEFAULT);
 /// let secret = Secret::from_bytes(b"12345678901234567890")?;
 /// let now = UnixTime::from_secs(59);
@@ -259,9 +260,12 @@ impl Totp {
     /// allocates and never overflows: steps before 0 or past `u64::MAX` do not exist and are skipped.
     /// If two steps of the window share the code, the earliest is reported.
     ///
-    /// This function does not know which steps were used before. The caller stores the matched step
-    /// and must refuse any later code at or before it (RFC 6238 section 5.2): the policy in this crate
-    /// does that for you.
+    /// This function does not know which steps were used before, so on its own it lets a code pass
+    /// twice. To accept each code once (RFC 6238 section 5.2), call
+    /// [`verify_after`](Self::verify_after) with the last accepted step and store the step it
+    /// matched; refusing this function's match when it is at or before that step would turn away a
+    /// customer's fresh code that happens to equal an older one. The
+    /// [`Service`](crate::Service) does all of that for you.
     ///
     /// # Errors
     /// [`VerifyError::InvalidCode`] when the text is not a code of the right length,

@@ -7,9 +7,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use mfa_core::{
-    Actor, AuditQuery, BackupHashParams, COALESCE_WINDOW_SECS, Clock, CustomerId, CustomerRecord,
-    EventKind, KeyId, KeyRing, ManualClock, MemoryStore, OrgId, OrgMfa, Refusal, Rejection,
+    Actor, Clock, CustomerId, KeyId, KeyRing, ManualClock, MemoryStore, OrgId, OrgMfa, Refusal,
     SealingKey, Service, ServiceError, Settings, Store, UnixTime,
+    audit::{AuditQuery, COALESCE_WINDOW_SECS, EventKind, Rejection},
+    backup::BackupHashParams,
+    machine::CustomerRecord,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -115,12 +117,12 @@ async fn hashing_backup_codes_does_not_hold_up_other_enrollments() {
                 .write_customer(&org, customer, None, &record.value.decode().unwrap(), &[])
                 .await
                 .unwrap();
-            assert!(matches!(written, mfa_core::Written::Stored(_)));
+            assert!(matches!(written, mfa_core::store::Written::Stored(_)));
         }
     }
     let policy = setup.org_policy(&org).await.unwrap();
     let written = store.write_org(&org, None, &policy, &[]).await.unwrap();
-    assert!(matches!(written, mfa_core::Written::Stored(_)));
+    assert!(matches!(written, mfa_core::store::Written::Stored(_)));
     let mfa = std::sync::Arc::new(Service::new(
         store,
         clock.clone(),
@@ -189,7 +191,7 @@ async fn repeated_refusals_are_coalesced_without_losing_the_first_of_each_kind()
         limit: usize::MAX,
         ..AuditQuery::default()
     };
-    let logged = |events: &[mfa_core::StoredEvent], wanted: Rejection| {
+    let logged = |events: &[mfa_core::audit::StoredEvent], wanted: Rejection| {
         events
             .iter()
             .filter(|stored| {

@@ -5,11 +5,14 @@ use std::error::Error;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use mfa_core::{
-    Actor, AuditExport, AuditQuery, BackupHashParams, Clock, CustomerId, CustomerKey,
-    CustomerRecord, DecodeError, Encoded, Event, Fault, IdError, KeyId, KeyRing, ManualClock,
-    MemoryStore, MfaError, OrgAndCustomer, OrgId, OrgMfa, OrgPolicy, Refusal, SealError,
-    SealingKey, Service, ServiceError, Settings, SettingsError, Store, StoredEvent, UnixTime,
-    Version, Versioned, Written,
+    Actor, Clock, CustomerId, Fault, IdError, KeyId, KeyRing, ManualClock, MemoryStore, MfaError,
+    OrgId, OrgMfa, OrgPolicy, Refusal, SealingKey, Service, ServiceError, Settings, SettingsError,
+    Store, UnixTime,
+    audit::{AuditExport, AuditQuery, Event, StoredEvent},
+    backup::BackupHashParams,
+    machine::CustomerRecord,
+    seal::SealError,
+    store::{CustomerKey, DecodeError, Encoded, OrgAndCustomer, Version, Versioned, Written},
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -296,16 +299,16 @@ async fn no_error_repeats_its_source() {
     assert!(matches!(corrupt, ServiceError::Corrupt(_)), "{corrupt:?}");
     let errors: Vec<Box<dyn Error + 'static>> = vec![
         Box::new(Refusal::InvalidCode(
-            mfa_core::Code::parse("12", mfa_core::Digits::SIX).unwrap_err(),
+            mfa_core::otp::Code::parse("12", mfa_core::otp::Digits::SIX).unwrap_err(),
         )),
         Box::new(Refusal::InvalidSettings(SettingsError::NonZeroT0)),
         Box::new(Fault::Seal(SealError::UnknownKey(KeyId::new(7)))),
         Box::new(MfaError::Fault(Fault::Backup(
-            mfa_core::BackupError::InvalidParams,
+            mfa_core::backup::BackupError::InvalidParams,
         ))),
         Box::new(ServiceError::<DecodeError>::Store(DecodeError::Corrupt)),
         Box::new(mfa.status(&acme(), &alice()).await.unwrap_err()),
-        Box::new(mfa_core::KeyUri::parse("otpauth://totp/a?secret=1").unwrap_err()),
+        Box::new(mfa_core::uri::KeyUri::parse("otpauth://totp/a?secret=1").unwrap_err()),
         Box::new(IdError::Empty),
     ];
     for error in &errors {

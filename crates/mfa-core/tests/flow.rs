@@ -2,9 +2,11 @@
 //! DESIGN.md login table, enrollment, replay, backup codes, sticky-after-disable, reset and lockout.
 
 use mfa_core::{
-    Actor, AuditQuery, BackupHashParams, CustomerId, EventKind, Fault, KeyId, KeyRing, LoginStep,
-    ManualClock, MemoryStore, MfaSession, OrgId, OrgMfa, PassedBy, Refusal, Rejection, SealingKey,
-    Service, ServiceError, Settings, StateName, Store, UnixTime,
+    Actor, CustomerId, Fault, KeyId, KeyRing, LoginStep, ManualClock, MemoryStore, MfaSession,
+    OrgId, OrgMfa, PassedBy, Refusal, SealingKey, Service, ServiceError, Settings, StateName,
+    Store, UnixTime,
+    audit::{AuditQuery, EventKind, Rejection},
+    backup::BackupHashParams,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -71,7 +73,7 @@ async fn sign_in<S: Store, R: rand_core::CryptoRng + Send>(
 }
 
 /// The code the customer's app shows now.
-fn app_code(uri: &mfa_core::KeyUri, clock: &ManualClock) -> String {
+fn app_code(uri: &mfa_core::uri::KeyUri, clock: &ManualClock) -> String {
     uri.as_totp()
         .unwrap()
         .generate(uri.secret(), mfa_core::Clock::now(clock))
@@ -280,7 +282,7 @@ async fn the_whole_story() {
         assert!(
             events.iter().any(|e| e.event.kind
                 == EventKind::AttemptRejected {
-                    factor: mfa_core::Factor::Totp,
+                    factor: mfa_core::audit::Factor::Totp,
                     reason: Rejection::ReplayedCode,
                     failures
                 }),
@@ -523,7 +525,7 @@ async fn rotating_the_sealing_key_keeps_every_sign_in_working() {
         loaded.value.sealed_secret().unwrap().key_id(),
         KeyId::new(1)
     );
-    let ctx = mfa_core::Context {
+    let ctx = mfa_core::machine::Context {
         org: &org,
         customer: &alice,
         now: UnixTime::from_secs(T0),
@@ -545,7 +547,7 @@ async fn rotating_the_sealing_key_keeps_every_sign_in_working() {
         .write_customer(&org, &alice, Some(loaded.version), &resealed, &[])
         .await
         .unwrap();
-    assert!(matches!(written, mfa_core::Written::Stored(_)));
+    assert!(matches!(written, mfa_core::store::Written::Stored(_)));
 
     // Key 1 can go: the new key alone opens her secret; the old key alone no longer does.
     clock.advance(30);
@@ -560,7 +562,7 @@ async fn rotating_the_sealing_key_keeps_every_sign_in_working() {
     assert!(
         matches!(
             stale,
-            Err(ServiceError::Fault(Fault::Seal(mfa_core::SealError::UnknownKey(id)))) if id == KeyId::new(2)
+            Err(ServiceError::Fault(Fault::Seal(mfa_core::seal::SealError::UnknownKey(id)))) if id == KeyId::new(2)
         ),
         "a fault, not a refusal: {stale:?}"
     );
@@ -826,12 +828,12 @@ async fn a_fresh_code_equal_to_the_used_steps_code_is_accepted_once() {
     // is chosen here: the pure machine starts the enrollment with the counting RNG, and its record
     // is stored as the service would store it.
     let policy = mfa.org_policy(&org).await.unwrap();
-    let ctx = mfa_core::Context {
+    let ctx = mfa_core::machine::Context {
         org: &org,
         customer: &alice,
         now: mfa_core::Clock::now(&clock),
     };
-    let (pending, events, enrollment) = mfa_core::CustomerRecord::default()
+    let (pending, events, enrollment) = mfa_core::machine::CustomerRecord::default()
         .start_enrollment(&session, &policy, mfa.keys(), &ctx, &mut Counting(1))
         .into_parts();
     let written = mfa
@@ -839,7 +841,7 @@ async fn a_fresh_code_equal_to_the_used_steps_code_is_accepted_once() {
         .write_customer(&org, &alice, None, &pending.unwrap(), &events)
         .await
         .unwrap();
-    assert!(matches!(written, mfa_core::Written::Stored(_)));
+    assert!(matches!(written, mfa_core::store::Written::Stored(_)));
     let enrollment = enrollment.unwrap();
     assert_eq!(
         enrollment.uri.secret().as_bytes(),

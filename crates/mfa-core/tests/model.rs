@@ -14,10 +14,13 @@
 use std::collections::BTreeSet;
 
 use mfa_core::{
-    Actor, BackupHashParams, CustomerId, Digits, FactorPassed, KeyId, KeyRing, KeyUri, LockoutRule,
-    LoginStep, ManualClock, MemoryStore, MfaSession, OrgId, OrgMfa, PassedBy, Period,
-    RECENT_FACTOR_SECS, Refusal, SealingKey, Service, ServiceError, SessionCheck, Settings, Store,
-    Totp, UnixTime, Window,
+    Actor, CustomerId, FactorPassed, KeyId, KeyRing, LoginStep, ManualClock, MemoryStore,
+    MfaSession, OrgId, OrgMfa, PassedBy, RECENT_FACTOR_SECS, Refusal, SealingKey, Service,
+    ServiceError, SessionCheck, Settings, Store, UnixTime,
+    backup::BackupHashParams,
+    machine::LockoutRule,
+    otp::{Digits, Period, Totp, Window},
+    uri::KeyUri,
 };
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
@@ -195,7 +198,11 @@ impl Model {
 fn totp() -> Totp {
     // Eight digits, so that two steps of one window sharing a code is too rare to matter; the model
     // still computes the earliest matching step exactly, as the verifier does.
-    Totp::new(mfa_core::Algorithm::Sha1, Digits::EIGHT, Period::DEFAULT)
+    Totp::new(
+        mfa_core::otp::Algorithm::Sha1,
+        Digits::EIGHT,
+        Period::DEFAULT,
+    )
 }
 
 /// The earliest step of the ±1 window around `now` whose code is `typed`, as the verifier finds it.
@@ -226,7 +233,7 @@ fn text(model: &Model, typed: Typed, now: u64) -> String {
 }
 
 fn refusal<T: std::fmt::Debug>(
-    result: Result<T, ServiceError<mfa_core::DecodeError>>,
+    result: Result<T, ServiceError<mfa_core::store::DecodeError>>,
 ) -> Result<T, Refusal> {
     result.map_err(|error| match error {
         ServiceError::Refused(error) => error,
@@ -368,7 +375,7 @@ fn run(switch: OrgMfa, ops: Vec<Op>) -> Result<(), TestCaseError> {
                             Err(Refusal::EnrollmentExpired)
                         }
                         State::Pending { .. } if matches!(typed, Typed::Malformed) => {
-                            Err(Refusal::InvalidCode(mfa_core::CodeError::Malformed))
+                            Err(Refusal::InvalidCode(mfa_core::otp::CodeError::Malformed))
                         }
                         State::Pending { uri, .. } => match matching_step(&uri, &code, now) {
                             None => {
@@ -417,7 +424,7 @@ fn run(switch: OrgMfa, ops: Vec<Op>) -> Result<(), TestCaseError> {
                             })
                         }
                         State::Configured { .. } if matches!(typed, Typed::Malformed) => {
-                            Err(Refusal::InvalidCode(mfa_core::CodeError::Malformed))
+                            Err(Refusal::InvalidCode(mfa_core::otp::CodeError::Malformed))
                         }
                         State::Configured { uri, last_step } => {
                             match matching_step(&uri, &code, now) {

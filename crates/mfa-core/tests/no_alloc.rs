@@ -5,7 +5,10 @@
 
 use std::alloc::System;
 
-use mfa_core::{Algorithm, Digits, Period, Secret, Totp, UnixTime, Window};
+use mfa_core::{
+    UnixTime,
+    otp::{Algorithm, Digits, Period, Secret, Totp, Window},
+};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[global_allocator]

@@ -1,7 +1,9 @@
 //! The otpauth key URI: what we emit, and what real apps and services emit that we must read.
 
 use mfa_core::{
-    Algorithm, Digits, KeyUri, OtpKind, Part, Period, Secret, SecretError, Totp, UnixTime, UriError,
+    UnixTime,
+    otp::{Algorithm, Digits, Period, Secret, SecretError, Totp},
+    uri::{KeyUri, OtpKind, Part, UriError},
 };
 
 const SEED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
@@ -322,5 +324,5 @@ fn qr_svg_is_rendered_locally() {
         !svg.contains("href") && !svg.contains("<image"),
         "no linked resources"
     );
-    assert!(mfa_core::qr_svg(&"x".repeat(5000)).is_err());
+    assert!(mfa_core::uri::qr_svg(&"x".repeat(5000)).is_err());
 }

@@ -1,8 +1,9 @@
 //! Property tests: round trips that must hold for every input, and inputs that must never panic.
 
 use mfa_core::{
-    Algorithm, Digits, KeyUri, OtpKind, Period, Secret, Totp, UnixTime, UriError, VerifyError,
-    Window,
+    UnixTime,
+    otp::{Algorithm, Digits, Period, Secret, Totp, VerifyError, Window},
+    uri::{KeyUri, OtpKind, UriError},
 };
 use proptest::prelude::*;
 

@@ -2,8 +2,10 @@
 //! against every algorithm, plus the boundaries of time and of the verification window.
 
 use mfa_core::{
-    Algorithm, CodeError, Digits, Period, Secret, TimeError, Totp, UnixTime, VerifyError, Window,
-    hotp,
+    UnixTime,
+    otp::{
+        Algorithm, CodeError, Digits, Period, Secret, TimeError, Totp, VerifyError, Window, hotp,
+    },
 };
 
 /// RFC 4226 Appendix D: (count, truncated decimal value, 6-digit HOTP), secret "12345678901234567890".

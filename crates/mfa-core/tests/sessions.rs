@@ -9,11 +9,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mfa_core::{
-    Actor, AuditExport, AuditQuery, BackupHashParams, Clock, CustomerId, CustomerKey,
-    CustomerRecord, DecodeError, Encoded, Event, EventKind, FactorPassed, KeyId, KeyRing, KeyUri,
-    LoginStep, ManualClock, MemoryStore, MfaSession, OrgAndCustomer, OrgId, OrgMfa, OrgPolicy,
-    PassedBy, RECENT_FACTOR_SECS, Refusal, Rejection, SealingKey, Service, ServiceError,
-    SessionCheck, Settings, Store, StoredEvent, UnixTime, Version, Versioned, Written,
+    Actor, Clock, CustomerId, FactorPassed, KeyId, KeyRing, LoginStep, ManualClock, MemoryStore,
+    MfaSession, OrgId, OrgMfa, OrgPolicy, PassedBy, RECENT_FACTOR_SECS, Refusal, SealingKey,
+    Service, ServiceError, SessionCheck, Settings, Store, UnixTime,
+    audit::{AuditExport, AuditQuery, Event, EventKind, Rejection, StoredEvent},
+    backup::BackupHashParams,
+    machine::CustomerRecord,
+    store::{CustomerKey, DecodeError, Encoded, OrgAndCustomer, Version, Versioned, Written},
+    uri::KeyUri,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -42,7 +45,7 @@ async fn settle<S: Store>(mfa: &Service<S, ManualClock, ChaCha20Rng>, switch: Or
     let mut settings = Settings::default();
     settings.backup_hash = BackupHashParams::danger_insecure_fast();
     // Enough failures before a lockout that the races below are refused for their codes.
-    settings.lockout.free_failures = mfa_core::MAX_FREE_FAILURES;
+    settings.lockout.free_failures = mfa_core::machine::MAX_FREE_FAILURES;
     mfa.update_settings(&acme(), settings, &Actor::new("admin").unwrap())
         .await
         .unwrap();
@@ -638,7 +641,7 @@ async fn a_double_submission_is_refused_without_counting_toward_lockout() {
         new.iter().all(|e| matches!(
             e.event.kind,
             EventKind::AttemptRejected {
-                factor: mfa_core::Factor::Totp,
+                factor: mfa_core::audit::Factor::Totp,
                 reason: Rejection::ReplayedCode,
                 failures: 0,
             } | EventKind::RejectionsCoalesced {
@@ -1025,7 +1028,7 @@ async fn racing_backup_codes_cost_one_kdf_evaluation_each() {
     assert!(Probe::count(&probe.loads) >= 2 * REQUESTS - 1);
     // The twentieth failure locks, and the requests still retrying then are refused unchecked
     // (they had hashed before, in the first round).
-    let allowed = mfa_core::MAX_FREE_FAILURES as usize;
+    let allowed = mfa_core::machine::MAX_FREE_FAILURES as usize;
     assert_eq!((wrong, locked), (allowed, REQUESTS - allowed));
     assert_eq!(
         mfa.status(&acme(), &alice).await.unwrap().customer.failures as usize,

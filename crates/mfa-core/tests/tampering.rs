@@ -4,8 +4,8 @@
 //! signed in as the victim).
 
 use mfa_core::{
-    Actor, BackupHashParams, Clock, CustomerId, KeyId, KeyRing, ManualClock, MemoryStore, OrgId,
-    OrgMfa, Refusal, SealingKey, Service, ServiceError, Settings, Store, UnixTime,
+    Actor, Clock, CustomerId, KeyId, KeyRing, ManualClock, MemoryStore, OrgId, OrgMfa, Refusal,
+    SealingKey, Service, ServiceError, Settings, Store, UnixTime, backup::BackupHashParams,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -86,7 +86,7 @@ async fn backup_codes_copied_onto_another_record_verify_nothing() {
         .write_customer(&org, &victim, Some(version), &stolen, &[])
         .await
         .unwrap();
-    assert!(matches!(written, mfa_core::Written::Stored(_)));
+    assert!(matches!(written, mfa_core::store::Written::Stored(_)));
     // With the victim's password and the attacker's own backup codes: nothing passes.
     let session = mfa.login_step(&org, &victim).await.unwrap().session();
     for code in &codes[0] {

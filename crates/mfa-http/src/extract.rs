@@ -119,7 +119,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CustomerPath {
 }
 
 /// The checked query of `GET /admin/audit`.
-pub(crate) struct AuditQuery(pub(crate) mfa_core::AuditQuery);
+pub(crate) struct AuditQuery(pub(crate) mfa_core::audit::AuditQuery);
 
 impl<S: Send + Sync> FromRequestParts<S> for AuditQuery {
     type Rejection = Error;
@@ -155,7 +155,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AuditQuery {
                 format!("limit must be between 1 and {MAX_AUDIT_PAGE}"),
             ));
         }
-        Ok(Self(mfa_core::AuditQuery {
+        Ok(Self(mfa_core::audit::AuditQuery {
             customer,
             before_seq: params.before,
             // A u32 always fits a usize on the targets axum runs on; saturate anyway.

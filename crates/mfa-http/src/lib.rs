@@ -30,3 +30,9 @@ pub use json::{JsonBody, MAX_BODY_BYTES, NoInput};
 /// The core this crate adapts: its ids, proofs and login steps are this API's own types.
 pub use mfa_core;
 pub use mfa_core::{CustomerId, LoginStep, MfaPassed, MfaSession, OrgId, PassedBy, SessionCheck};
+
+/// The workspace README's examples (embedding the service on SQLite behind this API), compiled and
+/// run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct WorkspaceReadme;

@@ -7,7 +7,10 @@
 
 use core::fmt;
 
-use mfa_core::{Event, LoginStep, StateName, StatusReport, StoredEvent};
+use mfa_core::{
+    LoginStep, StateName, StatusReport,
+    audit::{Event, StoredEvent},
+};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::{IntoParams, ToSchema};
@@ -342,9 +345,9 @@ mod tests {
                 at: mfa_core::UnixTime::from_secs(60),
                 org: mfa_core::OrgId::new("acme").unwrap(),
                 customer: Some(mfa_core::CustomerId::new("alice").unwrap()),
-                kind: mfa_core::EventKind::AttemptRejected {
-                    factor: mfa_core::Factor::Totp,
-                    reason: mfa_core::Rejection::ReplayedCode,
+                kind: mfa_core::audit::EventKind::AttemptRejected {
+                    factor: mfa_core::audit::Factor::Totp,
+                    reason: mfa_core::audit::Rejection::ReplayedCode,
                     failures: 2,
                 },
             },

@@ -11,9 +11,11 @@ use axum::http::{HeaderMap, request::Parts};
 use axum::http::{Request, StatusCode, header};
 use common::{ADMIN, ALICE, ORG, T0, TestHost};
 use mfa_http::mfa_core::{
-    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, DecodeError, Encoded, Event,
-    KeyId, KeyRing, ManualClock, MemoryStore, OrgId, OrgPolicy, SealingKey, Service, Store,
-    StoredEvent, UnixTime, Version, Versioned, Written,
+    CustomerId, KeyId, KeyRing, ManualClock, MemoryStore, OrgId, OrgPolicy, SealingKey, Service,
+    Store, UnixTime,
+    audit::{AuditExport, AuditQuery, Event, StoredEvent},
+    machine::CustomerRecord,
+    store::{CustomerKey, DecodeError, Encoded, Version, Versioned, Written},
 };
 use mfa_http::{Caller, HostError, MfaApi, MfaHost, MfaPassed};
 use rand_chacha::ChaCha20Rng;
@@ -363,7 +365,8 @@ async fn a_host_that_cannot_mark_the_session_is_reported() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED);
-    let uri = mfa_http::mfa_core::KeyUri::parse(started["otpauth_uri"].as_str().unwrap()).unwrap();
+    let uri =
+        mfa_http::mfa_core::uri::KeyUri::parse(started["otpauth_uri"].as_str().unwrap()).unwrap();
     let code = uri
         .as_totp()
         .unwrap()

@@ -8,7 +8,7 @@ mod common;
 use axum::http::Method;
 use common::{ALICE, BOB, Harness, Req};
 use mfa_http::MAX_BODY_BYTES;
-use mfa_http::mfa_core::KeyUri;
+use mfa_http::mfa_core::uri::KeyUri;
 use serde_json::json;
 
 const SESSION: &str = "hostile-passed";

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{BOB, Harness, Req, id, org};
-use mfa_http::mfa_core::{KeyUri, PassedBy, Store};
+use mfa_http::mfa_core::{PassedBy, Store, uri::KeyUri};
 use serde_json::json;
 
 /// Enrolls `customer` in `session`, confirms it with the app's code, and returns the key.

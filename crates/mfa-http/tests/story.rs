@@ -6,7 +6,7 @@ mod common;
 
 use axum::http::{StatusCode, header};
 use common::{ADMIN, ALICE, BOB, Harness, Req, id, org};
-use mfa_http::mfa_core::{KeyUri, Secret};
+use mfa_http::mfa_core::{otp::Secret, uri::KeyUri};
 use mfa_http::model::Next;
 use mfa_http::{LoginStep, PassedBy};
 use serde_json::{Value, json};
@@ -485,8 +485,8 @@ async fn who_may_call_what() {
                 .empty_json(),
         )
         .await;
-    let uri =
-        mfa_http::mfa_core::KeyUri::parse(started.json["otpauth_uri"].as_str().unwrap()).unwrap();
+    let uri = mfa_http::mfa_core::uri::KeyUri::parse(started.json["otpauth_uri"].as_str().unwrap())
+        .unwrap();
     h.call(
         Req::post("/mfa/enrollment/confirm")
             .customer(ALICE, "s1")

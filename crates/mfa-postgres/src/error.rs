@@ -1,10 +1,10 @@
 //! What can go wrong in the PostgreSQL store, each failure keeping its source.
 
-use mfa_core::DecodeError;
+use mfa_core::store::DecodeError;
 
 /// Why the PostgreSQL store failed.
 ///
-/// A lost race is not an error: it is [`Written::Conflict`](mfa_core::Written::Conflict), and so
+/// A lost race is not an error: it is [`Written::Conflict`](mfa_core::store::Written::Conflict), and so
 /// are serialization failures and deadlocks, which the service retries. An `Err` from a write may
 /// hide a commit that happened (the connection dropped after the server committed); treat it as
 /// "unknown", never as "not written".

@@ -24,8 +24,10 @@ use deadpool_postgres::tokio_postgres::types::ToSql;
 use deadpool_postgres::tokio_postgres::{self, NoTls, Socket};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use mfa_core::{
-    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Encoded, Event, KeyId,
-    OrgAndCustomer, OrgId, OrgPolicy, Store, StoredEvent, UnixTime, Version, Versioned, Written,
+    CustomerId, KeyId, OrgId, OrgPolicy, Store, UnixTime,
+    audit::{AuditExport, AuditQuery, Event, StoredEvent},
+    machine::CustomerRecord,
+    store::{CustomerKey, Encoded, OrgAndCustomer, Version, Versioned, Written},
 };
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 

@@ -12,9 +12,12 @@ use std::time::{Duration, Instant};
 
 use common::{Proxy, TestStore, fresh_schema, raw_client, through_proxy, url};
 use mfa_core::{
-    Actor, AuditQuery, BackupHashParams, Clock, CustomerId, EventKind, KeyId, KeyRing, KeyUri,
-    ManualClock, MfaSession, OrgId, OrgMfa, Refusal, SealingKey, Service, ServiceError, Settings,
-    Store, UnixTime, Version,
+    Actor, Clock, CustomerId, KeyId, KeyRing, ManualClock, MfaSession, OrgId, OrgMfa, Refusal,
+    SealingKey, Service, ServiceError, Settings, Store, UnixTime,
+    audit::{AuditQuery, EventKind},
+    backup::BackupHashParams,
+    store::Version,
+    uri::KeyUri,
 };
 use mfa_postgres::{PostgresError, PostgresOptions, PostgresStore};
 use rand_chacha::ChaCha20Rng;

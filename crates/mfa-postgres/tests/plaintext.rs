@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use common::{TestStore, raw_client};
 use mfa_core::{
-    Actor, BackupHashParams, Clock, CustomerId, KeyId, KeyRing, ManualClock, OrgId, OrgMfa,
-    SealingKey, Service, Settings, UnixTime,
+    Actor, Clock, CustomerId, KeyId, KeyRing, ManualClock, OrgId, OrgMfa, SealingKey, Service,
+    Settings, UnixTime, backup::BackupHashParams,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;

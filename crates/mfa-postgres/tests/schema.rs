@@ -5,8 +5,10 @@ mod common;
 
 use common::{TestStore, drop_schema, fresh_schema, raw_client, url};
 use mfa_core::{
-    Actor, CustomerId, CustomerRecord, Event, EventKind, OrgId, OrgPolicy, Store, UnixTime,
-    Version, Written,
+    Actor, CustomerId, OrgId, OrgPolicy, Store, UnixTime,
+    audit::{Event, EventKind},
+    machine::CustomerRecord,
+    store::{Version, Written},
 };
 use mfa_postgres::{PostgresError, PostgresOptions, PostgresStore, SCHEMA_VERSION};
 

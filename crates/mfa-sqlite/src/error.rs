@@ -1,10 +1,10 @@
 //! What can go wrong in the SQLite store, each failure keeping its source.
 
-use mfa_core::DecodeError;
+use mfa_core::store::DecodeError;
 
 /// Why the SQLite store failed.
 ///
-/// A lost race is not an error: it is [`Written::Conflict`](mfa_core::Written::Conflict). An `Err`
+/// A lost race is not an error: it is [`Written::Conflict`](mfa_core::store::Written::Conflict). An `Err`
 /// from a write may hide a commit that happened (the disk failed after `COMMIT`); treat it as
 /// "unknown", never as "not written".
 #[derive(Debug, thiserror::Error)]

@@ -22,8 +22,10 @@ mod worker;
 use std::path::{Path, PathBuf};
 
 use mfa_core::{
-    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Encoded, Event, KeyId,
-    OrgAndCustomer, OrgId, OrgPolicy, Store, StoredEvent, UnixTime, Version, Versioned, Written,
+    CustomerId, KeyId, OrgId, OrgPolicy, Store, UnixTime,
+    audit::{AuditExport, AuditQuery, Event, StoredEvent},
+    machine::CustomerRecord,
+    store::{CustomerKey, Encoded, OrgAndCustomer, Version, Versioned, Written},
 };
 
 pub use error::SqliteError;

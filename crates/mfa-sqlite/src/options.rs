@@ -23,7 +23,7 @@ pub struct SqliteOptions {
     /// counts milliseconds in a C `int`; longer is taken as that). Zero does not wait at all.
     ///
     /// A conditional write that gives up has rolled back and reports
-    /// [`Written::Conflict`](mfa_core::Written::Conflict), which the [`Service`](mfa_core::Service)
+    /// [`Written::Conflict`](mfa_core::store::Written::Conflict), which the [`Service`](mfa_core::Service)
     /// retries with fresh data, up to its attempt limit ([`DEFAULT_MAX_ATTEMPTS`], 16): while
     /// another process holds the write lock, a call waits up to that limit times this timeout
     /// (80 s with the defaults) before it ends with

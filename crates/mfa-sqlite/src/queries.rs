@@ -1,7 +1,11 @@
 //! The statements, run on the connection's thread. Every lookup goes through a primary key or an
 //! index (the tests below check the query plans); no statement scans a whole table.
 
-use mfa_core::{CustomerRecord, Event, Version, Written};
+use mfa_core::{
+    audit::Event,
+    machine::CustomerRecord,
+    store::{Version, Written},
+};
 use rusqlite::{
     Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
 };

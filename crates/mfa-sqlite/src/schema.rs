@@ -13,7 +13,7 @@ use crate::{SqliteError, SqliteOptions};
 
 /// How long a statement waits by default for a lock held by another connection (another process on
 /// the same file) before giving up; [`SqliteOptions::busy_timeout`] changes it. A conditional write
-/// that gives up reports [`Written::Conflict`](mfa_core::Written::Conflict) and the service retries
+/// that gives up reports [`Written::Conflict`](mfa_core::store::Written::Conflict) and the service retries
 /// it.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 

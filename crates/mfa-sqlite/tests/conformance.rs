@@ -11,8 +11,10 @@ mod in_memory {
 /// On a fresh file per test, where WAL, file locks and the busy timeout are real.
 mod on_file {
     use mfa_core::{
-        AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Encoded, Event, KeyId,
-        OrgAndCustomer, OrgId, OrgPolicy, Store, StoredEvent, Version, Versioned, Written,
+        CustomerId, KeyId, OrgId, OrgPolicy, Store,
+        audit::{AuditExport, AuditQuery, Event, StoredEvent},
+        machine::CustomerRecord,
+        store::{CustomerKey, Encoded, OrgAndCustomer, Version, Versioned, Written},
     };
     use mfa_sqlite::{SqliteError, SqliteStore};
 

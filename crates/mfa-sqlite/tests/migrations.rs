@@ -4,7 +4,10 @@
 mod common;
 
 use common::TempDb;
-use mfa_core::{OrgId, OrgMfa, OrgPolicy, Store, Version, Written};
+use mfa_core::{
+    OrgId, OrgMfa, OrgPolicy, Store,
+    store::{Version, Written},
+};
 use mfa_sqlite::{SCHEMA_VERSION, SqliteError, SqliteStore};
 use rusqlite::Connection;
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use common::TempDb;
 use mfa_core::{
-    Actor, BackupHashParams, Clock, CustomerId, KeyId, KeyRing, ManualClock, OrgId, OrgMfa,
-    SealingKey, Service, Settings, UnixTime,
+    Actor, Clock, CustomerId, KeyId, KeyRing, ManualClock, OrgId, OrgMfa, SealingKey, Service,
+    Settings, UnixTime, backup::BackupHashParams,
 };
 use mfa_sqlite::SqliteStore;
 use rand_chacha::ChaCha20Rng;

@@ -5,8 +5,10 @@ mod common;
 
 use common::TempDb;
 use mfa_core::{
-    Actor, CustomerId, CustomerRecord, KeyId, KeyRing, ManualClock, OrgId, OrgMfa, OrgPolicy,
-    SealingKey, Service, Store, UnixTime, Version, Written,
+    Actor, CustomerId, KeyId, KeyRing, ManualClock, OrgId, OrgMfa, OrgPolicy, SealingKey, Service,
+    Store, UnixTime,
+    machine::CustomerRecord,
+    store::{Version, Written},
 };
 use mfa_sqlite::SqliteStore;
 use rand_chacha::ChaCha20Rng;

@@ -4,8 +4,10 @@
 use std::sync::Mutex;
 
 use mfa_core::{
-    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Encoded, Event, KeyId,
-    OrgAndCustomer, OrgId, OrgPolicy, Store, StoredEvent, Version, Versioned, Written,
+    CustomerId, KeyId, OrgId, OrgPolicy, Store,
+    audit::{AuditExport, AuditQuery, Event, StoredEvent},
+    machine::CustomerRecord,
+    store::{CustomerKey, Encoded, OrgAndCustomer, Version, Versioned, Written},
 };
 
 /// A store that hands back `garbage` in place of the bytes stored for one customer or one

@@ -4,9 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use mfa_core::{
-    Actor, AuditQuery, BackupHashParams, CustomerId, EventKind, KeyId, KeyRing, ManualClock,
-    MfaSession, OrgId, OrgMfa, SealingKey, Secret, Service, Settings, Store, StoredEvent, Totp,
-    UnixTime,
+    Actor, CustomerId, KeyId, KeyRing, ManualClock, MfaSession, OrgId, OrgMfa, SealingKey, Service,
+    Settings, Store, UnixTime,
+    audit::{AuditQuery, EventKind, StoredEvent},
+    backup::BackupHashParams,
+    otp::{Secret, Totp},
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -41,7 +43,7 @@ pub(crate) async fn switch_on<S: Store>(mfa: &Service<S, ManualClock, ChaCha20Rn
     let mut settings = Settings::default();
     settings.backup_hash = BackupHashParams::danger_insecure_fast();
     settings.backup_code_count = BACKUP_CODES;
-    settings.lockout.free_failures = mfa_core::MAX_FREE_FAILURES;
+    settings.lockout.free_failures = mfa_core::machine::MAX_FREE_FAILURES;
     mfa.update_settings(&acme(), settings, &Actor::new("admin").unwrap())
         .await
         .expect("settings");

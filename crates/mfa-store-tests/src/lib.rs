@@ -22,10 +22,14 @@
 use std::sync::Arc;
 
 use mfa_core::{
-    Actor, AuditExport, AuditQuery, BackupHashParams, CorruptRecord, CustomerId, CustomerRecord,
-    DecodeError, Event, EventKind, Fault, KeyId, KeyRing, KeyUri, LoginStep, ManualClock,
-    MfaSession, OrgId, OrgMfa, OrgPolicy, PassedBy, Refusal, SealingKey, Service, ServiceError,
-    Settings, Store, UnixTime, Written,
+    Actor, CorruptRecord, CustomerId, Fault, KeyId, KeyRing, LoginStep, ManualClock, MfaSession,
+    OrgId, OrgMfa, OrgPolicy, PassedBy, Refusal, SealingKey, Service, ServiceError, Settings,
+    Store, UnixTime,
+    audit::{AuditExport, AuditQuery, Event, EventKind},
+    backup::BackupHashParams,
+    machine::CustomerRecord,
+    store::{DecodeError, Written},
+    uri::KeyUri,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -346,7 +350,7 @@ pub async fn events_are_written_with_their_record_and_never_without<S: Store>(st
     let lost_org = store
         .write_org(
             &o,
-            Some(mfa_core::Version(u64::MAX)),
+            Some(mfa_core::store::Version(u64::MAX)),
             &OrgPolicy::default(),
             &[event(&o, None, "lost")],
         )
@@ -679,14 +683,19 @@ pub async fn an_expected_version_for_an_absent_record_conflicts<S: Store>(store:
         .write_customer(
             &o,
             &c,
-            Some(mfa_core::Version(1)),
+            Some(mfa_core::store::Version(1)),
             &CustomerRecord::default(),
             &[],
         )
         .await;
     assert_eq!(written.expect("write"), Written::Conflict);
     let written = store
-        .write_org(&o, Some(mfa_core::Version(1)), &OrgPolicy::default(), &[])
+        .write_org(
+            &o,
+            Some(mfa_core::store::Version(1)),
+            &OrgPolicy::default(),
+            &[],
+        )
         .await;
     assert_eq!(written.expect("write"), Written::Conflict);
     assert_eq!(store.load_customer(&o, &c).await.expect("load"), None);
@@ -1140,7 +1149,7 @@ pub async fn key_rotation_through_the_service_keeps_every_sign_in<S: Store>(stor
     assert!(
         matches!(
             refused,
-            Err(ServiceError::Fault(Fault::Seal(mfa_core::SealError::UnknownKey(id))))
+            Err(ServiceError::Fault(Fault::Seal(mfa_core::seal::SealError::UnknownKey(id))))
                 if id == KeyId::new(2)
         ),
         "a fault, not a refusal: {refused:?}"

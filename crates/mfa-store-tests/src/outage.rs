@@ -13,9 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mfa_core::{
-    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Encoded, Event, KeyId,
-    LoginStep, ManualClock, OrgAndCustomer, OrgId, OrgPolicy, Refusal, Service, ServiceError,
-    Store, StoredEvent, Version, Versioned, Written,
+    CustomerId, KeyId, LoginStep, ManualClock, OrgId, OrgPolicy, Refusal, Service, ServiceError,
+    Store,
+    audit::{AuditExport, AuditQuery, Event, StoredEvent},
+    machine::CustomerRecord,
+    store::{CustomerKey, Encoded, OrgAndCustomer, Version, Versioned, Written},
 };
 use rand_chacha::ChaCha20Rng;
 

@@ -24,7 +24,10 @@ use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mfa_core::{EventKind, Refusal, ServiceError, Store, StoredEvent, UnixTime};
+use mfa_core::{
+    Refusal, ServiceError, Store, UnixTime,
+    audit::{EventKind, StoredEvent},
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 

@@ -30,7 +30,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use mfa_core::{
-    Actor, Clock as _, CustomerId, KeyUri, OrgId, OrgMfa, Secret, Store, SystemClock, Totp,
+    Actor, Clock as _, CustomerId, OrgId, OrgMfa, Store, SystemClock,
+    otp::{Secret, Totp},
+    uri::KeyUri,
 };
 use mfa_postgres::deadpool_postgres::tokio_postgres::NoTls;
 use mfa_postgres::{PostgresOptions, PostgresStore};

@@ -18,7 +18,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use data_encoding::{BASE64, BASE64_NOPAD, BASE64URL, BASE64URL_NOPAD, HEXLOWER_PERMISSIVE};
-use mfa_core::{CustomerId, KeyId, KeyRing, OrgId, SealError, SealingKey, Store};
+use mfa_core::{CustomerId, KeyId, KeyRing, OrgId, SealingKey, Store, seal::SealError};
 use zeroize::Zeroizing;
 
 /// The environment variable that holds the sealing key.
@@ -261,7 +261,7 @@ pub async fn check<S: Store>(keys: &KeyRing, store: &S) -> Result<(), KeyError> 
                 .map_err(store_error)?;
             let Some(sealed) = record
                 .as_ref()
-                .and_then(mfa_core::CustomerRecord::sealed_secret)
+                .and_then(mfa_core::machine::CustomerRecord::sealed_secret)
             else {
                 continue;
             };
@@ -491,7 +491,7 @@ mod tests {
         // The same key: a secret sealed under the first opens under the second.
         let (again, _) = load(None, &path).unwrap();
         let mut rng = rand::rng();
-        let secret = mfa_core::Secret::generate(mfa_core::Algorithm::Sha1, &mut rng);
+        let secret = mfa_core::otp::Secret::generate(mfa_core::otp::Algorithm::Sha1, &mut rng);
         let (org, alice) = (
             mfa_core::OrgId::new("acme").unwrap(),
             mfa_core::CustomerId::new("alice@acme.test").unwrap(),
@@ -559,7 +559,7 @@ mod tests {
         assert_eq!(ring.active_id(), KeyId::new(2));
 
         let mut rng = rand::rng();
-        let secret = mfa_core::Secret::generate(mfa_core::Algorithm::Sha1, &mut rng);
+        let secret = mfa_core::otp::Secret::generate(mfa_core::otp::Algorithm::Sha1, &mut rng);
         let (org, alice) = (
             mfa_core::OrgId::new("acme").unwrap(),
             mfa_core::CustomerId::new("alice@acme.test").unwrap(),

@@ -23,7 +23,7 @@ use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use mfa_core::{
-    Actor, AuditQuery, CustomerStatus, OrgMfa, Refusal, SessionCheck, StateName, Store,
+    Actor, CustomerStatus, OrgMfa, Refusal, SessionCheck, StateName, Store, audit::AuditQuery,
 };
 use mfa_http::model::{AuditEvent, Next};
 use serde::Deserialize;

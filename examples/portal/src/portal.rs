@@ -9,8 +9,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
 use mfa_core::{
-    Actor, BackupHashParams, Clock, CustomerId, KeyRing, LockoutRule, OrgId, Service, ServiceError,
-    SessionCheck, Settings, Store,
+    Actor, Clock, CustomerId, KeyRing, OrgId, Service, ServiceError, SessionCheck, Settings, Store,
+    backup::BackupHashParams, machine::LockoutRule,
 };
 use mfa_http::MfaApi;
 use mfa_http::model::Next;

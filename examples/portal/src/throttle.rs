@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use mfa_core::LockoutRule;
+use mfa_core::machine::LockoutRule;
 
 /// Emails tracked at once, by default.
 pub(crate) const MAX_TRACKED: usize = 10_000;

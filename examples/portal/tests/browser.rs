@@ -22,7 +22,11 @@ use common::{ADMIN, ALICE};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use mfa_core::{Clock, KeyUri, Secret, Settings, SystemClock, Totp, UnixTime};
+use mfa_core::{
+    Clock, Settings, SystemClock, UnixTime,
+    otp::{Secret, Totp},
+    uri::KeyUri,
+};
 use mfa_sqlite::SqliteStore;
 use portal::Portal;
 use portal::accounts::Accounts;

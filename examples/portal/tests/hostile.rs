@@ -9,7 +9,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, header};
 use common::{ADMIN, ALICE, BOB, Client, Reply, TestPortal};
-use mfa_core::{AuditQuery, CustomerId, KeyUri, OrgId};
+use mfa_core::{CustomerId, OrgId, audit::AuditQuery, uri::KeyUri};
 use mfa_sqlite::SqliteStore;
 use serde_json::json;
 

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{ALICE, Client, TestPortal};
-use mfa_core::{KeyUri, OrgId, Store};
+use mfa_core::{OrgId, Store, uri::KeyUri};
 use serde_json::json;
 
 /// The ids the pages promise (the README lists them for browser tests).

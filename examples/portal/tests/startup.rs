@@ -8,7 +8,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{ADMIN, ALICE, Cleanup, TestPortal};
-use mfa_core::{CustomerId, KeyId, KeyRing, ManualClock, SealingKey, Store, UnixTime, Written};
+use mfa_core::{
+    CustomerId, KeyId, KeyRing, ManualClock, SealingKey, Store, UnixTime, store::Written,
+};
 use mfa_sqlite::SqliteStore;
 use portal::accounts::Accounts;
 use portal::keys::{self, KeyError, KeySource};
@@ -138,7 +140,9 @@ async fn a_wrong_key_or_a_missing_key_id_stops_the_start() {
         matches!(error, StartError::Keys(KeyError::WrongKey { .. })),
         "{error:?}"
     );
-    assert!(error.to_string().contains("key id 1"), "{error}");
+    // The start names its step; its cause, the key id.
+    let cause = std::error::Error::source(&error).expect("the key error");
+    assert!(cause.to_string().contains("key id 1"), "{cause}");
     restart(&dir, ring(1, 1)).await.unwrap();
 }
 

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{ADMIN, ALICE, BOB, Client, TestPortal};
-use mfa_core::{KeyUri, OrgMfa, Secret, Store};
+use mfa_core::{OrgMfa, Store, otp::Secret, uri::KeyUri};
 use serde_json::{Value, json};
 
 async fn admin<S: Store + 'static>(t: &TestPortal<S>) -> Client {
@@ -59,7 +59,7 @@ async fn enroll<S: Store + 'static>(t: &TestPortal<S>, client: &mut Client) -> K
     // The QR code is the URI's: the same SVG as mfa-core renders for that text.
     let svg = body["qr_svg"].as_str().unwrap();
     assert!(svg.contains("<svg"), "{svg}");
-    assert_eq!(svg, mfa_core::qr_svg(text).unwrap().as_str());
+    assert_eq!(svg, mfa_core::uri::qr_svg(text).unwrap().as_str());
     let _ = t;
     uri
 }

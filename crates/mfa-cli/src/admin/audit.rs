@@ -4,7 +4,10 @@
 use std::io::{self, BufWriter, Write};
 
 use clap::ValueEnum;
-use mfa_core::{AuditExport, CustomerId, Event, EventKind, OrgId, Store, StoredEvent, UnixTime};
+use mfa_core::{
+    CustomerId, OrgId, Store, UnixTime,
+    audit::{AuditExport, Event, EventKind, StoredEvent},
+};
 use serde::Serialize;
 
 use super::output::rfc3339;

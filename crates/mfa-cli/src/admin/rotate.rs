@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mfa_core::{
-    Clock, CustomerKey, Fault, KeyId, Resealed, SealError, Service, ServiceError, Store,
+    Clock, Fault, KeyId, Resealed, Service, ServiceError, Store, seal::SealError,
+    store::CustomerKey,
 };
 use rand::rngs::StdRng;
 use serde::Serialize;
@@ -161,7 +162,7 @@ async fn check_new_key_opens<S: Store, C: Clock>(
         .map_err(|error| Failure::failed(format!("{org} / {customer}: {error}")))?;
     let Some(sealed) = loaded
         .as_ref()
-        .and_then(mfa_core::CustomerRecord::sealed_secret)
+        .and_then(mfa_core::machine::CustomerRecord::sealed_secret)
     else {
         return Ok(());
     };

@@ -15,8 +15,11 @@ use axum::body::Body;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use mfa_http::mfa_core::{
-    Actor, AuditQuery, BackupHashParams, Clock, KeyId, KeyRing, KeyUri, ManualClock, MemoryStore,
-    SealingKey, Service, Settings, StatusReport, StoredEvent, UnixTime,
+    Actor, Clock, KeyId, KeyRing, ManualClock, MemoryStore, SealingKey, Service, Settings,
+    StatusReport, UnixTime,
+    audit::{AuditQuery, StoredEvent},
+    backup::BackupHashParams,
+    uri::KeyUri,
 };
 use mfa_http::{Caller, CustomerId, HostError, MfaApi, MfaHost, MfaPassed, MfaSession, OrgId};
 use rand_chacha::ChaCha20Rng;

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use mfa_core::{
-    AuditExport, AuditQuery, CustomerId, CustomerKey, CustomerRecord, Encoded, Event, KeyId,
-    OrgAndCustomer, OrgId, OrgPolicy, Store, StoredEvent, Version, Versioned, Written,
+    CustomerId, KeyId, OrgId, OrgPolicy, Store,
+    audit::{AuditExport, AuditQuery, Event, StoredEvent},
+    machine::CustomerRecord,
+    store::{CustomerKey, Encoded, OrgAndCustomer, Version, Versioned, Written},
 };
 use mfa_postgres::{PostgresError, PostgresOptions, PostgresStore};
 use tokio::net::{TcpListener, TcpStream, UnixStream};

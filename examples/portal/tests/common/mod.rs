@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use mfa_core::{Clock, KeyId, KeyRing, KeyUri, ManualClock, OrgId, SealingKey, Store, UnixTime};
+use mfa_core::{
+    Clock, KeyId, KeyRing, ManualClock, OrgId, SealingKey, Store, UnixTime, uri::KeyUri,
+};
 use mfa_postgres::deadpool_postgres::tokio_postgres::{self, NoTls};
 use mfa_postgres::{PostgresOptions, PostgresStore};
 use mfa_sqlite::SqliteStore;
