@@ -15,7 +15,11 @@ use std::task::{Context, Poll, Waker};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use mfa_core::{Actor, CustomerId, KeyId, KeyRing, LoginStep, ManualClock, MemoryStore, MfaSession, OrgId, OrgMfa, PassedBy, Refusal, SealingKey, Service, ServiceError, SessionCheck, Settings, Store, UnixTime, backup::BackupHashParams, otp::Window, uri::KeyUri};
+use mfa_core::{
+    Actor, CustomerId, KeyId, KeyRing, LoginStep, ManualClock, MemoryStore, MfaSession, OrgId,
+    OrgMfa, PassedBy, Refusal, SealingKey, Service, ServiceError, SessionCheck, Settings, Store,
+    UnixTime, backup::BackupHashParams, otp::Window, uri::KeyUri,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 

@@ -8,13 +8,18 @@ use libfuzzer_sys::fuzz_target;
 use mfa_core::uri::KeyUri;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let Ok(uri) = KeyUri::parse(text) else { return };
 
     let emitted = uri.to_uri_string();
     let reparsed = match KeyUri::parse(&emitted) {
         Ok(reparsed) => reparsed,
-        Err(e) => panic!("our own output {:?} does not parse: {e:?} ({e})", emitted.as_str()),
+        Err(e) => panic!(
+            "our own output {:?} does not parse: {e:?} ({e})",
+            emitted.as_str()
+        ),
     };
     assert!(
         reparsed == uri,
@@ -24,7 +29,11 @@ fuzz_target!(|data: &[u8]| {
         describe(&uri)
     );
     let emitted_again = reparsed.to_uri_string();
-    assert_eq!(emitted.as_str(), emitted_again.as_str(), "emitting is not stable");
+    assert_eq!(
+        emitted.as_str(),
+        emitted_again.as_str(),
+        "emitting is not stable"
+    );
 });
 
 /// Every field, the secret included (as base32), since `Debug` redacts it and a fuzz report needs it.

@@ -17,7 +17,10 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use mfa_core::{UnixTime, otp::{Algorithm, Code, Digits, Match, Period, Secret, TimeError, Totp, VerifyError, Window}};
+use mfa_core::{
+    UnixTime,
+    otp::{Algorithm, Code, Digits, Match, Period, Secret, TimeError, Totp, VerifyError, Window},
+};
 
 #[derive(Debug, Arbitrary)]
 enum AlgorithmChoice {
@@ -116,7 +119,13 @@ fn without_spaces(text: &str) -> String {
 }
 
 /// The code of every step of the window that exists, earliest first, as `(offset, step, code)`.
-fn window_codes(totp: &Totp, secret: &Secret, current: u64, behind: u8, ahead: u8) -> Vec<(i64, u64, Code)> {
+fn window_codes(
+    totp: &Totp,
+    secret: &Secret,
+    current: u64,
+    behind: u8,
+    ahead: u8,
+) -> Vec<(i64, u64, Code)> {
     (-i64::from(behind)..=i64::from(ahead))
         .filter_map(|offset| {
             let step = current.checked_add_signed(offset)?;
@@ -147,7 +156,12 @@ fn check_match(
         m.offset
     );
     let generated = totp.generate_at_step(secret, m.step).to_string();
-    assert_eq!(generated, without_spaces(typed), "matched step {} has another code", m.step);
+    assert_eq!(
+        generated,
+        without_spaces(typed),
+        "matched step {} has another code",
+        m.step
+    );
     for (offset, step, code) in window_codes(totp, secret, current, behind, ahead) {
         if offset >= m.offset {
             break;
@@ -178,33 +192,60 @@ fuzz_target!(|input: Input| {
     let current = totp.step_at(now);
     let typed = match &input.typed {
         Typed::Text(text) => text.clone(),
-        Typed::CodeNear { offset, spaces, suffix } => {
-            let step = current.ok().and_then(|c| c.checked_add_signed(i64::from(*offset)));
-            let code = step.map_or_else(String::new, |s| totp.generate_at_step(&secret, s).to_string());
+        Typed::CodeNear {
+            offset,
+            spaces,
+            suffix,
+        } => {
+            let step = current
+                .ok()
+                .and_then(|c| c.checked_add_signed(i64::from(*offset)));
+            let code = step.map_or_else(String::new, |s| {
+                totp.generate_at_step(&secret, s).to_string()
+            });
             spaced(&code, *spaces) + suffix
         }
     };
     let result = totp.verify(&secret, &typed, now, window);
     let parsed = Code::parse(&typed, digits);
-    assert_eq!(current.is_err(), now < t0, "step_at refuses exactly the instants before T0");
+    assert_eq!(
+        current.is_err(),
+        now < t0,
+        "step_at refuses exactly the instants before T0"
+    );
     match result {
         Ok(m) => {
-            assert!(parsed.is_ok(), "verify accepted text that Code::parse refuses");
+            assert!(
+                parsed.is_ok(),
+                "verify accepted text that Code::parse refuses"
+            );
             let current = current.expect("verify succeeded, so now is not before T0");
             check_match(&totp, &secret, &typed, current, (behind, ahead), m);
         }
         Err(VerifyError::InvalidCode(e)) => {
-            assert_eq!(parsed.err(), Some(e), "verify and Code::parse disagree on the text");
+            assert_eq!(
+                parsed.err(),
+                Some(e),
+                "verify and Code::parse disagree on the text"
+            );
         }
         Err(VerifyError::Time(TimeError::BeforeT0)) => {
             assert!(parsed.is_ok(), "the code is checked before the time");
-            assert!(now < t0, "BeforeT0 for now = {} >= T0 = {}", now.as_secs(), t0.as_secs());
+            assert!(
+                now < t0,
+                "BeforeT0 for now = {} >= T0 = {}",
+                now.as_secs(),
+                t0.as_secs()
+            );
         }
         Err(VerifyError::NoMatch) => {
             let code = parsed.expect("NoMatch for text that Code::parse refuses");
             let current = current.expect("NoMatch although now is before T0");
             for (offset, step, candidate) in window_codes(&totp, &secret, current, behind, ahead) {
-                assert!(candidate != code, "NoMatch, but step {step} (offset {offset}) has this code");
+                assert!(
+                    candidate != code,
+                    "NoMatch, but step {step} (offset {offset}) has this code"
+                );
             }
         }
         Err(other) => panic!("unexpected error {other:?}"),
@@ -214,15 +255,27 @@ fuzz_target!(|input: Input| {
     let Ok(current) = current else { return };
     let width = u16::from(behind) + u16::from(ahead) + 1;
     let offset = i64::from(u16::from(input.round_trip_step) % width) - i64::from(behind);
-    let Some(step) = current.checked_add_signed(offset) else { return };
+    let Some(step) = current.checked_add_signed(offset) else {
+        return;
+    };
     let code = totp.generate_at_step(&secret, step).to_string();
-    assert_eq!(code.len(), usize::from(digits.get()), "generate_at_step gave {code:?}");
+    assert_eq!(
+        code.len(),
+        usize::from(digits.get()),
+        "generate_at_step gave {code:?}"
+    );
     let typed = spaced(&code, input.round_trip_spaces);
     match totp.verify(&secret, &typed, now, window) {
         Ok(m) => {
             check_match(&totp, &secret, &typed, current, (behind, ahead), m);
-            assert!(m.offset <= offset, "reported offset {} after the generated one {offset}", m.offset);
+            assert!(
+                m.offset <= offset,
+                "reported offset {} after the generated one {offset}",
+                m.offset
+            );
         }
-        Err(e) => panic!("the code of step {step} (offset {offset}) typed as {typed:?} failed: {e:?}"),
+        Err(e) => {
+            panic!("the code of step {step} (offset {offset}) typed as {typed:?} failed: {e:?}")
+        }
     }
 });

@@ -84,7 +84,10 @@ impl Pass {
 /// What the [`Service`](crate::Service) turns a pure outcome into once its write is stored: a
 /// [`Pass`] becomes an [`MfaPassed`], wherever it sits; outcomes without one stay as they are.
 /// Crate-private, so no other code can mint.
-#[cfg_attr(not(feature = "std"), allow(dead_code, reason = "the Service mints; it needs std"))]
+#[cfg_attr(
+    not(feature = "std"),
+    allow(dead_code, reason = "the Service mints; it needs std")
+)]
 pub(crate) trait Mint {
     /// The outcome as the Service returns it.
     type Minted;
@@ -118,7 +121,10 @@ mint_as_is!((), crate::Enrollment, crate::Resealed);
 
 impl MfaPassed {
     /// The proof for `session`, which records how and when it passed.
-    #[cfg_attr(not(feature = "std"), allow(dead_code, reason = "the Service mints; it needs std"))]
+    #[cfg_attr(
+        not(feature = "std"),
+        allow(dead_code, reason = "the Service mints; it needs std")
+    )]
     fn new(org: OrgId, customer: CustomerId, session: MfaSession) -> Self {
         let (method, at) = session
             .passed()

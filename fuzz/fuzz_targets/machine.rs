@@ -1,0 +1,202 @@
+//! Drives the pure policy machine directly, with no executor, store or clock: arbitrary sequences
+//! of enrollment, confirmation, TOTP and backup codes (right, replayed and arbitrary), new backup
+//! codes, resets and time moving on, each decision's record applied as a store would. Nothing may
+//! panic; a refusal changes no factor (at most the failure count, with refusal events only); no
+//! TOTP step and no backup code is accepted twice; every record survives its byte form. The input's
+//! tail is also read as a stored record and, if it decodes, given a code.
+
+#![no_main]
+
+use std::collections::BTreeSet;
+
+use arbitrary::{Arbitrary, Unstructured};
+use libfuzzer_sys::fuzz_target;
+use mfa_core::audit::EventKind;
+use mfa_core::backup::{BackupAttempt, BackupHashParams};
+use mfa_core::machine::{Context, CustomerRecord};
+use mfa_core::uri::KeyUri;
+use mfa_core::{
+    Actor, CustomerId, KeyId, KeyRing, LoginStep, MfaSession, OrgId, OrgMfa, OrgPolicy, Settings,
+    UnixTime,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+const T0: u64 = 1_767_225_600;
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    Start,
+    Confirm(Option<String>),
+    Totp(Option<String>),
+    Backup(u8, Option<String>),
+    NewBackupCodes,
+    Reset,
+    Wait(u16),
+}
+
+fn code_at(uri: &KeyUri, now: u64) -> String {
+    let totp = uri.as_totp().expect("a TOTP URI");
+    totp.generate(uri.secret(), UnixTime::from_secs(now))
+        .expect("after T0")
+        .to_string()
+}
+
+/// A session of `generation` whose second factor passed at `at`, as a host would keep it.
+fn passed(generation: u64, at: u64) -> MfaSession {
+    let json = format!(
+        r#"{{"generation":{generation},"signed_in_at":{at},"passed":{{"by":"totp","at":{at}}}}}"#
+    );
+    serde_json::from_str(&json).expect("a session")
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut input = Unstructured::new(data);
+    let ops: Vec<Op> = input.arbitrary().unwrap_or_default();
+    let (org, customer) = (
+        OrgId::new("acme").unwrap(),
+        CustomerId::new("alice").unwrap(),
+    );
+    let keys = KeyRing::new(mfa_core::SealingKey::new(KeyId::new(1), [1; 32]));
+    let mut settings = Settings::default();
+    settings.backup_hash = BackupHashParams::danger_insecure_fast();
+    let policy = OrgPolicy::default()
+        .with_settings(settings)
+        .unwrap()
+        .with_mfa(OrgMfa::On);
+    let admin = Actor::new("fuzz").unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let mut record = CustomerRecord::default();
+    let mut now = T0;
+    let (mut uri, mut codes): (Option<KeyUri>, Vec<String>) = (None, Vec::new());
+    let (mut steps, mut used) = (BTreeSet::new(), BTreeSet::new());
+
+    for op in ops.into_iter().take(48) {
+        let ctx = Context {
+            org: &org,
+            customer: &customer,
+            now: UnixTime::from_secs(now),
+        };
+        let session = match record.login_step(&policy, &ctx) {
+            LoginStep::Enroll(session) | LoginStep::Challenge(session) => session,
+            other => panic!("MFA is on: {other:?}"),
+        };
+        let before = record.clone();
+        let (next, events, ok) = match op {
+            Op::Wait(secs) => {
+                now += u64::from(secs);
+                continue;
+            }
+            Op::Start => {
+                let (next, events, outcome) = record
+                    .start_enrollment(&session, &policy, &keys, &ctx, &mut rng)
+                    .into_parts();
+                if let Ok(enrollment) = &outcome {
+                    uri = Some(enrollment.uri.clone());
+                }
+                (next, events, outcome.is_ok())
+            }
+            Op::Confirm(text) => {
+                let code = text
+                    .or_else(|| uri.as_ref().map(|u| code_at(u, now)))
+                    .unwrap_or_default();
+                let (next, events, outcome) = record
+                    .confirm_enrollment(&session, &code, &policy, &keys, &ctx)
+                    .into_parts();
+                (next, events, outcome.is_ok())
+            }
+            Op::Totp(text) => {
+                let code = text
+                    .or_else(|| uri.as_ref().map(|u| code_at(u, now)))
+                    .unwrap_or_default();
+                let (next, events, outcome) = record
+                    .verify_totp(&session, &code, &policy, &keys, &ctx)
+                    .into_parts();
+                if outcome.is_ok() {
+                    let step = events.iter().find_map(|e| match e.kind {
+                        EventKind::TotpAccepted { step, .. } => Some(step),
+                        _ => None,
+                    });
+                    assert!(
+                        steps.insert(step.expect("an accepted code is logged")),
+                        "a step passed twice"
+                    );
+                }
+                (next, events, outcome.is_ok())
+            }
+            Op::Backup(i, text) => {
+                let code = text
+                    .or_else(|| codes.get(usize::from(i)).cloned())
+                    .unwrap_or_default();
+                let mut attempt = BackupAttempt::new(&code);
+                let (next, events, outcome) = record
+                    .verify_backup_code(&session, &mut attempt, &policy, &ctx)
+                    .into_parts();
+                if outcome.is_ok() {
+                    assert!(
+                        used.insert(code.to_ascii_uppercase()),
+                        "a backup code passed twice"
+                    );
+                }
+                (next, events, outcome.is_ok())
+            }
+            Op::NewBackupCodes => {
+                let fresh = passed(record.generation(), now);
+                let (next, events, outcome) = record
+                    .generate_backup_codes(&fresh, &policy, &ctx, &mut rng)
+                    .into_parts();
+                if let Ok(issued) = &outcome {
+                    codes = issued.codes.iter().map(|c| c.as_str().to_owned()).collect();
+                    used.clear();
+                }
+                (next, events, outcome.is_ok())
+            }
+            Op::Reset => {
+                let (next, events, outcome) = record.reset(&admin, &ctx).into_parts();
+                uri = None;
+                codes.clear();
+                steps.clear();
+                (next, events, outcome.is_ok())
+            }
+        };
+        if ok {
+            assert!(next.is_some(), "a success without a write");
+        } else {
+            for event in &events {
+                assert!(
+                    matches!(
+                        event.kind,
+                        EventKind::AttemptRejected { .. } | EventKind::LockedOut { .. }
+                    ),
+                    "a refusal logged {:?}",
+                    event.kind
+                );
+            }
+            if let Some(next) = &next {
+                assert_eq!(next.mfa(), before.mfa(), "a refusal changed a factor");
+                assert_eq!(next.generation(), before.generation());
+            }
+        }
+        if let Some(next) = next {
+            assert_eq!(
+                CustomerRecord::from_bytes(&next.to_bytes()).as_ref(),
+                Ok(&next)
+            );
+            record = next;
+        }
+    }
+
+    // Whatever else the bytes are, a record read from them never panics the machine.
+    if let Ok(stored) = CustomerRecord::from_bytes(input.take_rest()) {
+        let ctx = Context {
+            org: &org,
+            customer: &customer,
+            now: UnixTime::from_secs(now),
+        };
+        let session = stored.login_step(&policy, &ctx);
+        if let LoginStep::Challenge(session) | LoginStep::Enroll(session) = session {
+            let _ = stored.verify_totp(&session, "123456", &policy, &keys, &ctx);
+            let _ = stored.confirm_enrollment(&session, "123456", &policy, &keys, &ctx);
+        }
+    }
+});
