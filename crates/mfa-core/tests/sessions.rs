@@ -709,6 +709,10 @@ struct Probe {
     lost: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Loads of the policy or the record alone (a sign-in should need neither).
+    separate_loads: AtomicUsize,
+    /// Records read back as bytes of a format no version wrote.
+    garbled: AtomicBool,
 }
 
 impl Probe {
@@ -747,6 +751,7 @@ impl Store for Probe {
         &self,
         org: &OrgId,
     ) -> Result<Option<Versioned<Encoded<OrgPolicy>>>, DecodeError> {
+        self.separate_loads.fetch_add(1, Ordering::SeqCst);
         self.inner.load_org(org).await
     }
 
@@ -765,6 +770,7 @@ impl Store for Probe {
         org: &OrgId,
         customer: &CustomerId,
     ) -> Result<Option<Versioned<Encoded<CustomerRecord>>>, DecodeError> {
+        self.separate_loads.fetch_add(1, Ordering::SeqCst);
         self.inner.load_customer(org, customer).await
     }
 
@@ -773,7 +779,15 @@ impl Store for Probe {
         org: &OrgId,
         customer: &CustomerId,
     ) -> Result<OrgAndCustomer, DecodeError> {
-        let loaded = self.inner.load_org_and_customer(org, customer).await?;
+        let (policy, record) = self.inner.load_org_and_customer(org, customer).await?;
+        let record = record.map(|stored| match self.garbled.load(Ordering::SeqCst) {
+            true => Versioned {
+                value: Encoded::new(vec![9, 0]),
+                version: stored.version,
+            },
+            false => stored,
+        });
+        let loaded = (policy, record);
         if self.armed() {
             self.loads.fetch_add(1, Ordering::SeqCst);
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -1198,4 +1212,177 @@ async fn records_of_format_1_still_read() {
         Err(DecodeError::Corrupt)
     );
     assert_eq!(CustomerRecord::from_bytes(&[]), Err(DecodeError::Corrupt));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The crate as an embedder meets it: the proof comes only after the write, a sign-in reads once,
+// and errors say what they are (a refusal or a fault) and each cause once.
+
+/// Alice enrolled in a service over a [`Probe`], with the clock a step on: a session signed in
+/// since, and the code of that step.
+async fn alice_configured() -> (
+    Service<Probe, ManualClock, ChaCha20Rng>,
+    ManualClock,
+    MfaSession,
+    String,
+) {
+    let (mfa, clock) = service(Probe::default());
+    let mfa = mfa.with_max_attempts(3);
+    settle(&mfa, OrgMfa::On).await;
+    let alice = customer("alice");
+    let (uri, _) = enroll(&mfa, &clock, &alice).await;
+    clock.advance(30);
+    let session = sign_in(&mfa, &alice).await;
+    let code = app_code(&uri, &clock);
+    (mfa, clock, session, code)
+}
+
+/// The proof comes after the write: while every write loses its compare-and-swap, a right code
+/// gets no proof (the call ends contended), and so was never consumed: once writes go through,
+/// the same code passes, once.
+#[tokio::test]
+async fn no_proof_without_the_write_that_consumes_the_code() {
+    let (mfa, _clock, session, code) = alice_configured().await;
+    let alice = customer("alice");
+    mfa.store().arm();
+    mfa.store().conflicts.store(usize::MAX, Ordering::SeqCst);
+    let lost = mfa.verify_totp(&acme(), &alice, &session, &code).await;
+    assert!(matches!(lost, Err(ServiceError::Contended)), "{lost:?}");
+    mfa.store().conflicts.store(0, Ordering::SeqCst);
+    let accepted = mfa
+        .verify_totp(&acme(), &alice, &session, &code)
+        .await
+        .unwrap();
+    assert_eq!(accepted.passed.customer(), &alice);
+    assert!(matches!(
+        mfa.verify_totp(&acme(), &alice, &session, &code).await,
+        Err(ServiceError::Refused(Refusal::ReplayedCode))
+    ));
+}
+
+/// A password sign-in, a status and a session check each read the policy and the record in one
+/// load (one round trip, one snapshot on a networked store), never one after the other.
+#[tokio::test]
+async fn a_sign_in_reads_policy_and_record_in_one_load() {
+    let (mfa, _clock, session, _) = alice_configured().await;
+    let alice = customer("alice");
+    let probe = mfa.store();
+    probe.arm();
+    let separate = Probe::count(&probe.separate_loads);
+    let _step = mfa.login_step(&acme(), &alice).await.unwrap();
+    let _status = mfa.status(&acme(), &alice).await.unwrap();
+    let _check = mfa.check_session(&acme(), &alice, &session).await.unwrap();
+    assert_eq!(Probe::count(&probe.separate_loads), separate);
+    assert_eq!(Probe::count(&probe.loads), 3);
+}
+
+/// A host tells a refusal (answer the customer) from a fault (page an operator) with one arm each.
+#[tokio::test]
+async fn refusals_and_faults_are_told_apart() {
+    let (mfa, clock, session, code) = alice_configured().await;
+    let alice = customer("alice");
+    let wrong = mfa.verify_totp(&acme(), &alice, &session, "000000").await;
+    assert!(matches!(
+        wrong,
+        Err(ServiceError::Refused(Refusal::WrongCode))
+    ));
+    assert!(!wrong.unwrap_err().is_transient());
+    // The same records under a keyring that lacks their key: a fault, not the customer's doing.
+    let other = Service::new(
+        MemoryStore::new(),
+        clock.clone(),
+        KeyRing::new(SealingKey::new(KeyId::new(2), [4; 32])),
+        ChaCha20Rng::seed_from_u64(1),
+    );
+    let (policy, record) = mfa
+        .store()
+        .load_org_and_customer(&acme(), &alice)
+        .await
+        .unwrap();
+    let (policy, record) = (
+        policy.unwrap().decode().unwrap().value,
+        record.unwrap().decode().unwrap().value,
+    );
+    let _ = other
+        .store()
+        .write_org(&acme(), None, &policy, &[])
+        .await
+        .unwrap();
+    let _ = other
+        .store()
+        .write_customer(&acme(), &alice, None, &record, &[])
+        .await
+        .unwrap();
+    let fault = other.verify_totp(&acme(), &alice, &session, &code).await;
+    assert!(
+        matches!(
+            fault,
+            Err(ServiceError::Fault(mfa_core::Fault::Seal(
+                mfa_core::seal::SealError::UnknownKey(id)
+            ))) if id == KeyId::new(1)
+        ),
+        "{fault:?}"
+    );
+    let fault = fault.unwrap_err();
+    assert!(fault.refusal().is_none() && !fault.is_transient());
+    // The pure machine's error splits the same way.
+    assert_eq!(
+        mfa_core::MfaError::from(Refusal::NotConfigured).refusal(),
+        Some(&Refusal::NotConfigured)
+    );
+}
+
+/// The messages of `error` and of each of its sources, outermost first.
+fn chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut messages = vec![error.to_string()];
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        messages.push(next.to_string());
+        cause = next.source();
+    }
+    messages
+}
+
+/// Each error names its own step and hands its cause out as its source, never both: printed as a
+/// chain (`anyhow`'s `{:#}`, tracing's error fields) every cause shows once.
+#[tokio::test]
+async fn no_error_repeats_its_source() {
+    let (mfa, _clock, _, _) = alice_configured().await;
+    let alice = customer("alice");
+    mfa.store().garbled.store(true, Ordering::SeqCst);
+    let corrupt = mfa.status(&acme(), &alice).await.unwrap_err();
+    assert!(matches!(corrupt, ServiceError::Corrupt(_)), "{corrupt:?}");
+    assert_eq!(
+        chain(&corrupt),
+        [
+            "the stored MFA record of customer alice in organisation acme cannot be read",
+            "stored data has format 9, which this version cannot read",
+        ]
+    );
+    let errors: Vec<Box<dyn std::error::Error + 'static>> = vec![
+        Box::new(corrupt),
+        Box::new(Refusal::InvalidCode(
+            mfa_core::otp::Code::parse("12", mfa_core::otp::Digits::SIX).unwrap_err(),
+        )),
+        Box::new(Refusal::InvalidSettings(mfa_core::SettingsError::NonZeroT0)),
+        Box::new(mfa_core::Fault::Seal(
+            mfa_core::seal::SealError::UnknownKey(KeyId::new(7)),
+        )),
+        Box::new(mfa_core::MfaError::Fault(mfa_core::Fault::Backup(
+            mfa_core::backup::BackupError::InvalidParams,
+        ))),
+        Box::new(ServiceError::<DecodeError>::Store(DecodeError::Corrupt)),
+        Box::new(KeyUri::parse("otpauth://totp/a?secret=1").unwrap_err()),
+    ];
+    for error in &errors {
+        let messages = chain(error.as_ref());
+        for (i, outer) in messages.iter().enumerate() {
+            for inner in &messages[i + 1..] {
+                assert!(
+                    !outer.contains(inner.as_str()),
+                    "{outer:?} repeats its cause {inner:?}"
+                );
+            }
+        }
+    }
 }

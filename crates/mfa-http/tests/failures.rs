@@ -272,27 +272,23 @@ async fn a_failing_store_is_a_generic_503() {
     assert!(!error.to_string().contains("hunter2"));
 }
 
+/// MFA switched on, and alice's enrollment started: its answer.
+async fn switch_on_and_start_enrolling(api: &FlakyApi) -> Value {
+    let on = as_admin(Request::put("/admin/mfa")).body(Body::from(r#"{"enabled":true}"#));
+    let (status, _, _) = send(api, on.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let start = as_alice(Request::post("/mfa/enrollment")).body(Body::empty());
+    let (status, _, started) = send(api, start.unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    started
+}
+
 /// A record that cannot be read is not an outage: 500 `corrupt` (no retry invited, nothing of the
 /// record shown), for the customer's routes and the administrator's alike, and nothing changes.
 #[tokio::test]
 async fn a_corrupt_record_is_a_500_corrupt_not_a_503() {
     let (api, store) = api().await;
-    let (status, _, _) = send(
-        &api,
-        as_admin(Request::put("/admin/mfa"))
-            .body(Body::from(r#"{"enabled":true}"#))
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, _, _) = send(
-        &api,
-        as_alice(Request::post("/mfa/enrollment"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED);
+    let _started = switch_on_and_start_enrolling(&api).await;
     let audit = api
         .service()
         .audit(&OrgId::new(ORG).unwrap(), &AuditQuery::default())
@@ -349,22 +345,7 @@ async fn a_contended_record_asks_for_a_retry() {
 async fn a_host_that_cannot_mark_the_session_is_reported() {
     let (api, store) = api().await;
     store.mode.store(WORKS, Ordering::SeqCst);
-    let (status, _, _) = send(
-        &api,
-        as_admin(Request::put("/admin/mfa"))
-            .body(Body::from(r#"{"enabled":true}"#))
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, _, started) = send(
-        &api,
-        as_alice(Request::post("/mfa/enrollment"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED);
+    let started = switch_on_and_start_enrolling(&api).await;
     let uri =
         mfa_http::mfa_core::uri::KeyUri::parse(started["otpauth_uri"].as_str().unwrap()).unwrap();
     let code = uri

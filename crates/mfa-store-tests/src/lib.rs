@@ -39,7 +39,7 @@ mod fixture;
 pub mod outage;
 pub mod processes;
 
-pub use corrupt::Garbled;
+pub use corrupt::{Garbage, Garbled, Hooked, Hooks};
 pub use outage::{Outage, requests_fail_cleanly_while_the_database_is_away};
 pub use processes::ProcessStore;
 
@@ -1162,7 +1162,7 @@ pub async fn key_rotation_through_the_service_keeps_every_sign_in<S: Store>(stor
 /// passes no one. Once the bytes read again, the customer is exactly as before: the code that met
 /// the corrupt record was never consumed.
 pub async fn corrupt_records_are_corruption_and_change_nothing<S: Store>(store: S) {
-    let (mfa, clock) = service(Garbled::new(store)).await;
+    let (mfa, clock) = service(Garbled::garbled(store)).await;
     let (o, alice) = (org("acme"), customer("alice"));
     let (uri, session) = configured(&mfa, &clock).await;
     let issued = mfa

@@ -12,16 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use mfa_core::{
-    CustomerId, KeyId, LoginStep, ManualClock, OrgId, OrgPolicy, Refusal, Service, ServiceError,
-    Store,
-    audit::{AuditExport, AuditQuery, Event, StoredEvent},
-    machine::CustomerRecord,
-    store::{CustomerKey, Encoded, OrgAndCustomer, Version, Versioned, Written},
-};
+use mfa_core::{LoginStep, ManualClock, Refusal, Service, ServiceError, Store};
 use rand_chacha::ChaCha20Rng;
 
 use crate::T0;
+use crate::corrupt::{Hooked, Hooks};
 use crate::fixture::{self, Accepted, Enrolled, acme, at_step};
 
 /// Takes the database away from a store that stays open on it, and brings it back.
@@ -49,15 +44,14 @@ enum Away {
     BeforeRequest,
 }
 
-/// A store that starts the outage when it is asked to write, once armed: the request has loaded its
+/// Starts the outage when the store is asked to write, once armed: the request has loaded its
 /// records and decided, and the database goes away just as it writes.
-struct Interrupting<S, O> {
-    store: S,
+struct Interrupt<O> {
     outage: Arc<O>,
     armed: AtomicBool,
 }
 
-impl<S: Store, O: Outage> Interrupting<S, O> {
+impl<O: Outage> Hooks for Interrupt<O> {
     async fn before_write(&self) {
         if self.armed.swap(false, Ordering::SeqCst) {
             self.outage.begin().await;
@@ -65,87 +59,7 @@ impl<S: Store, O: Outage> Interrupting<S, O> {
     }
 }
 
-impl<S: Store, O: Outage> Store for Interrupting<S, O> {
-    type Error = S::Error;
-
-    async fn load_org(
-        &self,
-        org: &OrgId,
-    ) -> Result<Option<Versioned<Encoded<OrgPolicy>>>, S::Error> {
-        self.store.load_org(org).await
-    }
-
-    async fn write_org(
-        &self,
-        org: &OrgId,
-        expected: Option<Version>,
-        policy: &OrgPolicy,
-        events: &[Event],
-    ) -> Result<Written, S::Error> {
-        self.before_write().await;
-        self.store.write_org(org, expected, policy, events).await
-    }
-
-    async fn load_customer(
-        &self,
-        org: &OrgId,
-        customer: &CustomerId,
-    ) -> Result<Option<Versioned<Encoded<CustomerRecord>>>, S::Error> {
-        self.store.load_customer(org, customer).await
-    }
-
-    async fn write_customer(
-        &self,
-        org: &OrgId,
-        customer: &CustomerId,
-        expected: Option<Version>,
-        record: &CustomerRecord,
-        events: &[Event],
-    ) -> Result<Written, S::Error> {
-        self.before_write().await;
-        self.store
-            .write_customer(org, customer, expected, record, events)
-            .await
-    }
-
-    async fn append_events(&self, events: &[Event]) -> Result<(), S::Error> {
-        self.before_write().await;
-        self.store.append_events(events).await
-    }
-
-    async fn audit(&self, org: &OrgId, query: &AuditQuery) -> Result<Vec<StoredEvent>, S::Error> {
-        self.store.audit(org, query).await
-    }
-
-    async fn load_org_and_customer(
-        &self,
-        org: &OrgId,
-        customer: &CustomerId,
-    ) -> Result<OrgAndCustomer, S::Error> {
-        self.store.load_org_and_customer(org, customer).await
-    }
-
-    async fn export_audit(
-        &self,
-        org: &OrgId,
-        query: &AuditExport,
-    ) -> Result<Vec<StoredEvent>, S::Error> {
-        self.store.export_audit(org, query).await
-    }
-
-    async fn sealed_under(
-        &self,
-        key: KeyId,
-        after: Option<&CustomerKey>,
-        limit: usize,
-    ) -> Result<Vec<CustomerKey>, S::Error> {
-        self.store.sealed_under(key, after, limit).await
-    }
-
-    async fn count_sealed(&self) -> Result<Vec<(KeyId, u64)>, S::Error> {
-        self.store.count_sealed().await
-    }
-}
+type Interrupting<S, O> = Hooked<S, Interrupt<O>>;
 
 type Mfa<S, O> = Service<Arc<Interrupting<S, O>>, ManualClock, ChaCha20Rng>;
 
@@ -186,10 +100,12 @@ where
     O: Outage + 'static,
 {
     let outage = Arc::new(outage);
-    let store = Arc::new(Interrupting {
+    let store = Arc::new(Hooked {
         store,
-        outage: Arc::clone(&outage),
-        armed: AtomicBool::new(false),
+        hooks: Interrupt {
+            outage: Arc::clone(&outage),
+            armed: AtomicBool::new(false),
+        },
     });
     let (mfa, clock) = fixture::service(Arc::clone(&store), T0, 1);
     fixture::switch_on(&mfa).await;
@@ -255,7 +171,7 @@ async fn cycle<S: Store + 'static, O: Outage + 'static>(
 ) {
     let (org, id, session) = (acme(), alice.enrolled.id.clone(), alice.enrolled.session);
     match away {
-        Away::MidRequest => store.armed.store(true, Ordering::SeqCst),
+        Away::MidRequest => store.hooks.armed.store(true, Ordering::SeqCst),
         Away::BeforeRequest => outage.begin().await,
     }
 
@@ -283,7 +199,7 @@ async fn cycle<S: Store + 'static, O: Outage + 'static>(
         }
     }
     assert!(
-        !store.armed.load(Ordering::SeqCst),
+        !store.hooks.armed.load(Ordering::SeqCst),
         "{away:?}: no write reached the store"
     );
     let failed = failed.unwrap_or_else(|| {
