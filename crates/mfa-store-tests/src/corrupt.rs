@@ -33,6 +33,7 @@ pub trait Hooks: Send + Sync {
 }
 
 /// A store with [`Hooks`] around it; everything else goes to the store underneath unchanged.
+/// Fields drop in order: the store closes before the hooks go (a temporary file, say).
 pub struct Hooked<S, H> {
     /// The store underneath.
     pub store: S,
