@@ -76,7 +76,7 @@ impl Coalescer {
                         last: now,
                         repeats: 0,
                     };
-                    out.extend(summary(&key, closed));
+                    out.extend(summary(&key, closed, now));
                     out.push(event);
                 }
                 None => {
@@ -112,7 +112,7 @@ impl Windows {
         self.open.retain(|key, open| {
             let live = now < open.first.saturating_add(COALESCE_WINDOW_SECS);
             if !live {
-                counts.extend(summary(key, *open));
+                counts.extend(summary(key, *open, now));
             }
             live
         });
@@ -120,10 +120,13 @@ impl Windows {
     }
 }
 
-/// The event for a closed window's repeats, if it had any.
-fn summary((org, customer, factor, reason): &Key, closed: Open) -> Option<Event> {
+/// The event for a closed window's repeats, if it had any, written `now`. It is stamped with the
+/// time it is written, not the time of the last repeat it counts (its `from` and `to` say when
+/// those happened): an event stamped earlier than the events already logged before it would sit
+/// out of time order, and an export that reads from a time on (`--since`) could miss it.
+fn summary((org, customer, factor, reason): &Key, closed: Open, now: UnixTime) -> Option<Event> {
     (closed.repeats > 0).then(|| Event {
-        at: closed.last,
+        at: now,
         org: org.clone(),
         customer: Some(customer.clone()),
         kind: EventKind::RejectionsCoalesced {

@@ -215,11 +215,23 @@ async fn repeated_refusals_are_coalesced_without_losing_the_first_of_each_kind()
     );
     assert_eq!(logged(&events, Rejection::Malformed), 1);
 
-    // A minute later: the next one is logged, with the count of the repeats before it.
-    clock.advance(COALESCE_WINDOW_SECS);
+    // Half a minute later she signs in; a minute after the repeats, the next malformed code is
+    // logged with the count of the repeats before it, stamped when it is written (after the
+    // sign-in), so the log stays in time order and an export from a time on cannot skip it.
+    clock.advance(COALESCE_WINDOW_SECS / 2);
+    let now = totp
+        .generate(enrollment.uri.secret(), clock.now())
+        .unwrap()
+        .to_string();
+    let _passed = mfa.verify_totp(&org, &alice, &session, &now).await.unwrap();
+    clock.advance(COALESCE_WINDOW_SECS / 2);
     let _ = mfa.verify_totp(&org, &alice, &session, "x").await;
     let events = mfa.audit(&org, &all).await.unwrap();
     assert_eq!(logged(&events, Rejection::Malformed), 2);
+    assert!(
+        events.windows(2).all(|w| w[0].event.at >= w[1].event.at),
+        "newest first, in time order too: {events:#?}"
+    );
     let counts: Vec<_> = events
         .iter()
         .filter_map(|stored| match stored.event.kind {

@@ -189,10 +189,15 @@ impl Error {
         self.retry_after
     }
 
-    /// The answer to a failed service call, at `now`. Rule refusals map to their kinds (a wrong,
-    /// malformed, replayed or used code all to `invalid_code`); store failures are logged and
-    /// answered with a generic 503 or 500 that names no internals.
-    pub(crate) fn from_service<E: core::error::Error + 'static>(
+    /// The answer to a failed service call, at `now`, as this crate's routes give it: for a host's
+    /// own routes (its pages, say) that call the [`Service`](mfa_core::Service) directly and
+    /// should classify its errors the same way. Rule refusals map to their kinds (a wrong,
+    /// malformed, replayed or used code all to `invalid_code`); a store that failed is logged and
+    /// answered with a generic 503 `unavailable` (with `Retry-After` where retrying helps); a
+    /// record this version cannot read is logged once (organisation and customer, never its bytes)
+    /// and answered with 500 `corrupt`, which no client should retry.
+    #[must_use]
+    pub fn from_service<E: core::error::Error + 'static>(
         error: &ServiceError<E>,
         now: UnixTime,
     ) -> Self {

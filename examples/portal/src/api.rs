@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
 use crate::accounts::Role;
-use crate::portal::{Portal, PortalClock, SignInError, unavailable};
+use crate::portal::{Portal, PortalClock, SignInError};
 
 /// `POST /api/session`.
 #[derive(Deserialize)]
@@ -76,7 +76,7 @@ pub(crate) async fn create_session<S: Store + 'static, C: PortalClock>(
                 format!("too many sign-in attempts right now; try again in {secs} seconds"),
             )
             .with_retry_after(secs),
-            SignInError::Unavailable(error) => error,
+            SignInError::Failed(error) => error,
         })?;
     let old = portal
         .sessions
@@ -121,7 +121,11 @@ pub(crate) async fn me<S: Store + 'static, C: PortalClock>(
         .ok_or_else(|| Error::new(ErrorKind::Unauthenticated, "sign in first"))?;
     // Checked against the customer's record now, not as it stood at sign-in.
     if user.role == Role::Customer {
-        match portal.check(&user).await.map_err(|_| unavailable())? {
+        match portal
+            .check(&user)
+            .await
+            .map_err(|error| Error::from_service(&error, portal.service().clock().now()))?
+        {
             SessionCheck::Complete(_) => {}
             SessionCheck::Ended => {
                 portal.sessions.remove(&id);

@@ -23,15 +23,17 @@ use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use mfa_core::{
-    Actor, CustomerStatus, OrgMfa, Refusal, SessionCheck, StateName, Store, audit::AuditQuery,
+    Actor, CustomerStatus, OrgMfa, Refusal, ServiceError, SessionCheck, StateName, Store,
+    audit::AuditQuery,
 };
+use mfa_http::ErrorKind;
 use mfa_http::model::{AuditEvent, Next};
 use serde::Deserialize;
 use zeroize::Zeroize;
 
 use crate::accounts::Role;
 use crate::html::{self, Header, escape, slug};
-use crate::portal::{DEMO_ACCOUNTS, Portal, PortalClock, SignInError};
+use crate::portal::{DEMO_ACCOUNTS, Portal, PortalClock, SignInError, accounts_failed};
 use crate::sessions::{Session, SessionId, SignedIn};
 
 /// The largest form body read (the sign-in form is well under 2 KiB).
@@ -121,13 +123,41 @@ const fn home(user: &SignedIn) -> &'static str {
 }
 
 /// The error page for a store that failed (the error is logged, not shown).
-fn unavailable(error: &(dyn std::error::Error + 'static)) -> Response {
-    tracing::error!(error, "portal: a store failed");
-    message_page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Try again shortly",
-        "The portal cannot reach its database right now. Try again in a moment.",
-    )
+/// The page for a service call that failed, classified (and logged, once) as `mfa-http`'s routes
+/// classify it: a database that is away is worth retrying, a record that cannot be read is not.
+fn failed<S: Store + 'static, C: PortalClock>(
+    portal: &Portal<S, C>,
+    error: &ServiceError<<S as Store>::Error>,
+) -> Response {
+    error_page(&mfa_http::Error::from_service(
+        error,
+        portal.service().clock().now(),
+    ))
+}
+
+/// The page for an error already classified and logged.
+fn error_page(error: &mfa_http::Error) -> Response {
+    let mut response = match error.kind() {
+        ErrorKind::Corrupt => message_page(
+            error.status(),
+            "Your sign-in settings cannot be read",
+            "The portal cannot read what it stored about your second factor, so it lets no one \
+             in with it. Its administrator can see which record in the server's log; contact \
+             support. Trying again will not help.",
+        ),
+        ErrorKind::Unavailable => message_page(
+            error.status(),
+            "Try again shortly",
+            "The portal cannot reach its database right now. Try again in a moment.",
+        ),
+        _ => message_page(error.status(), "Something went wrong", error.message()),
+    };
+    if let Some(secs) = error.retry_after() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
 }
 
 fn message_page(status: StatusCode, title: &str, text: &str) -> Response {
@@ -294,7 +324,7 @@ pub(crate) async fn signin_page<S: Store + 'static, C: PortalClock>(
             Role::Admin => true,
             Role::Customer => match portal.check(user).await {
                 Ok(check) => check.is_complete(),
-                Err(error) => return unavailable(&error),
+                Err(error) => return failed(&portal, &error),
             },
         };
         if complete {
@@ -368,7 +398,7 @@ pub(crate) async fn signin_submit<S: Store + 'static, C: PortalClock>(
             secs,
             "Too many sign-in attempts right now.",
         ),
-        Err(SignInError::Unavailable(error)) => unavailable(&error),
+        Err(SignInError::Failed(error)) => error_page(&error),
     }
 }
 
@@ -442,7 +472,7 @@ async fn customer_of<S: Store + 'static, C: PortalClock>(
     match portal.check(&user).await {
         Ok(SessionCheck::Ended) => Err(end_session(portal, visit)),
         Ok(check) => Ok((user, check)),
-        Err(error) => Err(unavailable(&error)),
+        Err(error) => Err(failed(&portal, &error)),
     }
 }
 
@@ -594,7 +624,7 @@ pub(crate) async fn account<S: Store + 'static, C: PortalClock>(
     };
     let (status, org_enabled) = match portal.service().status(&user.org, &user.email).await {
         Ok(report) => (report.customer, report.org_mfa == OrgMfa::On),
-        Err(error) => return unavailable(&error),
+        Err(error) => return failed(&portal, &error),
     };
     let action = match (status.state, org_enabled) {
         (StateName::Configured, _) => format!(
@@ -688,18 +718,18 @@ pub(crate) async fn admin<S: Store + 'static, C: PortalClock>(
     let service = portal.service();
     let policy = match service.org_policy(&admin.org).await {
         Ok(policy) => policy,
-        Err(error) => return unavailable(&error),
+        Err(error) => return failed(&portal, &error),
     };
     let customers = match portal.accounts.list(&admin.org, Role::Customer).await {
         Ok(customers) => customers,
-        Err(error) => return unavailable(&error),
+        Err(error) => return error_page(&accounts_failed(&error)),
     };
     let csrf = escape(visit.csrf());
     let mut rows = String::new();
     for customer in &customers {
         let status = match service.status(&admin.org, customer).await {
             Ok(status) => status,
-            Err(error) => return unavailable(&error),
+            Err(error) => return failed(&portal, &error),
         }
         .customer;
         let locked = status
@@ -742,7 +772,7 @@ pub(crate) async fn admin<S: Store + 'static, C: PortalClock>(
     };
     let events = match service.audit(&admin.org, &query).await {
         Ok(events) => events,
-        Err(error) => return unavailable(&error),
+        Err(error) => return failed(&portal, &error),
     };
     let mut audit = String::new();
     for stored in &events {
@@ -869,7 +899,7 @@ pub(crate) async fn admin_settings<S: Store + 'static, C: PortalClock>(
     let service = portal.service();
     let current = match service.org_policy(&admin.org).await {
         Ok(policy) => policy.enabled(),
-        Err(error) => return unavailable(&error),
+        Err(error) => return failed(&portal, &error),
     };
     if current != enabled
         && let Err(error) = service
@@ -880,7 +910,7 @@ pub(crate) async fn admin_settings<S: Store + 'static, C: PortalClock>(
             )
             .await
     {
-        return unavailable(&error);
+        return failed(&portal, &error);
     }
     let text = if enabled {
         "Saved: MFA is on. Customers set it up at their next sign-in."
@@ -926,7 +956,7 @@ pub(crate) async fn admin_reset<S: Store + 'static, C: PortalClock>(
                 "There is no such customer in this portal.",
             );
         }
-        Err(error) => return unavailable(&error),
+        Err(error) => return error_page(&accounts_failed(&error)),
     };
     match portal
         .service()
@@ -941,7 +971,7 @@ pub(crate) async fn admin_reset<S: Store + 'static, C: PortalClock>(
             );
             return flash_and_return(&portal, &visit, text);
         }
-        Err(error) => return unavailable(&error),
+        Err(error) => return failed(&portal, &error),
     }
     let text = format!(
         "MFA was reset for {}: they set it up again at their next sign-in.",

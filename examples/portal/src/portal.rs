@@ -102,8 +102,9 @@ pub(crate) enum SignInError {
     Throttled(u64),
     /// Too many emails with wrong passwords to keep count of one more: wait this many seconds.
     Busy(u64),
-    /// A store failed; the error says how to answer (it was logged).
-    Unavailable(mfa_http::Error),
+    /// A store failed, or the customer's record cannot be read; the error says how to answer (it
+    /// was logged).
+    Failed(mfa_http::Error),
 }
 
 /// The portal: MFA's service and API, the accounts, the sessions.
@@ -282,13 +283,11 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
                 Refused::Locked(wait) => SignInError::Throttled(wait),
                 Refused::Full(wait) => SignInError::Busy(wait),
             })?;
-        let account = self.accounts.find(&email).await.map_err(|error| {
-            tracing::error!(
-                error = &error as &dyn std::error::Error,
-                "portal: the accounts table failed"
-            );
-            SignInError::Unavailable(unavailable())
-        })?;
+        let account = self
+            .accounts
+            .find(&email)
+            .await
+            .map_err(|error| SignInError::Failed(accounts_failed(&error)))?;
         let hash = account
             .as_ref()
             .map(|account| account.password_hash.as_str());
@@ -301,7 +300,7 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
                     error = &error as &dyn std::error::Error,
                     "portal: a password could not be checked"
                 );
-                SignInError::Unavailable(unavailable())
+                SignInError::Failed(unavailable())
             })?;
         let account = match account {
             Some(account) if matches && account.org == self.config.org => account,
@@ -319,7 +318,7 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
                     .mfa
                     .login_step(&account.org, &account.email)
                     .await
-                    .map_err(SignInError::Unavailable)?;
+                    .map_err(SignInError::Failed)?;
                 (Some(step.session()), Next::from(&step))
             }
         };
@@ -361,6 +360,15 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
         }
         self.sessions.create(Some(user), self.now()).0
     }
+}
+
+/// The answer to a failure of the accounts table, logged once.
+pub(crate) fn accounts_failed(error: &AccountsError) -> mfa_http::Error {
+    tracing::error!(
+        error = error as &dyn std::error::Error,
+        "portal: the accounts table failed"
+    );
+    unavailable()
 }
 
 pub(crate) fn unavailable() -> mfa_http::Error {

@@ -701,3 +701,86 @@ async fn sign_in_forms_keep_no_session_so_a_burst_evicts_nobody() {
     assert_eq!(early.get("/api/me").await.status, 200);
     assert_eq!(bob.get("/api/me").await.status, 200);
 }
+
+/// A customer whose stored MFA record cannot be read is an error page that says so (500 `corrupt`,
+/// not the 503 "try again" of an outage), on every route that reads it, logged once a request with
+/// the organisation and the customer; nobody gets in with it, and nothing is written over it.
+#[tokio::test]
+async fn a_corrupt_record_is_a_500_that_says_so_and_lets_no_one_in() {
+    let t = common::sqlite().await;
+    let logs = common::Logs::capture();
+    let mut admin = t.client();
+    admin.sign_in(common::ADMIN, "admin-pass").await;
+    admin
+        .json(
+            axum::http::Method::PUT,
+            "/api/admin/mfa",
+            &json!({ "enabled": true }),
+        )
+        .await
+        .expect(200, None);
+    let mut alice = t.client();
+    assert_eq!(alice.sign_in(ALICE, "alice-pass").await, "enroll");
+    let started = alice.post("/api/mfa/enrollment", &json!({})).await;
+    let uri = KeyUri::parse(started.json()["otpauth_uri"].as_str().unwrap()).unwrap();
+    alice
+        .post(
+            "/api/mfa/enrollment/confirm",
+            &json!({"code": t.code(&uri)}),
+        )
+        .await
+        .expect(200, None);
+    t.clock.advance(30);
+
+    let garbage = [2_u8, 0xFF, 0xFF, 0xFF];
+    let db = rusqlite::Connection::open(t.cleanup.dir().join("portal.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE customers SET record = ?1 WHERE org = 'acme' AND customer = ?2",
+            rusqlite::params![&garbage[..], ALICE],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    logs.clear();
+
+    // The session she holds: the JSON route and the pages.
+    alice.get("/api/me").await.expect(500, Some("corrupt"));
+    assert_eq!(logs.errors_naming(ALICE), 1, "{}", logs.text());
+    let page = alice.get("/account").await;
+    page.expect(500, None);
+    assert!(page.text().contains("cannot be read"), "{}", page.text());
+    assert!(page.header("retry-after").is_none());
+
+    // A fresh sign-in, by the form and by the JSON API, with her password and a valid code.
+    logs.clear();
+    let mut thief = t.client();
+    let page = form_sign_in(&mut thief, ALICE, "alice-pass").await;
+    page.expect(500, None);
+    assert!(page.text().contains("cannot be read"), "{}", page.text());
+    assert_eq!(logs.errors_naming(ALICE), 1, "{}", logs.text());
+    let reply = thief
+        .post(
+            "/api/session",
+            &json!({"email": ALICE, "password": "alice-pass"}),
+        )
+        .await;
+    reply.expect(500, Some("corrupt"));
+    thief
+        .post("/api/mfa/verify", &json!({"code": t.code(&uri)}))
+        .await
+        .expect(401, None);
+    assert!(
+        !logs.text().contains("255"),
+        "never the bytes: {}",
+        logs.text()
+    );
+
+    let stored: Vec<u8> = db
+        .query_row(
+            "SELECT record FROM customers WHERE org = 'acme' AND customer = ?1",
+            [ALICE],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, garbage, "nothing was written over the record");
+}

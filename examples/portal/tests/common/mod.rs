@@ -56,6 +56,16 @@ pub enum Cleanup {
     Schemas { url: String, schemas: Vec<String> },
 }
 
+impl Cleanup {
+    /// The directory of a SQLite portal.
+    pub fn dir(&self) -> &std::path::Path {
+        match self {
+            Self::Dir(dir) => dir.path(),
+            Self::Schemas { .. } => panic!("a PostgreSQL portal has no directory"),
+        }
+    }
+}
+
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Self::Schemas { url, schemas } = self {
@@ -453,5 +463,56 @@ impl Client {
             .await;
         reply.expect(200, None);
         reply.json()["next"].as_str().unwrap().to_owned()
+    }
+}
+
+/// What the code under test logs on this thread (a `#[tokio::test]` runs every task on its own
+/// thread), from [`Logs::capture`] until dropped.
+pub struct Logs {
+    lines: Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl Logs {
+    pub fn capture() -> Self {
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = Arc::clone(&lines);
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || Writer(Arc::clone(&writer)))
+            .finish();
+        Self {
+            lines,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.lines.lock().unwrap()).into_owned()
+    }
+
+    pub fn clear(&self) {
+        self.lines.lock().unwrap().clear();
+    }
+
+    /// The ERROR lines that name `customer`.
+    pub fn errors_naming(&self, customer: &str) -> usize {
+        self.text()
+            .lines()
+            .filter(|line| line.contains("ERROR") && line.contains(customer))
+            .count()
+    }
+}
+
+struct Writer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Writer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
