@@ -128,6 +128,22 @@ impl<E: core::error::Error + 'static> ServiceError<E> {
     pub const fn is_transient(&self) -> bool {
         matches!(self, Self::Store(_) | Self::Contended)
     }
+
+    /// The same error with the store's error turned into another (for a store that wraps
+    /// another, or a host that names its store's errors its own way).
+    #[must_use]
+    pub fn map_store<F: core::error::Error + 'static>(
+        self,
+        map: impl FnOnce(E) -> F,
+    ) -> ServiceError<F> {
+        match self {
+            Self::Refused(refusal) => ServiceError::Refused(refusal),
+            Self::Fault(fault) => ServiceError::Fault(fault),
+            Self::Corrupt(corrupt) => ServiceError::Corrupt(corrupt),
+            Self::Store(error) => ServiceError::Store(map(error)),
+            Self::Contended => ServiceError::Contended,
+        }
+    }
 }
 
 type Result<T, E> = core::result::Result<T, ServiceError<E>>;

@@ -10,14 +10,15 @@ use std::time::Duration;
 
 use mfa_core::{
     Actor, Clock, CustomerId, FactorPassed, KeyId, KeyRing, LoginStep, ManualClock, MemoryStore,
-    MfaSession, OrgId, OrgMfa, OrgPolicy, PassedBy, RECENT_FACTOR_SECS, Refusal, SealingKey,
-    Service, ServiceError, SessionCheck, Settings, Store, UnixTime,
-    audit::{AuditExport, AuditQuery, Event, EventKind, Rejection, StoredEvent},
+    MfaSession, OrgId, OrgMfa, PassedBy, RECENT_FACTOR_SECS, Refusal, SealingKey, Service,
+    ServiceError, SessionCheck, Settings, Store, UnixTime,
+    audit::{AuditQuery, EventKind, Rejection, StoredEvent},
     backup::BackupHashParams,
     machine::CustomerRecord,
-    store::{CustomerKey, DecodeError, Encoded, OrgAndCustomer, Version, Versioned, Written},
+    store::{DecodeError, Encoded, Versioned, Written},
     uri::KeyUri,
 };
+use mfa_store_tests::{Before, Call, Hooked, Hooks};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -692,12 +693,11 @@ async fn a_double_submission_is_refused_without_counting_toward_lockout() {
 // ---------------------------------------------------------------------------------------------
 // The bound on backup-code hashing.
 
-/// A [`MemoryStore`] that, once armed, can lose writes on purpose, hold the first loads at a
+/// What the in-memory store does once armed: lose writes on purpose, hold the first loads at a
 /// barrier (so that racing requests all read one version), and count loads, writes and the
 /// requests in flight between their load and their write.
 #[derive(Default)]
 struct Probe {
-    inner: MemoryStore,
     armed: AtomicBool,
     /// Customer writes still to answer with a conflict (storing nothing).
     conflicts: AtomicUsize,
@@ -744,140 +744,87 @@ impl Probe {
     }
 }
 
-impl Store for Probe {
-    type Error = DecodeError;
-
-    async fn load_org(
-        &self,
-        org: &OrgId,
-    ) -> Result<Option<Versioned<Encoded<OrgPolicy>>>, DecodeError> {
-        self.separate_loads.fetch_add(1, Ordering::SeqCst);
-        self.inner.load_org(org).await
-    }
-
-    async fn write_org(
-        &self,
-        org: &OrgId,
-        expected: Option<Version>,
-        policy: &OrgPolicy,
-        events: &[Event],
-    ) -> Result<Written, DecodeError> {
-        self.inner.write_org(org, expected, policy, events).await
-    }
-
-    async fn load_customer(
-        &self,
-        org: &OrgId,
-        customer: &CustomerId,
-    ) -> Result<Option<Versioned<Encoded<CustomerRecord>>>, DecodeError> {
-        self.separate_loads.fetch_add(1, Ordering::SeqCst);
-        self.inner.load_customer(org, customer).await
-    }
-
-    async fn load_org_and_customer(
-        &self,
-        org: &OrgId,
-        customer: &CustomerId,
-    ) -> Result<OrgAndCustomer, DecodeError> {
-        let (policy, record) = self.inner.load_org_and_customer(org, customer).await?;
-        let record = record.map(|stored| match self.garbled.load(Ordering::SeqCst) {
-            true => Versioned {
-                value: Encoded::new(vec![9, 0]),
-                version: stored.version,
-            },
-            false => stored,
-        });
-        let loaded = (policy, record);
-        if self.armed() {
-            self.loads.fetch_add(1, Ordering::SeqCst);
-            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-            if let Some((waiting, barrier)) = &self.barrier
-                && self.held.fetch_add(1, Ordering::SeqCst) < *waiting
-            {
-                barrier.wait().await;
+impl Hooks for Probe {
+    async fn before(&self, call: Call) -> Before {
+        match call {
+            Call::LoadOrg | Call::LoadCustomer => {
+                self.separate_loads.fetch_add(1, Ordering::SeqCst);
             }
+            Call::WriteCustomer if self.armed() => {
+                self.writes.fetch_add(1, Ordering::SeqCst);
+                let lose = self
+                    .conflicts
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if lose {
+                    return Before::Lose;
+                }
+            }
+            Call::AppendEvents => self.done(),
+            _ => {}
         }
-        Ok(loaded)
+        Before::Proceed
     }
 
-    async fn write_customer(
+    fn loaded<T>(
         &self,
-        org: &OrgId,
-        customer: &CustomerId,
-        expected: Option<Version>,
-        record: &CustomerRecord,
-        events: &[Event],
-    ) -> Result<Written, DecodeError> {
+        _: &OrgId,
+        customer: Option<&CustomerId>,
+        loaded: Option<Versioned<Encoded<T>>>,
+    ) -> Option<Versioned<Encoded<T>>> {
+        match loaded {
+            Some(stored) if customer.is_some() && self.garbled.load(Ordering::SeqCst) => {
+                Some(Versioned {
+                    value: Encoded::new(vec![9, 0]),
+                    version: stored.version,
+                })
+            }
+            other => other,
+        }
+    }
+
+    async fn after(&self, call: Call, written: Option<Written>) {
         if !self.armed() {
-            return self
-                .inner
-                .write_customer(org, customer, expected, record, events)
-                .await;
+            return;
         }
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        let lose = self
-            .conflicts
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        let written = if lose {
-            Written::Conflict
-        } else {
-            self.inner
-                .write_customer(org, customer, expected, record, events)
-                .await?
-        };
-        if written == Written::Conflict {
-            self.lost.fetch_add(1, Ordering::SeqCst);
+        match call {
+            Call::LoadOrgAndCustomer => {
+                self.loads.fetch_add(1, Ordering::SeqCst);
+                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                if let Some((waiting, barrier)) = &self.barrier
+                    && self.held.fetch_add(1, Ordering::SeqCst) < *waiting
+                {
+                    barrier.wait().await;
+                }
+            }
+            Call::WriteCustomer => {
+                if written == Some(Written::Conflict) {
+                    self.lost.fetch_add(1, Ordering::SeqCst);
+                }
+                self.done();
+            }
+            _ => {}
         }
-        self.done();
-        Ok(written)
     }
+}
 
-    async fn append_events(&self, events: &[Event]) -> Result<(), DecodeError> {
-        self.done();
-        self.inner.append_events(events).await
-    }
+type Probed = Hooked<MemoryStore, Probe>;
 
-    async fn audit(
-        &self,
-        org: &OrgId,
-        query: &AuditQuery,
-    ) -> Result<Vec<StoredEvent>, DecodeError> {
-        self.inner.audit(org, query).await
-    }
-
-    async fn export_audit(
-        &self,
-        org: &OrgId,
-        query: &AuditExport,
-    ) -> Result<Vec<StoredEvent>, DecodeError> {
-        self.inner.export_audit(org, query).await
-    }
-
-    async fn sealed_under(
-        &self,
-        key: KeyId,
-        after: Option<&CustomerKey>,
-        limit: usize,
-    ) -> Result<Vec<CustomerKey>, DecodeError> {
-        self.inner.sealed_under(key, after, limit).await
-    }
-
-    async fn count_sealed(&self) -> Result<Vec<(KeyId, u64)>, DecodeError> {
-        self.inner.count_sealed().await
-    }
+/// A service over the in-memory store, probed.
+fn probed(probe: Probe) -> (Service<Probed, ManualClock, ChaCha20Rng>, ManualClock) {
+    service(Hooked::new(MemoryStore::new(), probe))
 }
 
 /// A new set of backup codes whose write loses its compare-and-swap is hashed once and installed
 /// again, not hashed anew at every attempt.
 #[tokio::test]
 async fn a_retried_set_of_backup_codes_is_hashed_once() {
-    let (mfa, clock) = service(Probe::default());
+    let (mfa, clock) = probed(Probe::default());
     let alice = customer("alice");
     settle(&mfa, OrgMfa::On).await;
     let (_, session) = enroll(&mfa, &clock, &alice).await;
-    let probe = mfa.store();
+    let probe = &mfa.store().hooks;
     probe.arm();
     // Three lost writes, then the set is stored: five evaluations (one a code), not twenty.
     probe.conflicts.store(3, Ordering::SeqCst);
@@ -904,7 +851,7 @@ async fn a_retried_set_of_backup_codes_is_hashed_once() {
 /// that gives up after every attempt was lost.
 #[tokio::test]
 async fn a_retried_backup_code_costs_one_kdf_evaluation() {
-    let (mfa, clock) = service(Probe::default());
+    let (mfa, clock) = probed(Probe::default());
     let alice = customer("alice");
     settle(&mfa, OrgMfa::On).await;
     let (_, session) = enroll(&mfa, &clock, &alice).await;
@@ -913,7 +860,7 @@ async fn a_retried_backup_code_costs_one_kdf_evaluation() {
         .await
         .unwrap();
     let session = issued.passed.session();
-    let probe = mfa.store();
+    let probe = &mfa.store().hooks;
     probe.arm();
 
     // A wrong code: five lost writes, then the failure is stored.
@@ -980,7 +927,7 @@ async fn a_retried_backup_code_costs_one_kdf_evaluation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_backup_codes_cost_one_kdf_evaluation_each() {
     const REQUESTS: usize = 24;
-    let (mfa, clock) = service(Probe::with_barrier(REQUESTS, REQUESTS));
+    let (mfa, clock) = probed(Probe::with_barrier(REQUESTS, REQUESTS));
     // Every request holds a hashing permit while it waits at the barrier.
     let mfa = Arc::new(
         mfa.with_max_concurrent_kdf(REQUESTS)
@@ -998,7 +945,7 @@ async fn racing_backup_codes_cost_one_kdf_evaluation_each() {
     for _ in 0..REQUESTS {
         sessions.push(sign_in(&mfa, &alice).await);
     }
-    mfa.store().arm();
+    mfa.store().hooks.arm();
     let before = mfa.kdf_evaluations();
 
     let tasks: Vec<_> = sessions
@@ -1025,7 +972,7 @@ async fn racing_backup_codes_cost_one_kdf_evaluation_each() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    let probe = mfa.store();
+    let probe = &mfa.store().hooks;
     assert_eq!(
         mfa.kdf_evaluations() - before,
         REQUESTS as u64,
@@ -1058,7 +1005,7 @@ async fn racing_backup_codes_cost_one_kdf_evaluation_each() {
 async fn at_most_the_bound_of_backup_code_checks_hash_at_once() {
     const REQUESTS: usize = 24;
     // Every load waits for another: two at a time go on.
-    let (mfa, clock) = service(Probe::with_barrier(REQUESTS, 2));
+    let (mfa, clock) = probed(Probe::with_barrier(REQUESTS, 2));
     let mfa = Arc::new(mfa.with_max_concurrent_kdf(2));
     settle(&mfa, OrgMfa::On).await;
     let mut customers = Vec::new();
@@ -1067,7 +1014,7 @@ async fn at_most_the_bound_of_backup_code_checks_hash_at_once() {
         let (_, session) = enroll(&mfa, &clock, &who).await;
         customers.push((who, session));
     }
-    mfa.store().arm();
+    mfa.store().hooks.arm();
     let before = mfa.kdf_evaluations();
 
     let tasks: Vec<_> = customers
@@ -1087,7 +1034,7 @@ async fn at_most_the_bound_of_backup_code_checks_hash_at_once() {
             .unwrap();
         assert_eq!(mfa_error(outcome), Refusal::WrongCode);
     }
-    let probe = mfa.store();
+    let probe = &mfa.store().hooks;
     assert_eq!(
         (Probe::count(&probe.loads), Probe::count(&probe.writes)),
         (REQUESTS, REQUESTS)
@@ -1221,12 +1168,12 @@ async fn records_of_format_1_still_read() {
 /// Alice enrolled in a service over a [`Probe`], with the clock a step on: a session signed in
 /// since, and the code of that step.
 async fn alice_configured() -> (
-    Service<Probe, ManualClock, ChaCha20Rng>,
+    Service<Probed, ManualClock, ChaCha20Rng>,
     ManualClock,
     MfaSession,
     String,
 ) {
-    let (mfa, clock) = service(Probe::default());
+    let (mfa, clock) = probed(Probe::default());
     let mfa = mfa.with_max_attempts(3);
     settle(&mfa, OrgMfa::On).await;
     let alice = customer("alice");
@@ -1244,11 +1191,14 @@ async fn alice_configured() -> (
 async fn no_proof_without_the_write_that_consumes_the_code() {
     let (mfa, _clock, session, code) = alice_configured().await;
     let alice = customer("alice");
-    mfa.store().arm();
-    mfa.store().conflicts.store(usize::MAX, Ordering::SeqCst);
+    mfa.store().hooks.arm();
+    mfa.store()
+        .hooks
+        .conflicts
+        .store(usize::MAX, Ordering::SeqCst);
     let lost = mfa.verify_totp(&acme(), &alice, &session, &code).await;
     assert!(matches!(lost, Err(ServiceError::Contended)), "{lost:?}");
-    mfa.store().conflicts.store(0, Ordering::SeqCst);
+    mfa.store().hooks.conflicts.store(0, Ordering::SeqCst);
     let accepted = mfa
         .verify_totp(&acme(), &alice, &session, &code)
         .await
@@ -1266,7 +1216,7 @@ async fn no_proof_without_the_write_that_consumes_the_code() {
 async fn a_sign_in_reads_policy_and_record_in_one_load() {
     let (mfa, _clock, session, _) = alice_configured().await;
     let alice = customer("alice");
-    let probe = mfa.store();
+    let probe = &mfa.store().hooks;
     probe.arm();
     let separate = Probe::count(&probe.separate_loads);
     let _step = mfa.login_step(&acme(), &alice).await.unwrap();
@@ -1349,7 +1299,7 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
 async fn no_error_repeats_its_source() {
     let (mfa, _clock, _, _) = alice_configured().await;
     let alice = customer("alice");
-    mfa.store().garbled.store(true, Ordering::SeqCst);
+    mfa.store().hooks.garbled.store(true, Ordering::SeqCst);
     let corrupt = mfa.status(&acme(), &alice).await.unwrap_err();
     assert!(matches!(corrupt, ServiceError::Corrupt(_)), "{corrupt:?}");
     assert_eq!(

@@ -11,13 +11,12 @@ use axum::http::{HeaderMap, request::Parts};
 use axum::http::{Request, StatusCode, header};
 use common::{ADMIN, ALICE, ORG, T0, TestHost};
 use mfa_http::mfa_core::{
-    CustomerId, KeyId, KeyRing, ManualClock, MemoryStore, OrgId, OrgPolicy, SealingKey, Service,
-    Store, UnixTime,
-    audit::{AuditExport, AuditQuery, Event, StoredEvent},
-    machine::CustomerRecord,
-    store::{CustomerKey, DecodeError, Encoded, Version, Versioned, Written},
+    CustomerId, KeyId, KeyRing, ManualClock, MemoryStore, OrgId, SealingKey, Service, UnixTime,
+    audit::AuditQuery,
+    store::{Encoded, Versioned},
 };
 use mfa_http::{Caller, HostError, MfaApi, MfaHost, MfaPassed};
+use mfa_store_tests::{Before, Call, Hooked, Hooks, Logs};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde_json::{Value, json};
@@ -29,156 +28,53 @@ const CONFLICTS: u8 = 2;
 /// Stored records read back as bytes no version wrote (a damaged row).
 const GARBLED: u8 = 3;
 
-/// The in-memory store, which can be told to fail every call, or to lose every write race.
+/// What the in-memory store under the API does: works, fails every call, loses every write race,
+/// or reads records back as bytes no version wrote.
 #[derive(Default)]
 struct Flaky {
-    inner: MemoryStore,
     mode: AtomicU8,
 }
 
+/// What a real driver might say, with something nobody outside should see.
 #[derive(Debug)]
-enum FlakyError {
-    Down,
-    Memory(DecodeError),
-}
+struct Down;
 
-impl std::fmt::Display for FlakyError {
+impl std::fmt::Display for Down {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            // What a real driver might say, with something nobody outside should see.
-            Self::Down => f.write_str("connect postgres://mfa:hunter2@10.1.2.3/mfa: refused"),
-            Self::Memory(error) => write!(f, "{error}"),
-        }
+        f.write_str("connect postgres://mfa:hunter2@10.1.2.3/mfa: refused")
     }
 }
 
-impl std::error::Error for FlakyError {}
+impl std::error::Error for Down {}
 
-impl Flaky {
-    fn check(&self) -> Result<(), FlakyError> {
+impl Hooks for Flaky {
+    async fn before(&self, _: Call) -> Before {
         match self.mode.load(Ordering::SeqCst) {
-            FAILS => Err(FlakyError::Down),
-            _ => Ok(()),
+            FAILS => Before::Fail(Box::new(Down)),
+            CONFLICTS => Before::Lose,
+            _ => Before::Proceed,
         }
     }
 
-    fn conflicts(&self) -> bool {
-        self.mode.load(Ordering::SeqCst) == CONFLICTS
-    }
-}
-
-impl Store for Flaky {
-    type Error = FlakyError;
-
-    async fn load_org(
+    fn loaded<T>(
         &self,
-        org: &OrgId,
-    ) -> Result<Option<Versioned<Encoded<OrgPolicy>>>, FlakyError> {
-        self.check()?;
-        self.inner.load_org(org).await.map_err(FlakyError::Memory)
-    }
-
-    async fn write_org(
-        &self,
-        org: &OrgId,
-        expected: Option<Version>,
-        policy: &OrgPolicy,
-        events: &[Event],
-    ) -> Result<Written, FlakyError> {
-        self.check()?;
-        if self.conflicts() {
-            return Ok(Written::Conflict);
-        }
-        self.inner
-            .write_org(org, expected, policy, events)
-            .await
-            .map_err(FlakyError::Memory)
-    }
-
-    async fn load_customer(
-        &self,
-        org: &OrgId,
-        customer: &CustomerId,
-    ) -> Result<Option<Versioned<Encoded<CustomerRecord>>>, FlakyError> {
-        self.check()?;
-        let loaded = self
-            .inner
-            .load_customer(org, customer)
-            .await
-            .map_err(FlakyError::Memory)?;
-        Ok(match loaded {
-            Some(stored) if self.mode.load(Ordering::SeqCst) == GARBLED => Some(Versioned {
-                value: Encoded::new(vec![2, 0xFF, 0xFF, 0xFF]),
-                version: stored.version,
-            }),
+        _: &OrgId,
+        customer: Option<&CustomerId>,
+        loaded: Option<Versioned<Encoded<T>>>,
+    ) -> Option<Versioned<Encoded<T>>> {
+        match loaded {
+            Some(stored) if customer.is_some() && self.mode.load(Ordering::SeqCst) == GARBLED => {
+                Some(Versioned {
+                    value: Encoded::new(vec![2, 0xFF, 0xFF, 0xFF]),
+                    version: stored.version,
+                })
+            }
             other => other,
-        })
-    }
-
-    async fn write_customer(
-        &self,
-        org: &OrgId,
-        customer: &CustomerId,
-        expected: Option<Version>,
-        record: &CustomerRecord,
-        events: &[Event],
-    ) -> Result<Written, FlakyError> {
-        self.check()?;
-        if self.conflicts() {
-            return Ok(Written::Conflict);
         }
-        self.inner
-            .write_customer(org, customer, expected, record, events)
-            .await
-            .map_err(FlakyError::Memory)
-    }
-
-    async fn append_events(&self, events: &[Event]) -> Result<(), FlakyError> {
-        self.check()?;
-        self.inner
-            .append_events(events)
-            .await
-            .map_err(FlakyError::Memory)
-    }
-
-    async fn audit(&self, org: &OrgId, query: &AuditQuery) -> Result<Vec<StoredEvent>, FlakyError> {
-        self.check()?;
-        self.inner
-            .audit(org, query)
-            .await
-            .map_err(FlakyError::Memory)
-    }
-
-    async fn export_audit(
-        &self,
-        org: &OrgId,
-        query: &AuditExport,
-    ) -> Result<Vec<StoredEvent>, FlakyError> {
-        self.check()?;
-        self.inner
-            .export_audit(org, query)
-            .await
-            .map_err(FlakyError::Memory)
-    }
-
-    async fn sealed_under(
-        &self,
-        key: KeyId,
-        after: Option<&CustomerKey>,
-        limit: usize,
-    ) -> Result<Vec<CustomerKey>, FlakyError> {
-        self.check()?;
-        self.inner
-            .sealed_under(key, after, limit)
-            .await
-            .map_err(FlakyError::Memory)
-    }
-
-    async fn count_sealed(&self) -> Result<Vec<(KeyId, u64)>, FlakyError> {
-        self.check()?;
-        self.inner.count_sealed().await.map_err(FlakyError::Memory)
     }
 }
+
+type FlakyStore = Hooked<MemoryStore, Flaky>;
 
 /// A host whose session store fails when it is asked to mark a session.
 #[derive(Clone, Default)]
@@ -196,11 +92,11 @@ impl MfaHost for ForgetfulHost {
     }
 }
 
-type FlakyApi = MfaApi<Arc<Flaky>, ManualClock, ChaCha20Rng, ForgetfulHost>;
+type FlakyApi = MfaApi<Arc<FlakyStore>, ManualClock, ChaCha20Rng, ForgetfulHost>;
 
 /// The API over a store that works until told otherwise, with alice's session `s1` signed in.
-async fn api() -> (FlakyApi, Arc<Flaky>) {
-    let store = Arc::new(Flaky::default());
+async fn api() -> (FlakyApi, Arc<FlakyStore>) {
+    let store = Arc::new(Hooked::new(MemoryStore::new(), Flaky::default()));
     let mut seed = ChaCha20Rng::seed_from_u64(1);
     let keys = KeyRing::new(SealingKey::generate(KeyId::new(1), &mut seed));
     let service = Service::new(
@@ -246,7 +142,7 @@ fn as_admin(request: axum::http::request::Builder) -> axum::http::request::Build
 #[tokio::test]
 async fn a_failing_store_is_a_generic_503() {
     let (api, store) = api().await;
-    store.mode.store(FAILS, Ordering::SeqCst);
+    store.hooks.mode.store(FAILS, Ordering::SeqCst);
     let requests = [
         as_alice(Request::get("/mfa")).body(Body::empty()),
         as_alice(Request::post("/mfa/enrollment")).body(Body::from("{}")),
@@ -288,13 +184,14 @@ async fn switch_on_and_start_enrolling(api: &FlakyApi) -> Value {
 #[tokio::test]
 async fn a_corrupt_record_is_a_500_corrupt_not_a_503() {
     let (api, store) = api().await;
+    let logs = Logs::capture();
     let _started = switch_on_and_start_enrolling(&api).await;
     let audit = api
         .service()
         .audit(&OrgId::new(ORG).unwrap(), &AuditQuery::default())
         .await
         .unwrap();
-    store.mode.store(GARBLED, Ordering::SeqCst);
+    store.hooks.mode.store(GARBLED, Ordering::SeqCst);
     let requests = [
         as_alice(Request::get("/mfa")).body(Body::empty()),
         as_alice(Request::post("/mfa/enrollment")).body(Body::from("{}")),
@@ -308,8 +205,17 @@ async fn a_corrupt_record_is_a_500_corrupt_not_a_503() {
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
         assert_eq!(body["error"], "corrupt", "{body}");
         assert!(headers.get(header::RETRY_AFTER).is_none());
+        // One line a request, naming whose record it is, never its bytes.
+        assert_eq!(
+            logs.errors_naming(&["org=acme", ALICE, "cannot be read"]),
+            1,
+            "{}",
+            logs.text()
+        );
+        assert!(!logs.text().contains("255"), "{}", logs.text());
+        logs.clear();
     }
-    store.mode.store(WORKS, Ordering::SeqCst);
+    store.hooks.mode.store(WORKS, Ordering::SeqCst);
     let after = api
         .service()
         .audit(&OrgId::new(ORG).unwrap(), &AuditQuery::default())
@@ -331,7 +237,7 @@ async fn a_corrupt_record_is_a_500_corrupt_not_a_503() {
 #[tokio::test]
 async fn a_contended_record_asks_for_a_retry() {
     let (api, store) = api().await;
-    store.mode.store(CONFLICTS, Ordering::SeqCst);
+    store.hooks.mode.store(CONFLICTS, Ordering::SeqCst);
     let request = as_admin(Request::put("/admin/mfa"))
         .body(Body::from(r#"{"enabled":true}"#))
         .unwrap();
@@ -344,7 +250,7 @@ async fn a_contended_record_asks_for_a_retry() {
 #[tokio::test]
 async fn a_host_that_cannot_mark_the_session_is_reported() {
     let (api, store) = api().await;
-    store.mode.store(WORKS, Ordering::SeqCst);
+    store.hooks.mode.store(WORKS, Ordering::SeqCst);
     let started = switch_on_and_start_enrolling(&api).await;
     let uri =
         mfa_http::mfa_core::uri::KeyUri::parse(started["otpauth_uri"].as_str().unwrap()).unwrap();

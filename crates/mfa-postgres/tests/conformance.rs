@@ -2,4 +2,4 @@
 
 mod common;
 
-mfa_store_tests::conformance_suite!(optional common::TestStore::new("conformance"));
+mfa_store_tests::conformance_suite!(optional common::test_store("conformance"));

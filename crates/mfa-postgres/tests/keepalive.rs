@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{TestStore, fresh_schema, url};
+use common::{fresh_schema, test_store_with, url};
 use mfa_core::{OrgId, Store};
 use mfa_postgres::PostgresOptions;
 use tokio_postgres::config::Host;
@@ -70,7 +70,7 @@ async fn idle_connections_probe_the_server_within_a_minute() {
         return;
     }
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    let store = TestStore::with_options(
+    let store = test_store_with(
         &url,
         PostgresOptions::default().schema(fresh_schema("keepalive")),
     )

@@ -10,7 +10,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Proxy, TestStore, fresh_schema, raw_client, through_proxy, url};
+use common::{
+    Proxy, TestStore, fresh_schema, raw_client, test_store, test_store_with, through_proxy, url,
+};
 use mfa_core::{
     Actor, Clock, CustomerId, KeyId, KeyRing, ManualClock, MfaSession, OrgId, OrgMfa, Refusal,
     SealingKey, Service, ServiceError, Settings, Store, UnixTime,
@@ -20,6 +22,7 @@ use mfa_core::{
     uri::KeyUri,
 };
 use mfa_postgres::{PostgresError, PostgresOptions, PostgresStore};
+use mfa_store_tests::HookedError;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -139,11 +142,11 @@ async fn waiting_backend(url: &str, schema: &str) -> i32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_killed_mid_write_leaves_nothing_and_the_next_request_works() {
-    let Some(store) = TestStore::new("killed").await else {
+    let Some(store) = test_store("killed").await else {
         return;
     };
     let store = Arc::new(store);
-    let (url, schema) = (store.url.clone(), store.schema().to_owned());
+    let (url, schema) = (store.hooks.url.clone(), store.store.schema().to_owned());
     let (mfa, clock) = service(Arc::clone(&store));
     let (uri, session) = configured(&mfa, &clock).await;
     let code = app_code(&uri, &clock);
@@ -168,7 +171,7 @@ async fn a_connection_killed_mid_write_leaves_nothing_and_the_next_request_works
         .get(0);
     assert!(killed);
     match attempt.await.unwrap() {
-        Err(ServiceError::Store(PostgresError::Postgres(_))) => {}
+        Err(ServiceError::Store(HookedError::Store(PostgresError::Postgres(_)))) => {}
         other => panic!("expected a typed store error, got {other:?}"),
     }
     lock.batch_execute("ROLLBACK").await.unwrap();
@@ -203,12 +206,13 @@ async fn proxied_store_with(
 ) -> Option<(Proxy, Arc<PostgresStore>, TestStore)> {
     let url = url()?;
     let direct =
-        TestStore::with_options(&url, PostgresOptions::default().schema(fresh_schema(label))).await;
+        test_store_with(&url, PostgresOptions::default().schema(fresh_schema(label))).await;
     let (upstream, make) = through_proxy(&url);
     let proxy = Proxy::start(upstream).await;
-    let proxied = PostgresStore::connect_with(make(proxy.port), options.schema(direct.schema()))
-        .await
-        .unwrap();
+    let proxied =
+        PostgresStore::connect_with(make(proxy.port), options.schema(direct.store.schema()))
+            .await
+            .unwrap();
     Some((proxy, Arc::new(proxied), direct))
 }
 
@@ -272,7 +276,7 @@ async fn a_cut_during_a_write_never_lets_a_code_count_twice() {
     let (acme, alice) = ids();
     let before = written(&direct).await;
 
-    let lock = hold_row_lock(&direct.url, direct.schema()).await;
+    let lock = hold_row_lock(&direct.hooks.url, direct.store.schema()).await;
     let mfa = Arc::new(mfa);
     let attempt = {
         let (mfa, code) = (Arc::clone(&mfa), code.clone());
@@ -281,7 +285,7 @@ async fn a_cut_during_a_write_never_lets_a_code_count_twice() {
             mfa.verify_totp(&acme, &alice, &session, &code).await
         })
     };
-    let _ = waiting_backend(&direct.url, direct.schema()).await;
+    let _ = waiting_backend(&direct.hooks.url, direct.store.schema()).await;
     proxy.down().await;
     let first = attempt.await.unwrap();
     assert!(

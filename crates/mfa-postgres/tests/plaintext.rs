@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{TestStore, raw_client};
+use common::{raw_client, test_store};
 use mfa_core::{
     Actor, Clock, CustomerId, KeyId, KeyRing, ManualClock, OrgId, OrgMfa, SealingKey, Service,
     Settings, UnixTime, backup::BackupHashParams,
@@ -26,7 +26,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn neither_the_secret_nor_a_backup_code_appears_in_any_row() {
-    let Some(store) = TestStore::new("plaintext").await else {
+    let Some(store) = test_store("plaintext").await else {
         return;
     };
     let store = Arc::new(store);
@@ -110,8 +110,8 @@ async fn neither_the_secret_nor_a_backup_code_appears_in_any_row() {
 
     // Every table of the schema, each row as PostgreSQL prints it (bytea as hex) and each bytea
     // column as raw bytes.
-    let client = raw_client(&store.url).await;
-    let schema = store.schema();
+    let client = raw_client(&store.hooks.url).await;
+    let schema = store.store.schema();
     let tables: Vec<String> = client
         .query(
             "SELECT tablename::text FROM pg_tables WHERE schemaname = $1",

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestStore, raw_client};
+use common::{raw_client, test_store};
 
 /// The plan PostgreSQL picks for `sql`, one line per node.
 async fn plan(client: &tokio_postgres::Client, sql: &str) -> String {
@@ -26,11 +26,11 @@ fn assert_indexed(plan: &str, index: &str) {
 
 #[tokio::test]
 async fn every_hot_statement_is_an_index_lookup() {
-    let Some(store) = TestStore::new("plans").await else {
+    let Some(store) = test_store("plans").await else {
         return;
     };
-    let client = raw_client(&store.url).await;
-    let s = format!("\"{}\"", store.schema());
+    let client = raw_client(&store.hooks.url).await;
+    let s = format!("\"{}\"", store.store.schema());
     // 10,000 organisations, 100,000 customers, 100,000 events and 10,000 records deleted by hand.
     client
         .batch_execute(&format!(

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestStore, drop_schema, fresh_schema, raw_client, url};
+use common::{drop_schema, fresh_schema, raw_client, test_store, url};
 use mfa_core::{
     Actor, CustomerId, OrgId, OrgPolicy, Store, UnixTime,
     audit::{Event, EventKind},
@@ -158,7 +158,7 @@ async fn tables(client: &tokio_postgres::Client, schema: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_row_deleted_by_hand_never_gives_its_versions_again() {
-    let Some(store) = TestStore::new("versions").await else {
+    let Some(store) = test_store("versions").await else {
         return;
     };
     let (acme, alice) = (
@@ -184,8 +184,8 @@ async fn a_row_deleted_by_hand_never_gives_its_versions_again() {
     );
 
     // An operator deletes both rows with psql while the store is in use.
-    let client = raw_client(&store.url).await;
-    let schema = store.schema().to_owned();
+    let client = raw_client(&store.hooks.url).await;
+    let schema = store.store.schema().to_owned();
     client
         .batch_execute(&format!(
             "DELETE FROM \"{schema}\".customers; DELETE FROM \"{schema}\".orgs;"
@@ -252,7 +252,7 @@ async fn a_row_deleted_by_hand_never_gives_its_versions_again() {
 
 #[tokio::test]
 async fn the_audit_log_is_append_only() {
-    let Some(store) = TestStore::new("append").await else {
+    let Some(store) = test_store("append").await else {
         return;
     };
     let acme = OrgId::new("acme").unwrap();
@@ -265,8 +265,8 @@ async fn the_audit_log_is_append_only() {
         },
     };
     store.append_events(&[event]).await.unwrap();
-    let client = raw_client(&store.url).await;
-    let schema = store.schema().to_owned();
+    let client = raw_client(&store.hooks.url).await;
+    let schema = store.store.schema().to_owned();
     for statement in [
         format!("UPDATE \"{schema}\".events SET kind = 'nothing'"),
         format!("DELETE FROM \"{schema}\".events"),
@@ -298,7 +298,7 @@ fn message(error: &tokio_postgres::Error) -> String {
 
 #[tokio::test]
 async fn truncating_the_records_is_refused_so_versions_are_never_reused() {
-    let Some(store) = TestStore::new("truncate").await else {
+    let Some(store) = test_store("truncate").await else {
         return;
     };
     let (acme, alice) = (
@@ -322,8 +322,8 @@ async fn truncating_the_records_is_refused_so_versions_are_never_reused() {
     );
 
     // TRUNCATE fires no row trigger, so it would forget the versions the rows held: refused.
-    let client = raw_client(&store.url).await;
-    let schema = store.schema().to_owned();
+    let client = raw_client(&store.hooks.url).await;
+    let schema = store.store.schema().to_owned();
     for statement in [
         format!("TRUNCATE \"{schema}\".customers"),
         format!("TRUNCATE \"{schema}\".orgs"),

@@ -36,10 +36,14 @@ use rand_core::SeedableRng;
 
 mod corrupt;
 mod fixture;
+mod hooks;
+mod logs;
 pub mod outage;
 pub mod processes;
 
-pub use corrupt::{Garbage, Garbled, Hooked, Hooks};
+pub use corrupt::{Garbage, Garbled};
+pub use hooks::{Before, Call, Hooked, HookedError, Hooks};
+pub use logs::Logs;
 pub use outage::{Outage, requests_fail_cleanly_while_the_database_is_away};
 pub use processes::ProcessStore;
 

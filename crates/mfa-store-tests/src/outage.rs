@@ -16,8 +16,8 @@ use mfa_core::{LoginStep, ManualClock, Refusal, Service, ServiceError, Store};
 use rand_chacha::ChaCha20Rng;
 
 use crate::T0;
-use crate::corrupt::{Hooked, Hooks};
 use crate::fixture::{self, Accepted, Enrolled, acme, at_step};
+use crate::hooks::{Before, Call, Hooked, HookedError, Hooks};
 
 /// Takes the database away from a store that stays open on it, and brings it back.
 pub trait Outage: Send + Sync {
@@ -52,10 +52,11 @@ struct Interrupt<O> {
 }
 
 impl<O: Outage> Hooks for Interrupt<O> {
-    async fn before_write(&self) {
-        if self.armed.swap(false, Ordering::SeqCst) {
+    async fn before(&self, call: Call) -> Before {
+        if call.writes() && self.armed.swap(false, Ordering::SeqCst) {
             self.outage.begin().await;
         }
+        Before::Proceed
     }
 }
 
@@ -143,7 +144,7 @@ async fn within<T>(deadline: Duration, what: &str, request: impl Future<Output =
 /// Keeps a store's error (or a lost race that lasted all the retries), failing the test on any
 /// other: a valid request refused by the rules would mean the outage changed the records.
 fn store_failure<E: core::error::Error + 'static>(
-    error: ServiceError<E>,
+    error: ServiceError<HookedError<E>>,
     what: &str,
     errors: &mut Vec<ServiceError<E>>,
 ) {
@@ -151,7 +152,11 @@ fn store_failure<E: core::error::Error + 'static>(
         matches!(error, ServiceError::Store(_) | ServiceError::Contended),
         "{what} while the database was away: {error:?}, not a store error"
     );
-    errors.push(error);
+    errors.push(error.map_store(|error| match error {
+        HookedError::Store(error) => error,
+        // `Interrupt` only ever lets calls through.
+        HookedError::Injected(error) => panic!("nothing is injected here: {error}"),
+    }));
 }
 
 #[allow(

@@ -472,7 +472,7 @@ async fn customer_of<S: Store + 'static, C: PortalClock>(
     match portal.check(&user).await {
         Ok(SessionCheck::Ended) => Err(end_session(portal, visit)),
         Ok(check) => Ok((user, check)),
-        Err(error) => Err(failed(&portal, &error)),
+        Err(error) => Err(failed(portal, &error)),
     }
 }
 

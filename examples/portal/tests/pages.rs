@@ -31,6 +31,32 @@ async fn form_sign_in(client: &mut Client, email: &str, password: &str) -> commo
         .await
 }
 
+/// The administrator switched MFA on and alice set it up: their browsers, and her key.
+async fn alice_configured<S: Store + 'static>(t: &TestPortal<S>) -> (Client, Client, KeyUri) {
+    let mut admin = t.client();
+    admin.sign_in(common::ADMIN, "admin-pass").await;
+    admin
+        .json(
+            axum::http::Method::PUT,
+            "/api/admin/mfa",
+            &json!({ "enabled": true }),
+        )
+        .await
+        .expect(200, None);
+    let mut alice = t.client();
+    assert_eq!(alice.sign_in(ALICE, "alice-pass").await, "enroll");
+    let started = alice.post("/api/mfa/enrollment", &json!({})).await;
+    let uri = KeyUri::parse(started.json()["otpauth_uri"].as_str().unwrap()).unwrap();
+    alice
+        .post(
+            "/api/mfa/enrollment/confirm",
+            &json!({"code": t.code(&uri)}),
+        )
+        .await
+        .expect(200, None);
+    (admin, alice, uri)
+}
+
 async fn enabled<S: Store + 'static>(t: &TestPortal<S>) -> bool {
     t.portal
         .service()
@@ -556,27 +582,7 @@ async fn a_no_mfa_session_is_sent_to_set_up_once_mfa_is_switched_on() {
 #[tokio::test]
 async fn a_reset_ends_the_customers_sessions_in_the_portal() {
     let t = common::sqlite().await;
-    let mut admin = t.client();
-    admin.sign_in(common::ADMIN, "admin-pass").await;
-    admin
-        .json(
-            axum::http::Method::PUT,
-            "/api/admin/mfa",
-            &json!({ "enabled": true }),
-        )
-        .await
-        .expect(200, None);
-    let mut alice = t.client();
-    assert_eq!(alice.sign_in(ALICE, "alice-pass").await, "enroll");
-    let started = alice.post("/api/mfa/enrollment", &json!({})).await;
-    let uri = KeyUri::parse(started.json()["otpauth_uri"].as_str().unwrap()).unwrap();
-    alice
-        .post(
-            "/api/mfa/enrollment/confirm",
-            &json!({"code": t.code(&uri)}),
-        )
-        .await
-        .expect(200, None);
+    let (mut admin, mut alice, uri) = alice_configured(&t).await;
     // The thief has the password and a code from the stolen phone.
     t.clock.advance(30);
     let mut thief = t.client();
@@ -708,28 +714,8 @@ async fn sign_in_forms_keep_no_session_so_a_burst_evicts_nobody() {
 #[tokio::test]
 async fn a_corrupt_record_is_a_500_that_says_so_and_lets_no_one_in() {
     let t = common::sqlite().await;
-    let logs = common::Logs::capture();
-    let mut admin = t.client();
-    admin.sign_in(common::ADMIN, "admin-pass").await;
-    admin
-        .json(
-            axum::http::Method::PUT,
-            "/api/admin/mfa",
-            &json!({ "enabled": true }),
-        )
-        .await
-        .expect(200, None);
-    let mut alice = t.client();
-    assert_eq!(alice.sign_in(ALICE, "alice-pass").await, "enroll");
-    let started = alice.post("/api/mfa/enrollment", &json!({})).await;
-    let uri = KeyUri::parse(started.json()["otpauth_uri"].as_str().unwrap()).unwrap();
-    alice
-        .post(
-            "/api/mfa/enrollment/confirm",
-            &json!({"code": t.code(&uri)}),
-        )
-        .await
-        .expect(200, None);
+    let logs = mfa_store_tests::Logs::capture();
+    let (_admin, mut alice, uri) = alice_configured(&t).await;
     t.clock.advance(30);
 
     let garbage = [2_u8, 0xFF, 0xFF, 0xFF];
@@ -745,7 +731,12 @@ async fn a_corrupt_record_is_a_500_that_says_so_and_lets_no_one_in() {
 
     // The session she holds: the JSON route and the pages.
     alice.get("/api/me").await.expect(500, Some("corrupt"));
-    assert_eq!(logs.errors_naming(ALICE), 1, "{}", logs.text());
+    assert_eq!(
+        logs.errors_naming(&["org=acme", ALICE]),
+        1,
+        "{}",
+        logs.text()
+    );
     let page = alice.get("/account").await;
     page.expect(500, None);
     assert!(page.text().contains("cannot be read"), "{}", page.text());
@@ -757,7 +748,12 @@ async fn a_corrupt_record_is_a_500_that_says_so_and_lets_no_one_in() {
     let page = form_sign_in(&mut thief, ALICE, "alice-pass").await;
     page.expect(500, None);
     assert!(page.text().contains("cannot be read"), "{}", page.text());
-    assert_eq!(logs.errors_naming(ALICE), 1, "{}", logs.text());
+    assert_eq!(
+        logs.errors_naming(&["org=acme", ALICE]),
+        1,
+        "{}",
+        logs.text()
+    );
     let reply = thief
         .post(
             "/api/session",

@@ -10,13 +10,8 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use mfa_core::{
-    CustomerId, KeyId, OrgId, OrgPolicy, Store,
-    audit::{AuditExport, AuditQuery, Event, StoredEvent},
-    machine::CustomerRecord,
-    store::{CustomerKey, Encoded, OrgAndCustomer, Version, Versioned, Written},
-};
-use mfa_postgres::{PostgresError, PostgresOptions, PostgresStore};
+use mfa_postgres::{PostgresOptions, PostgresStore};
+use mfa_store_tests::{Hooked, Hooks};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::sync::watch;
 use tokio_postgres::NoTls;
@@ -90,123 +85,43 @@ pub fn drop_schema(url: &str, schema: &str) {
     .join();
 }
 
-/// A store in a fresh schema, dropped with the store.
-pub struct TestStore {
-    // Declared first, so the pool closes before the schema goes.
-    pub store: PostgresStore,
+/// A store in a fresh schema, dropped with the store: the store (declared first in [`Hooked`])
+/// closes before its [`Schema`] goes. Nothing is hooked.
+pub type TestStore = Hooked<PostgresStore, Schema>;
+
+/// The test database and the schema a [`TestStore`] made in it, dropped when the store is.
+pub struct Schema {
     pub url: String,
+    pub name: String,
 }
 
-impl TestStore {
-    /// A store in a fresh schema of the test database, or `None` when the tests skip.
-    pub async fn new(label: &str) -> Option<Self> {
-        let url = url()?;
-        Some(Self::with_options(&url, PostgresOptions::default().schema(fresh_schema(label))).await)
-    }
+impl Hooks for Schema {}
 
-    pub async fn with_options(url: &str, options: PostgresOptions) -> Self {
-        let store = PostgresStore::connect_with(url.parse().unwrap(), options)
-            .await
-            .unwrap();
-        Self {
-            store,
-            url: url.to_owned(),
-        }
-    }
-
-    pub fn schema(&self) -> &str {
-        self.store.schema()
-    }
-}
-
-impl Drop for TestStore {
+impl Drop for Schema {
     fn drop(&mut self) {
-        self.store.close();
-        drop_schema(&self.url, self.store.schema());
+        drop_schema(&self.url, &self.name);
     }
 }
 
-impl Store for TestStore {
-    type Error = PostgresError;
+/// A store in a fresh schema of the test database, or `None` when the tests skip.
+pub async fn test_store(label: &str) -> Option<TestStore> {
+    let url = url()?;
+    Some(test_store_with(&url, PostgresOptions::default().schema(fresh_schema(label))).await)
+}
 
-    async fn load_org(
-        &self,
-        org: &OrgId,
-    ) -> Result<Option<Versioned<Encoded<OrgPolicy>>>, PostgresError> {
-        self.store.load_org(org).await
-    }
-
-    async fn write_org(
-        &self,
-        org: &OrgId,
-        expected: Option<Version>,
-        policy: &OrgPolicy,
-        events: &[Event],
-    ) -> Result<Written, PostgresError> {
-        self.store.write_org(org, expected, policy, events).await
-    }
-
-    async fn load_customer(
-        &self,
-        org: &OrgId,
-        customer: &CustomerId,
-    ) -> Result<Option<Versioned<Encoded<CustomerRecord>>>, PostgresError> {
-        self.store.load_customer(org, customer).await
-    }
-
-    async fn write_customer(
-        &self,
-        org: &OrgId,
-        customer: &CustomerId,
-        expected: Option<Version>,
-        record: &CustomerRecord,
-        events: &[Event],
-    ) -> Result<Written, PostgresError> {
-        self.store
-            .write_customer(org, customer, expected, record, events)
-            .await
-    }
-
-    async fn append_events(&self, events: &[Event]) -> Result<(), PostgresError> {
-        self.store.append_events(events).await
-    }
-
-    async fn audit(
-        &self,
-        org: &OrgId,
-        query: &AuditQuery,
-    ) -> Result<Vec<StoredEvent>, PostgresError> {
-        self.store.audit(org, query).await
-    }
-
-    async fn load_org_and_customer(
-        &self,
-        org: &OrgId,
-        customer: &CustomerId,
-    ) -> Result<OrgAndCustomer, PostgresError> {
-        self.store.load_org_and_customer(org, customer).await
-    }
-
-    async fn export_audit(
-        &self,
-        org: &OrgId,
-        query: &AuditExport,
-    ) -> Result<Vec<StoredEvent>, PostgresError> {
-        self.store.export_audit(org, query).await
-    }
-
-    async fn sealed_under(
-        &self,
-        key: KeyId,
-        after: Option<&CustomerKey>,
-        limit: usize,
-    ) -> Result<Vec<CustomerKey>, PostgresError> {
-        self.store.sealed_under(key, after, limit).await
-    }
-
-    async fn count_sealed(&self) -> Result<Vec<(KeyId, u64)>, PostgresError> {
-        self.store.count_sealed().await
-    }
+/// A store with `options` (and the schema they name, dropped with it) on the database at `url`.
+pub async fn test_store_with(url: &str, options: PostgresOptions) -> TestStore {
+    let store = PostgresStore::connect_with(url.parse().unwrap(), options)
+        .await
+        .unwrap();
+    let name = store.schema().to_owned();
+    Hooked::new(
+        store,
+        Schema {
+            url: url.to_owned(),
+            name,
+        },
+    )
 }
 
 /// A TCP proxy to the test database that can be cut and restored.
