@@ -67,3 +67,9 @@ pub enum PostgresError {
     #[error("the database holds {0}, which mfa-postgres never writes")]
     Corrupt(&'static str),
 }
+
+impl From<mfa_sql::Corrupt> for PostgresError {
+    fn from(corrupt: mfa_sql::Corrupt) -> Self {
+        Self::Corrupt(corrupt.0)
+    }
+}

@@ -19,12 +19,11 @@ mod schema;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::tokio_postgres::error::SqlState;
 use deadpool_postgres::tokio_postgres::types::ToSql;
 use deadpool_postgres::tokio_postgres::{self, NoTls, Socket};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use mfa_core::{
-    CustomerId, KeyId, OrgId, OrgPolicy, Store, UnixTime,
+    CustomerId, KeyId, OrgId, OrgPolicy, Store,
     audit::{AuditExport, AuditQuery, Event, StoredEvent},
     machine::CustomerRecord,
     store::{CustomerKey, Encoded, OrgAndCustomer, Version, Versioned, Written},
@@ -35,7 +34,8 @@ pub use deadpool_postgres;
 pub use error::PostgresError;
 pub use schema::SCHEMA_VERSION;
 
-use schema::Sql;
+use mfa_sql::postgres::Statements as Sql;
+use mfa_sql::{EventColumns, at_column, expected_version, stored_version};
 
 /// How [`PostgresStore::connect_with`] sets up its pool and where it keeps its tables.
 ///
@@ -231,7 +231,7 @@ impl PostgresStore {
         <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
     {
         // Checked before anything connects.
-        let sql = Sql::new(&options.schema)?;
+        let sql = schema::statements(&options.schema)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.timeout);
         }
@@ -280,7 +280,7 @@ impl PostgresStore {
     /// # Errors
     /// As [`connect_with`](Self::connect_with).
     pub async fn from_pool(pool: Pool, options: PostgresOptions) -> Result<Self, PostgresError> {
-        let sql = Sql::new(&options.schema)?;
+        let sql = schema::statements(&options.schema)?;
         Self::open(pool, sql, &options).await
     }
 
@@ -293,7 +293,7 @@ impl PostgresStore {
             .map_err(|_| PostgresError::Timeout)??;
         let migrated = tokio::time::timeout_at(deadline, async {
             let transaction = client.transaction().await?;
-            sql.migrate(&transaction, limit).await?;
+            schema::migrate(&sql, &transaction, limit).await?;
             transaction.commit().await?;
             Ok(())
         })
@@ -350,7 +350,7 @@ impl PostgresStore {
         })
         .await;
         match discard_if_broken(client, answer) {
-            Ok(Some(row)) => Ok(Written::Stored(version(row.try_get(0)?)?)),
+            Ok(Some(row)) => Ok(Written::Stored(stored_version(row.try_get(0)?)?)),
             Ok(None) => Ok(Written::Conflict),
             // The transaction rolled back: nothing of this write is stored.
             Err(PostgresError::Postgres(error)) if lost_race(&error) => Ok(Written::Conflict),
@@ -391,12 +391,9 @@ fn discard_if_broken<T>(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => {
             let session_over = error.is_closed()
-                || error.code().is_some_and(|code| {
-                    // Class 08: connection exception; class 57: operator intervention (shutdown,
-                    // crash, terminated backend).
-                    let class = code.code().get(..2);
-                    class == Some("08") || class == Some("57")
-                });
+                || error
+                    .code()
+                    .is_some_and(|code| mfa_sql::postgres::session_over(code.code()));
             if session_over {
                 drop(deadpool_postgres::Object::take(client));
             }
@@ -412,29 +409,17 @@ fn discard_if_broken<T>(
 /// A serialization failure or a deadlock: the server rolled the transaction back, and trying again
 /// with fresh data is the remedy.
 fn lost_race(error: &tokio_postgres::Error) -> bool {
-    matches!(
-        error.code(),
-        Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE
-            || *code == SqlState::T_R_DEADLOCK_DETECTED
-    )
+    error
+        .code()
+        .is_some_and(|code| mfa_sql::postgres::lost_race(code.code()))
 }
 
 /// The server gave up: `lock_timeout` (a lock not had in time) or `statement_timeout` (a statement
 /// cancelled; also an administrator's `pg_cancel_backend`).
 fn gave_up_waiting(error: &tokio_postgres::Error) -> bool {
-    matches!(
-        error.code(),
-        Some(code) if *code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::QUERY_CANCELED
-    )
-}
-
-/// A version as stored, checked: writes never store one below 1.
-fn version(stored: i64) -> Result<Version, PostgresError> {
-    u64::try_from(stored)
-        .ok()
-        .filter(|&version| version >= 1)
-        .map(Version)
-        .ok_or(PostgresError::Corrupt("a version below 1"))
+    error
+        .code()
+        .is_some_and(|code| mfa_sql::postgres::gave_up_waiting(code.code()))
 }
 
 /// The version in column `at` and the bytes after it, left for `mfa-core` to read; `None` where the version is NULL
@@ -447,45 +432,9 @@ fn versioned<T>(
         return Ok(None);
     };
     Ok(Some(Versioned {
-        version: version(stored)?,
+        version: stored_version(stored)?,
         value: Encoded::new(row.try_get(at + 1)?),
     }))
-}
-
-/// The expected version as PostgreSQL holds it; `None` for one no row can hold (beyond
-/// `i64::MAX`), which is a conflict.
-fn expected_version(expected: Version) -> Option<i64> {
-    i64::try_from(expected.0).ok()
-}
-
-/// An event's time as its column holds it. A time past 2^63 s is kept whole in the bytes; the
-/// column, only an index, saturates.
-fn at_column(event: &Event) -> i64 {
-    i64::try_from(event.at.as_secs()).unwrap_or(i64::MAX)
-}
-
-/// Events as the five arrays the statements unnest.
-struct EventColumns {
-    org: Vec<String>,
-    customer: Vec<Option<String>>,
-    at: Vec<i64>,
-    kind: Vec<&'static str>,
-    bytes: Vec<Vec<u8>>,
-}
-
-impl EventColumns {
-    fn new(events: &[Event]) -> Self {
-        Self {
-            org: events.iter().map(|e| e.org.as_str().to_owned()).collect(),
-            customer: events
-                .iter()
-                .map(|e| e.customer.as_ref().map(|c| c.as_str().to_owned()))
-                .collect(),
-            at: events.iter().map(at_column).collect(),
-            kind: events.iter().map(Event::kind_name).collect(),
-            bytes: events.iter().map(Event::to_bytes).collect(),
-        }
-    }
 }
 
 impl Store for PostgresStore {
@@ -688,15 +637,9 @@ impl Store for PostgresStore {
         org: &OrgId,
         query: &AuditQuery,
     ) -> Result<Vec<StoredEvent>, PostgresError> {
-        if query.limit == 0 {
+        let Some((last, limit)) = mfa_sql::audit_bounds(query) else {
             return Ok(Vec::new());
-        }
-        // `seq < before` as `seq <= before - 1`, so no bound is needed when paging is off; values
-        // beyond a bigint are clamped (the trait allows clamping the limit).
-        let last = query.before_seq.map_or(i64::MAX, |before| {
-            i64::try_from(before.saturating_sub(1)).unwrap_or(i64::MAX)
-        });
-        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        };
         let client = self.pool.get().await?;
         let answer = tokio::time::timeout(self.query_timeout, async {
             match &query.customer {
@@ -726,17 +669,9 @@ impl Store for PostgresStore {
         org: &OrgId,
         query: &AuditExport,
     ) -> Result<Vec<StoredEvent>, PostgresError> {
-        if query.limit == 0 {
-            return Ok(Vec::new());
-        }
-        // Past what a bigint holds, no row can match.
-        let Ok(after) = i64::try_from(query.after_seq.unwrap_or(0)) else {
+        let Some((after, since, limit)) = mfa_sql::export_bounds(query) else {
             return Ok(Vec::new());
         };
-        let Ok(since) = i64::try_from(query.since.map_or(0, UnixTime::as_secs)) else {
-            return Ok(Vec::new());
-        };
-        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let org = org.as_str();
         let rows = match &query.customer {
             Some(customer) => {
@@ -773,26 +708,14 @@ impl Store for PostgresStore {
             )
             .await?;
         rows.iter()
-            .map(|row| {
-                Ok((
-                    OrgId::new(row.try_get::<_, String>(0)?)
-                        .map_err(|_| PostgresError::Corrupt("an invalid organisation id"))?,
-                    CustomerId::new(row.try_get::<_, String>(1)?)
-                        .map_err(|_| PostgresError::Corrupt("an invalid customer id"))?,
-                ))
-            })
+            .map(|row| Ok(mfa_sql::customer_key(row.try_get(0)?, row.try_get(1)?)?))
             .collect()
     }
 
     async fn count_sealed(&self) -> Result<Vec<(KeyId, u64)>, PostgresError> {
         let rows = self.query(&self.sql.count_sealed, &[]).await?;
         rows.iter()
-            .map(|row| {
-                let key = u32::try_from(row.try_get::<_, i64>(0)?)
-                    .map_err(|_| PostgresError::Corrupt("a key id beyond 32 bits"))?;
-                let count = u64::try_from(row.try_get::<_, i64>(1)?).unwrap_or(0);
-                Ok((KeyId::new(key), count))
-            })
+            .map(|row| Ok(mfa_sql::sealed_count(row.try_get(0)?, row.try_get(1)?)?))
             .collect()
     }
 }
@@ -820,10 +743,7 @@ fn stored_events(rows: &[tokio_postgres::Row]) -> Result<Vec<StoredEvent>, Postg
         .map(|row| {
             let seq: i64 = row.try_get(0)?;
             Ok(StoredEvent {
-                seq: u64::try_from(seq)
-                    .ok()
-                    .filter(|&seq| seq >= 1)
-                    .ok_or(PostgresError::Corrupt("a sequence number below 1"))?,
+                seq: mfa_sql::stored_seq(seq)?,
                 event: Event::from_bytes(row.try_get(1)?)?,
             })
         })
@@ -833,15 +753,6 @@ fn stored_events(rows: &[tokio_postgres::Row]) -> Result<Vec<StoredEvent>, Postg
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn versions_are_checked_both_ways() {
-        assert_eq!(version(1).unwrap(), Version(1));
-        assert!(matches!(version(0), Err(PostgresError::Corrupt(_))));
-        assert!(matches!(version(-5), Err(PostgresError::Corrupt(_))));
-        assert_eq!(expected_version(Version(7)), Some(7));
-        assert_eq!(expected_version(Version(u64::MAX)), None);
-    }
 
     #[test]
     fn options_keep_at_least_one_connection() {

@@ -52,3 +52,9 @@ pub enum SqliteError {
     #[error("could not start the database thread")]
     Io(#[source] std::io::Error),
 }
+
+impl From<mfa_sql::Corrupt> for SqliteError {
+    fn from(corrupt: mfa_sql::Corrupt) -> Self {
+        Self::Corrupt(corrupt.0)
+    }
+}

@@ -151,21 +151,12 @@ impl SqliteStore {
     }
 }
 
-/// A version as stored, checked: writes never store one below 1.
-fn version(stored: i64) -> Result<Version, SqliteError> {
-    u64::try_from(stored)
-        .ok()
-        .filter(|&version| version >= 1)
-        .map(Version)
-        .ok_or(SqliteError::Corrupt("a version below 1"))
-}
-
 /// A stored policy or customer record and its version, its bytes left for `mfa-core` to read.
 fn stored<T>(row: Option<queries::Row>) -> Result<Option<Versioned<Encoded<T>>>, SqliteError> {
     row.map(|(stored, bytes)| {
         Ok(Versioned {
             value: Encoded::new(bytes),
-            version: version(stored)?,
+            version: mfa_sql::stored_version(stored)?,
         })
     })
     .transpose()
@@ -344,14 +335,7 @@ impl Store for SqliteStore {
             })
             .await?;
         rows.into_iter()
-            .map(|(org, customer)| {
-                Ok((
-                    OrgId::new(org)
-                        .map_err(|_| SqliteError::Corrupt("an invalid organisation id"))?,
-                    CustomerId::new(customer)
-                        .map_err(|_| SqliteError::Corrupt("an invalid customer id"))?,
-                ))
-            })
+            .map(|(org, customer)| Ok(mfa_sql::customer_key(org, customer)?))
             .collect()
     }
 
@@ -361,14 +345,7 @@ impl Store for SqliteStore {
             .call(|connection| queries::count_sealed(connection))
             .await?;
         rows.into_iter()
-            .map(|(key, count)| {
-                Ok((
-                    u32::try_from(key)
-                        .map(KeyId::new)
-                        .map_err(|_| SqliteError::Corrupt("a key id beyond 32 bits"))?,
-                    u64::try_from(count).unwrap_or(0),
-                ))
-            })
+            .map(|(key, count)| Ok(mfa_sql::sealed_count(key, count)?))
             .collect()
     }
 }
@@ -378,8 +355,7 @@ fn stored_events(rows: Vec<queries::Row>) -> Result<Vec<StoredEvent>, SqliteErro
     rows.into_iter()
         .map(|(seq, bytes)| {
             Ok(StoredEvent {
-                seq: u64::try_from(seq)
-                    .map_err(|_| SqliteError::Corrupt("a negative sequence number"))?,
+                seq: mfa_sql::stored_seq(seq)?,
                 event: Event::from_bytes(&bytes)?,
             })
         })

@@ -1,64 +1,25 @@
 //! The statements, run on the connection's thread. Every lookup goes through a primary key or an
 //! index (the tests below check the query plans); no statement scans a whole table.
 
-use mfa_core::{
-    audit::Event,
-    machine::CustomerRecord,
-    store::{Version, Written},
+use mfa_core::store::{Version, Written};
+use mfa_sql::sqlite::{
+    AUDIT_CUSTOMER, AUDIT_ORG, COUNT_SEALED, EXPORT_CUSTOMER, EXPORT_ORG, INSERT_CUSTOMER,
+    INSERT_EVENT, INSERT_ORG, LOAD_CUSTOMER, LOAD_ORG, RETIRED_CUSTOMER, RETIRED_ORG, SEALED_UNDER,
+    UPDATE_CUSTOMER, UPDATE_ORG,
 };
-use rusqlite::{
-    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
-};
+use mfa_sql::{first_version, next_version};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::SqliteError;
 
-/// An event in the columns it is stored in, made on the caller's task so the thread only writes.
-pub(crate) struct EventRow {
-    org: String,
-    customer: Option<String>,
-    at: i64,
-    kind: &'static str,
-    bytes: Vec<u8>,
-}
-
-impl EventRow {
-    pub(crate) fn new(event: &Event) -> Self {
-        Self {
-            org: event.org.as_str().to_owned(),
-            customer: event.customer.as_ref().map(|c| c.as_str().to_owned()),
-            // A time past 2^63 s is kept whole in the bytes; the column, only an index, saturates.
-            at: i64::try_from(event.at.as_secs()).unwrap_or(i64::MAX),
-            kind: event.kind_name(),
-            bytes: event.to_bytes(),
-        }
-    }
-}
-
-/// A customer record in the columns it is stored in.
-pub(crate) struct CustomerRow {
-    state: &'static str,
-    sealing_key_id: Option<i64>,
-    bytes: Vec<u8>,
-}
-
-impl CustomerRow {
-    pub(crate) fn new(record: &CustomerRecord) -> Self {
-        Self {
-            state: record.state().as_str(),
-            sealing_key_id: record
-                .sealed_secret()
-                .map(|sealed| i64::from(sealed.key_id().get())),
-            bytes: record.to_bytes(),
-        }
-    }
-}
+pub(crate) use mfa_sql::{CustomerRow, EventRow};
 
 /// A stored row: its version or sequence number as SQLite holds it, and its bytes.
 pub(crate) type Row = (i64, Vec<u8>);
 
 pub(crate) fn load_org(connection: &Connection, org: &str) -> Result<Option<Row>, SqliteError> {
     Ok(connection
-        .prepare_cached("SELECT version, policy FROM orgs WHERE org = ?1")?
+        .prepare_cached(LOAD_ORG)?
         .query_row([org], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?)
 }
@@ -69,7 +30,7 @@ pub(crate) fn load_customer(
     customer: &str,
 ) -> Result<Option<Row>, SqliteError> {
     Ok(connection
-        .prepare_cached("SELECT version, record FROM customers WHERE org = ?1 AND customer = ?2")?
+        .prepare_cached(LOAD_CUSTOMER)?
         .query_row([org, customer], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?)
 }
@@ -85,17 +46,14 @@ pub(crate) fn write_org(
         let (next, changed) = match expected {
             None => {
                 let retired: Option<i64> = transaction
-                    .prepare_cached("SELECT version FROM retired_orgs WHERE org = ?1")?
+                    .prepare_cached(RETIRED_ORG)?
                     .query_row([org], |row| row.get(0))
                     .optional()?;
                 let Some(next) = first_version(retired) else {
                     return Ok(None);
                 };
                 let changed = transaction
-                    .prepare_cached(
-                        "INSERT INTO orgs (org, version, policy) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (org) DO NOTHING",
-                    )?
+                    .prepare_cached(INSERT_ORG)?
                     .execute(params![org, next, policy])?;
                 (next, changed)
             }
@@ -104,14 +62,12 @@ pub(crate) fn write_org(
                     return Ok(None);
                 };
                 let changed = transaction
-                    .prepare_cached(
-                        "UPDATE orgs SET version = ?2, policy = ?3 WHERE org = ?1 AND version = ?4",
-                    )?
+                    .prepare_cached(UPDATE_ORG)?
                     .execute(params![org, next, policy, current])?;
                 (next, changed)
             }
         };
-        Ok(stored(next, changed))
+        Ok(mfa_sql::stored(next, u64::try_from(changed).unwrap_or(0)))
     })
 }
 
@@ -127,20 +83,14 @@ pub(crate) fn write_customer(
         let (next, changed) = match expected {
             None => {
                 let retired: Option<i64> = transaction
-                    .prepare_cached(
-                        "SELECT version FROM retired_customers WHERE org = ?1 AND customer = ?2",
-                    )?
+                    .prepare_cached(RETIRED_CUSTOMER)?
                     .query_row([org, customer], |row| row.get(0))
                     .optional()?;
                 let Some(next) = first_version(retired) else {
                     return Ok(None);
                 };
                 let changed = transaction
-                    .prepare_cached(
-                        "INSERT INTO customers (org, customer, version, state, sealing_key_id, record)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                         ON CONFLICT (org, customer) DO NOTHING",
-                    )?
+                    .prepare_cached(INSERT_CUSTOMER)?
                     .execute(params![
                         org,
                         customer,
@@ -156,10 +106,7 @@ pub(crate) fn write_customer(
                     return Ok(None);
                 };
                 let changed = transaction
-                    .prepare_cached(
-                        "UPDATE customers SET version = ?3, state = ?4, sealing_key_id = ?5, record = ?6
-                         WHERE org = ?1 AND customer = ?2 AND version = ?7",
-                    )?
+                    .prepare_cached(UPDATE_CUSTOMER)?
                     .execute(params![
                         org,
                         customer,
@@ -172,7 +119,7 @@ pub(crate) fn write_customer(
                 (next, changed)
             }
         };
-        Ok(stored(next, changed))
+        Ok(mfa_sql::stored(next, u64::try_from(changed).unwrap_or(0)))
     })
 }
 
@@ -261,24 +208,6 @@ pub(crate) fn count_sealed(connection: &Connection) -> Result<Vec<(i64, i64)>, S
         .collect::<Result<_, _>>()?)
 }
 
-// INDEXED BY turns a plan that would not use the index (after a schema change) into an error rather
-// than a silent full scan.
-const AUDIT_CUSTOMER: &str = "SELECT seq, event FROM events INDEXED BY events_by_customer
-     WHERE org = ?1 AND customer = ?2 AND seq <= ?3 ORDER BY seq DESC LIMIT ?4";
-const AUDIT_ORG: &str = "SELECT seq, event FROM events INDEXED BY events_by_org
-     WHERE org = ?1 AND seq <= ?2 ORDER BY seq DESC LIMIT ?3";
-// Exports walk the same indexes forwards; `at` is checked on the rows walked (events are appended
-// in time order, so after the first page little is skipped).
-const EXPORT_CUSTOMER: &str = "SELECT seq, event FROM events INDEXED BY events_by_customer
-     WHERE org = ?1 AND customer = ?2 AND seq > ?3 AND at >= ?4 ORDER BY seq LIMIT ?5";
-const EXPORT_ORG: &str = "SELECT seq, event FROM events INDEXED BY events_by_org
-     WHERE org = ?1 AND seq > ?2 AND at >= ?3 ORDER BY seq LIMIT ?4";
-const SEALED_UNDER: &str = "SELECT org, customer FROM customers INDEXED BY customers_by_sealing_key
-     WHERE sealing_key_id = ?1 AND (org, customer) > (?2, ?3) ORDER BY org, customer LIMIT ?4";
-const COUNT_SEALED: &str = "SELECT sealing_key_id, count(*) FROM customers
-     INDEXED BY customers_by_sealing_key WHERE sealing_key_id IS NOT NULL
-     GROUP BY sealing_key_id ORDER BY sealing_key_id";
-
 /// Runs `put` (which stores the record and gives its new version, or `None` when the expected
 /// version does not hold) and inserts the events, in one `BEGIN IMMEDIATE` transaction.
 ///
@@ -310,9 +239,7 @@ fn conditional_write(
 }
 
 fn insert_events(transaction: &Transaction<'_>, events: &[EventRow]) -> rusqlite::Result<()> {
-    let mut insert = transaction.prepare_cached(
-        "INSERT INTO events (org, customer, at, kind, event) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
+    let mut insert = transaction.prepare_cached(INSERT_EVENT)?;
     for event in events {
         insert.execute(params![
             event.org,
@@ -325,33 +252,9 @@ fn insert_events(transaction: &Transaction<'_>, events: &[EventRow]) -> rusqlite
     Ok(())
 }
 
-/// The version a new record starts at: 1, or one above the version of a record deleted by hand
-/// under the same key. `None` when that cannot be represented (the write is then a conflict).
-fn first_version(retired: Option<i64>) -> Option<i64> {
-    retired.unwrap_or(0).max(0).checked_add(1)
-}
-
-/// The expected version as SQLite holds it and the next one; `None` for a version no row can hold
-/// (beyond `i64::MAX`), which is a conflict.
-fn next_version(expected: Version) -> Option<(i64, i64)> {
-    let current = i64::try_from(expected.0).ok()?;
-    Some((current, current.checked_add(1)?))
-}
-
-/// The outcome of `put`: stored at `next` if a row changed.
-fn stored(next: i64, changed: usize) -> Option<Version> {
-    // `next` is at least 1 (from `first_version` or a successor), so it always converts.
-    u64::try_from(next)
-        .ok()
-        .filter(|_| changed == 1)
-        .map(Version)
-}
-
 fn is_busy(error: &rusqlite::Error) -> bool {
-    matches!(
-        error.sqlite_error_code(),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-    )
+    matches!(error, rusqlite::Error::SqliteFailure(failure, _)
+        if mfa_sql::sqlite::is_busy(failure.extended_code))
 }
 
 #[cfg(test)]
@@ -451,18 +354,5 @@ mod tests {
         ] {
             assert_searches(&plan(&connection, sql, []), index);
         }
-    }
-
-    #[test]
-    fn versions_start_at_one_and_stop_before_overflow() {
-        assert_eq!(first_version(None), Some(1));
-        assert_eq!(first_version(Some(7)), Some(8));
-        assert_eq!(first_version(Some(-3)), Some(1));
-        assert_eq!(first_version(Some(i64::MAX)), None);
-        assert_eq!(next_version(Version(1)), Some((1, 2)));
-        assert_eq!(next_version(Version(u64::MAX)), None);
-        assert_eq!(next_version(Version(i64::MAX as u64)), None);
-        assert_eq!(stored(3, 1), Some(Version(3)));
-        assert_eq!(stored(3, 0), None);
     }
 }

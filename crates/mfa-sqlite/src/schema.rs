@@ -1,4 +1,5 @@
-//! Opening a connection: settings, then the embedded, versioned migrations.
+//! Opening a connection: settings, then the migrations of `mfa-sql` (the same for every driver, so
+//! a file this crate wrote is one `mfa-sqlx` reads, and the other way round).
 //!
 //! The schema version lives in the file header (`PRAGMA user_version`) and the file is marked as
 //! ours (`PRAGMA application_id`). Both are read before anything is written, so a file from a newer
@@ -23,84 +24,8 @@ const MAX_PAGE_COUNT: u64 = 4_294_967_294;
 /// The longest busy timeout SQLite takes: it counts milliseconds in a C `int` (about 24.8 days).
 const MAX_BUSY_TIMEOUT: Duration = Duration::from_millis(0x7FFF_FFFF);
 
-/// `PRAGMA application_id` of our files: "MFAs" in ASCII.
-const APPLICATION_ID: i32 = 0x4D46_4173;
-
-/// The migrations, in order: migration `i` takes the schema from version `i` to `i + 1`. Append
-/// only; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[
-    // 1: organisations, customers, the audit log.
-    r"
-    CREATE TABLE orgs (
-        org TEXT PRIMARY KEY NOT NULL,
-        version INTEGER NOT NULL,
-        policy BLOB NOT NULL
-    );
-
-    -- state and sealing_key_id repeat what the record says, for admin queries (who is configured,
-    -- which records a retired key still seals); the record bytes are the truth.
-    CREATE TABLE customers (
-        org TEXT NOT NULL,
-        customer TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        state TEXT NOT NULL,
-        sealing_key_id INTEGER NULL,
-        record BLOB NOT NULL,
-        PRIMARY KEY (org, customer)
-    );
-
-    -- AUTOINCREMENT: a sequence number is never handed out twice, even after the newest events
-    -- are deleted.
-    CREATE TABLE events (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        org TEXT NOT NULL,
-        customer TEXT NULL,
-        at INTEGER NOT NULL,
-        kind TEXT NOT NULL,
-        event BLOB NOT NULL
-    );
-    CREATE INDEX events_by_customer ON events (org, customer, seq);
-    CREATE INDEX events_by_org ON events (org, seq);
-
-    -- The last version of each record deleted by hand, so a record created again under the same
-    -- key starts above it: a version is never reused for a key, or a node still holding the old
-    -- version could overwrite the new record.
-    CREATE TABLE retired_orgs (
-        org TEXT PRIMARY KEY NOT NULL,
-        version INTEGER NOT NULL
-    );
-    CREATE TABLE retired_customers (
-        org TEXT NOT NULL,
-        customer TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        PRIMARY KEY (org, customer)
-    );
-    CREATE TRIGGER orgs_retire AFTER DELETE ON orgs BEGIN
-        INSERT INTO retired_orgs (org, version) VALUES (OLD.org, OLD.version)
-        ON CONFLICT (org) DO UPDATE SET version = max(version, excluded.version);
-    END;
-    CREATE TRIGGER customers_retire AFTER DELETE ON customers BEGIN
-        INSERT INTO retired_customers (org, customer, version)
-        VALUES (OLD.org, OLD.customer, OLD.version)
-        ON CONFLICT (org, customer) DO UPDATE SET version = max(version, excluded.version);
-    END;
-    ",
-    // 2: key rotation finds the records a key seals, and counts them, without a scan.
-    r"
-    CREATE INDEX customers_by_sealing_key ON customers (sealing_key_id, org, customer)
-    WHERE sealing_key_id IS NOT NULL;
-    ",
-];
-
-/// The schema version this crate writes: a database opened by [`SqliteStore::open`] is migrated to
-/// it, and one with a higher version is refused with [`SqliteError::NewerSchema`].
-///
-/// [`SqliteStore::open`]: crate::SqliteStore::open
-#[allow(
-    clippy::cast_possible_wrap,
-    reason = "a handful of migrations, far below i64::MAX"
-)]
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub use mfa_sql::sqlite::SCHEMA_VERSION;
+use mfa_sql::sqlite::{APPLICATION_ID, IDENTIFY, Identified, MIGRATIONS};
 
 /// Opens (creating if needed) and migrates the database at `path`, or a private in-memory database
 /// for `None`.
@@ -168,32 +93,19 @@ fn retry_while_busy<T>(
 
 /// The file's schema version, or why it is not ours to migrate. Reads only.
 fn identify(connection: &Connection) -> Result<i64, SqliteError> {
-    // One statement, so one snapshot: read one at a time, the id could predate another process's
-    // migration and the table count follow it.
-    let (application_id, found, objects): (i32, i64, i64) = connection.query_row(
-        "SELECT (SELECT application_id FROM pragma_application_id),
-                (SELECT user_version FROM pragma_user_version),
-                (SELECT count(*) FROM sqlite_master)",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-    )?;
-    if application_id != 0 && application_id != APPLICATION_ID {
-        return Err(SqliteError::NotOurs { application_id });
-    }
-    if found > SCHEMA_VERSION {
-        return Err(SqliteError::NewerSchema {
+    let (application_id, found, objects): (i32, i64, i64) =
+        connection.query_row(IDENTIFY, [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?;
+    match mfa_sql::sqlite::identify(application_id, found, objects) {
+        Identified::At(version) => Ok(version),
+        Identified::Newer { found } => Err(SqliteError::NewerSchema {
             found,
             supported: SCHEMA_VERSION,
-        });
+        }),
+        Identified::NotOurs { application_id } => Err(SqliteError::NotOurs { application_id }),
+        _ => Err(SqliteError::Corrupt("a schema this version cannot tell")),
     }
-    if application_id == APPLICATION_ID && found >= 1 {
-        return Ok(found);
-    }
-    // Not marked as ours: only an empty database may become ours.
-    if found != 0 || objects != 0 {
-        return Err(SqliteError::NotOurs { application_id });
-    }
-    Ok(0)
 }
 
 /// Applies the missing migrations in one `BEGIN IMMEDIATE` transaction: several processes opening a
