@@ -135,9 +135,10 @@ pub const SET_MIGRATION_TIMEOUTS: &str = "SELECT set_config('lock_timeout', $1, 
 /// transaction ends.
 pub const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
 
-/// Whether schema `$1` has our migrations table, and how many objects it holds.
-pub const FIND_SCHEMA: &str =
-    "SELECT to_regclass(quote_ident($1) || '.schema_migrations') IS NOT NULL,
+/// How many migrations tables of ours (0 or 1) schema `$1` has, and how many objects.
+pub const FIND_SCHEMA: &str = "SELECT
+        (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = $1 AND c.relname = 'schema_migrations' AND c.relkind = 'r'),
         (SELECT count(*) FROM pg_class c
          JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1)";
 
@@ -153,13 +154,13 @@ pub enum Found {
     NotOurs,
 }
 
-/// What [`FIND_SCHEMA`] read: whether our migrations table is there, and how many objects.
+/// What [`FIND_SCHEMA`] read: how many migrations tables of ours, and how many objects.
 #[must_use]
-pub const fn found(ours: bool, objects: i64) -> Found {
-    match (ours, objects) {
-        (true, _) => Found::Ours,
-        (false, 0) => Found::Empty,
-        (false, _) => Found::NotOurs,
+pub const fn found(migrations_tables: i64, objects: i64) -> Found {
+    match (migrations_tables, objects) {
+        (1.., _) => Found::Ours,
+        (_, 0) => Found::Empty,
+        _ => Found::NotOurs,
     }
 }
 

@@ -1,7 +1,5 @@
 //! The SQLite store passes the store conformance suite, in memory and on files.
 
-mod common;
-
 mod in_memory {
     mfa_store_tests::conformance_suite!(async {
         mfa_sqlite::SqliteStore::open_in_memory().await.unwrap()
@@ -13,7 +11,7 @@ mod on_file {
     use mfa_sqlite::SqliteStore;
     use mfa_store_tests::{Hooked, Hooks};
 
-    use crate::common::TempDb;
+    use mfa_store_tests::TempDb;
 
     /// The temporary file, removed when the test drops the store: the store (declared first in
     /// [`Hooked`]) is told to close before the files go. Nothing is hooked.

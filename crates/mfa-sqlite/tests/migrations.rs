@@ -1,14 +1,12 @@
 //! Opening a file creates and migrates it; reopening changes nothing; a file this version cannot
 //! own (a newer schema, another application's database) is refused and left byte for byte as it was.
 
-mod common;
-
-use common::TempDb;
 use mfa_core::{
     OrgId, OrgMfa, OrgPolicy, Store,
     store::{Version, Written},
 };
 use mfa_sqlite::{SCHEMA_VERSION, SqliteError, SqliteStore};
+use mfa_store_tests::TempDb;
 use rusqlite::Connection;
 
 fn pragma(connection: &Connection, name: &str) -> rusqlite::types::Value {

@@ -13,15 +13,13 @@
 //! another process would. (A database file deleted or replaced while open is not an outage SQLite
 //! can see: the open file lives on, unlinked; see the README.)
 
-mod common;
-
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::TempDb;
 use mfa_core::ServiceError;
 use mfa_sqlite::{SqliteError, SqliteOptions, SqliteStore};
+use mfa_store_tests::TempDb;
 use mfa_store_tests::{Outage, requests_fail_cleanly_while_the_database_is_away};
 use rusqlite::{Connection, ErrorCode};
 

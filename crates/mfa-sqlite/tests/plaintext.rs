@@ -1,16 +1,14 @@
 //! No secret and no backup code rests in plaintext in the database: the raw bytes of the database
 //! file and of its write-ahead log are searched for them, before and after a checkpoint.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::TempDb;
 use mfa_core::{
     Actor, Clock, CustomerId, KeyId, KeyRing, ManualClock, OrgId, OrgMfa, SealingKey, Service,
     Settings, UnixTime, backup::BackupHashParams,
 };
 use mfa_sqlite::SqliteStore;
+use mfa_store_tests::TempDb;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 

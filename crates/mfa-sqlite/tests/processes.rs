@@ -4,11 +4,9 @@
 //! tests are the store-generic ones of `mfa-store-tests`; this file says how a process opens the
 //! store.
 
-mod common;
-
-use common::TempDb;
 use mfa_sqlite::SqliteStore;
 use mfa_store_tests::ProcessStore;
+use mfa_store_tests::TempDb;
 use rusqlite::Connection;
 
 /// A temporary database file, removed with the files beside it when the test ends.

@@ -1,9 +1,6 @@
 //! Versions start at 1, grow by one per write, and are never reused for a key, even after its row
 //! is deleted by hand; the indexed columns follow the record.
 
-mod common;
-
-use common::TempDb;
 use mfa_core::{
     Actor, CustomerId, KeyId, KeyRing, ManualClock, OrgId, OrgMfa, OrgPolicy, SealingKey, Service,
     Store, UnixTime,
@@ -11,6 +8,7 @@ use mfa_core::{
     store::{Version, Written},
 };
 use mfa_sqlite::SqliteStore;
+use mfa_store_tests::TempDb;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use rusqlite::Connection;

@@ -35,6 +35,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 mod corrupt;
+pub mod databases;
 mod fixture;
 mod hooks;
 mod logs;
@@ -42,6 +43,7 @@ pub mod outage;
 pub mod processes;
 
 pub use corrupt::{Garbage, Garbled};
+pub use databases::{TempDb, fresh_schema, postgres_url};
 pub use hooks::{Before, Call, Hooked, HookedError, Hooks};
 pub use logs::Logs;
 pub use outage::{Outage, requests_fail_cleanly_while_the_database_is_away};

@@ -6,9 +6,8 @@
 #![allow(dead_code, reason = "each test file uses part of this module")]
 #![allow(unreachable_pub, reason = "a module shared by test crates")]
 
-use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use mfa_postgres::{PostgresOptions, PostgresStore};
 use mfa_store_tests::{Hooked, Hooks};
@@ -17,44 +16,7 @@ use tokio::sync::watch;
 use tokio_postgres::NoTls;
 use tokio_postgres::config::Host;
 
-/// The variable that names the test database.
-pub const URL: &str = "MFA_TEST_POSTGRES_URL";
-/// The variable that turns a missing database into a failure.
-pub const REQUIRE: &str = "MFA_REQUIRE_POSTGRES";
-
-/// The test database's connection string, or `None` (after saying so) when the tests must skip.
-pub fn url() -> Option<String> {
-    match std::env::var(URL) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var(REQUIRE).as_deref() != Ok("1"),
-                "{REQUIRE}=1 but {URL} is not set: the PostgreSQL tests cannot run"
-            );
-            // Written to the real stderr, past the test harness's capture, so the skip is visible;
-            // once per test binary.
-            static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "skipped: {URL} is not set, so the PostgreSQL tests did not run \
-                     (set {REQUIRE}=1 to fail instead)"
-                );
-            });
-            None
-        }
-    }
-}
-
-/// A schema name no other test (in this process or another) uses.
-pub fn fresh_schema(label: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.subsec_nanos());
-    format!("mfa_test_{label}_{}_{n}_{nanos}", std::process::id())
-}
+pub use mfa_store_tests::{fresh_schema, postgres_url as url};
 
 /// A plain connection to the test database, for looking under the store.
 pub async fn raw_client(url: &str) -> tokio_postgres::Client {
