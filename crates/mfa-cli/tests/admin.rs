@@ -1162,6 +1162,31 @@ fn a_corrupt_record_exits_1_and_names_it() {
     assert_eq!(stored, damaged, "nothing was written");
 }
 
+/// A record that cannot be read says nothing about a key: checking that a new key does not reuse
+/// an id that seals other secrets passes it over and reads the next one.
+#[test]
+fn the_key_id_check_passes_over_an_unreadable_record() {
+    let db = Db::sqlite();
+    let service = db.service(ring(1, &[1; 32]));
+    db.block_on(enroll(
+        &service,
+        "acme",
+        ["aaron".to_owned(), "alice".to_owned()],
+    ));
+    let path = db.args[1].strip_prefix("sqlite://").unwrap().to_owned();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE customers SET record = x'02FFFFFF' WHERE customer = 'aaron'",
+            [],
+        )
+        .unwrap();
+    let wrong = db.path("wrong.key");
+    write_key_file(&wrong, &format!("1:{}", hex(&[9; 32])));
+    let reused = db.mfa(&["keys", "rotate", "--new-key-file", wrong.to_str().unwrap()]);
+    assert_fails(&reused, 1, "already sealed under its key id 1");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Input checked before any database: the same on every store.
 

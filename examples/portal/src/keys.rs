@@ -231,8 +231,9 @@ const CHECKED_PER_KEY: usize = 3;
 /// under it.
 ///
 /// A wrong key opens none of them. One record that does not open while another does is taken for
-/// damaged, as `mfa admin keys rotate` takes it, and does not stop the start; nor can a few records
-/// tell whether every other one opens (the rotation walks them all).
+/// damaged, as `mfa admin keys rotate` takes it, and does not stop the start, nor does a record
+/// that cannot be read at all (it is logged, naming it); nor can a few records tell whether every
+/// other one opens (the rotation walks them all).
 ///
 /// # Errors
 /// [`KeyError::NotLoaded`], [`KeyError::WrongKey`] (naming the first secret tried), or
@@ -254,11 +255,21 @@ pub async fn check<S: Store>(keys: &KeyRing, store: &S) -> Result<(), KeyError> 
                 .load_customer(org, customer)
                 .await
                 .map_err(store_error)?;
-            // Gone or resealed since it was listed (another node at work): nothing to open.
-            let record = record
-                .map(|stored| stored.value.decode())
-                .transpose()
-                .map_err(store_error)?;
+            // Gone or resealed since it was listed (another node at work): nothing to open. A
+            // record that cannot be read says nothing about the key: it is named and passed over
+            // (the service answers it as corrupt), and the next one tells.
+            let record = match record.map(|stored| stored.value.decode()).transpose() {
+                Ok(record) => record,
+                Err(error) => {
+                    tracing::error!(
+                        org = %org,
+                        customer = customer.as_str(),
+                        error = %error,
+                        "portal: a stored MFA record cannot be read; the key check passes it over"
+                    );
+                    continue;
+                }
+            };
             let Some(sealed) = record
                 .as_ref()
                 .and_then(mfa_core::machine::CustomerRecord::sealed_secret)

@@ -174,3 +174,43 @@ async fn one_damaged_record_does_not_stop_the_start() {
         "{error:?}"
     );
 }
+
+/// A record that cannot be read at all (listed first under its key id) is named in the log and
+/// passed over: the portal starts, and the records after it still tell a wrong key.
+#[tokio::test]
+async fn an_unreadable_record_does_not_stop_the_start() {
+    let (t, dir) = sealed().await;
+    let store = t.portal.service().store();
+    let org = t.portal.config().org.clone();
+    let alice = store
+        .load_customer(&org, &CustomerId::new(ALICE).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .decode()
+        .unwrap();
+    let aaron = CustomerId::new("aaron@acme.test").unwrap();
+    let written = store
+        .write_customer(&org, &aaron, None, &alice.value, &[])
+        .await
+        .unwrap();
+    assert!(matches!(written, Written::Stored(_)));
+    let db = rusqlite::Connection::open(dir.join("portal.db")).unwrap();
+    db.execute(
+        "UPDATE customers SET record = x'02FFFFFF' WHERE customer = 'aaron@acme.test'",
+        [],
+    )
+    .unwrap();
+    let logs = mfa_store_tests::Logs::capture();
+    restart(&dir, ring(1, 1)).await.unwrap();
+    assert_eq!(
+        logs.errors_naming(&["aaron@acme.test", "cannot be read"]),
+        1,
+        "{}",
+        logs.text()
+    );
+    assert!(matches!(
+        restart(&dir, ring(1, 2)).await,
+        Err(StartError::Keys(KeyError::WrongKey { .. }))
+    ));
+}

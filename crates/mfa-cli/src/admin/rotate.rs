@@ -146,24 +146,26 @@ async fn check_new_key_opens<S: Store, C: Clock>(
     }
     let store = service.store();
     let page = store
-        .sealed_under(new, None, 1)
+        .sealed_under(new, None, CHECKED)
         .await
         .map_err(|error| Failure::failed(format!("store: {}", crate::chain(&error))))?;
-    let Some((org, customer)) = page.first() else {
+    // The first record of the page that can be read tells; one that cannot says nothing about
+    // the key (it fails alone when the rotation reaches it).
+    let mut first = None;
+    for (org, customer) in &page {
+        let loaded = store
+            .load_customer(org, customer)
+            .await
+            .map_err(|error| Failure::failed(format!("store: {}", crate::chain(&error))))?;
+        if let Some(Ok(record)) = loaded.map(|stored| stored.value.decode()) {
+            first = Some((org, customer, record));
+            break;
+        }
+    }
+    let Some((org, customer, record)) = first else {
         return Ok(());
     };
-    let loaded = store
-        .load_customer(org, customer)
-        .await
-        .map_err(|error| Failure::failed(format!("store: {}", crate::chain(&error))))?;
-    let loaded = loaded
-        .map(|stored| stored.value.decode())
-        .transpose()
-        .map_err(|error| Failure::failed(format!("{org} / {customer}: {error}")))?;
-    let Some(sealed) = loaded
-        .as_ref()
-        .and_then(mfa_core::machine::CustomerRecord::sealed_secret)
-    else {
+    let Some(sealed) = record.sealed_secret() else {
         return Ok(());
     };
     service
@@ -177,6 +179,9 @@ async fn check_new_key_opens<S: Store, C: Clock>(
             ))
         })
 }
+
+/// Records tried when checking that a new key opens what its key id already seals.
+const CHECKED: usize = 3;
 
 /// Rotates every secret under another key than the service's active one to the active key, then
 /// prints a summary. Exit 1 when any customer failed or secrets remain under old keys.
