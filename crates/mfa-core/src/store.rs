@@ -37,6 +37,17 @@ impl<T> Encoded<T> {
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }
+
+    /// What a store hands back for a row it cannot read as it writes them: a value of another
+    /// type where the bytes belong, or a version it never stores. It decodes as
+    /// [`DecodeError::Corrupt`], so the [`Service`](crate::Service) answers it as corruption naming
+    /// whose record it is, changes nothing and passes no one, as for bytes it cannot decode; the
+    /// version handed back with it (whatever the row holds, or [`Version`]`(0)`) is never written
+    /// over.
+    #[must_use]
+    pub const fn unreadable() -> Self {
+        Self::new(Vec::new())
+    }
 }
 
 /// The length only: the bytes hold sealed secrets and backup-code hashes.
@@ -223,6 +234,9 @@ pub type CustomerKey = (OrgId, CustomerId);
 /// [`OrgPolicy::to_bytes`] and [`Event::to_bytes`], and may index the ids, times and
 /// [`Event::kind_name`] they come with. It hands records and policies back as [`Encoded`] bytes,
 /// without decoding them: telling corruption from an outage is this crate's job, not the store's.
+/// A row the store cannot read as it writes them (a damaged version or a value of another type)
+/// is handed back as [`Encoded::unreadable`], never as a store error: it is corruption of that
+/// record, not an outage.
 pub trait Store: Send + Sync {
     /// The store's own failure (I/O, connection, corruption), with its source chain intact.
     type Error: core::error::Error + Send + Sync + 'static;

@@ -428,13 +428,14 @@ fn versioned<T>(
     row: &tokio_postgres::Row,
     at: usize,
 ) -> Result<Option<Versioned<Encoded<T>>>, PostgresError> {
-    let Some(stored) = row.try_get::<_, Option<i64>>(at)? else {
-        return Ok(None);
+    // NULL (no row joined) only where the column reads as a nullable bigint; a value of another
+    // type leaves the version unread, and the record unreadable.
+    let version = match row.try_get::<_, Option<i64>>(at) {
+        Ok(None) => return Ok(None),
+        Ok(Some(version)) => Some(version),
+        Err(_) => None,
     };
-    Ok(Some(Versioned {
-        version: stored_version(stored)?,
-        value: Encoded::new(row.try_get(at + 1)?),
-    }))
+    Ok(Some(mfa_sql::read_row(version, row.try_get(at + 1).ok())))
 }
 
 impl Store for PostgresStore {

@@ -26,7 +26,7 @@ use mfa_core::{
     CustomerId, KeyId, OrgId, UnixTime,
     audit::{AuditExport, AuditQuery, Event},
     machine::CustomerRecord,
-    store::{CustomerKey, Version},
+    store::{CustomerKey, Encoded, Version, Versioned},
 };
 
 /// A value in a row that no version of the stores writes (the database was edited by hand or is
@@ -161,6 +161,26 @@ pub fn stored_version(stored: i64) -> Result<Version, Corrupt> {
         .ok_or(Corrupt("a version below 1"))
 }
 
+/// A stored policy or record as `mfa-core` takes it, from the version and bytes a driver read
+/// from its row (`None` for a value the driver could not read as the type the store writes).
+/// A row that is not as the stores write it (a version below 1, a value of another type) comes
+/// back [`Encoded::unreadable`], which `mfa-core` reports as that record's corruption, not as a
+/// store outage.
+#[must_use]
+pub fn read_row<T>(version: Option<i64>, bytes: Option<Vec<u8>>) -> Versioned<Encoded<T>> {
+    let version = version.and_then(|stored| stored_version(stored).ok());
+    match (version, bytes) {
+        (Some(version), Some(bytes)) => Versioned {
+            version,
+            value: Encoded::new(bytes),
+        },
+        (version, _) => Versioned {
+            version: version.unwrap_or(Version(0)),
+            value: Encoded::unreadable(),
+        },
+    }
+}
+
 /// A stored sequence number, checked: the log never hands out one below 1.
 ///
 /// # Errors
@@ -255,6 +275,25 @@ mod tests {
         assert_eq!(expected_version(Version(u64::MAX)), None);
         assert_eq!(stored(3, 1), Some(Version(3)));
         assert_eq!(stored(3, 0), None);
+    }
+
+    #[test]
+    fn rows_not_as_written_are_unreadable_records() {
+        use mfa_core::machine::CustomerRecord;
+        let good = read_row::<CustomerRecord>(Some(3), Some(vec![1, 2]));
+        assert_eq!(good.version, Version(3));
+        assert_eq!(good.value.as_bytes(), [1, 2]);
+        for (version, bytes) in [
+            (Some(0), Some(vec![1])),
+            (None, Some(vec![1])),
+            (Some(3), None),
+        ] {
+            let row = read_row::<CustomerRecord>(version, bytes);
+            assert_eq!(
+                row.value.decode(),
+                Err(mfa_core::store::DecodeError::Corrupt)
+            );
+        }
     }
 
     #[test]

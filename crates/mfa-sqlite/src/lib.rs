@@ -152,14 +152,8 @@ impl SqliteStore {
 }
 
 /// A stored policy or customer record and its version, its bytes left for `mfa-core` to read.
-fn stored<T>(row: Option<queries::Row>) -> Result<Option<Versioned<Encoded<T>>>, SqliteError> {
-    row.map(|(stored, bytes)| {
-        Ok(Versioned {
-            value: Encoded::new(bytes),
-            version: mfa_sql::stored_version(stored)?,
-        })
-    })
-    .transpose()
+fn stored<T>(row: Option<queries::RecordRow>) -> Option<Versioned<Encoded<T>>> {
+    row.map(|(version, bytes)| mfa_sql::read_row(version, bytes))
 }
 
 fn event_rows(events: &[Event]) -> Vec<EventRow> {
@@ -174,11 +168,11 @@ impl Store for SqliteStore {
         org: &OrgId,
     ) -> Result<Option<Versioned<Encoded<OrgPolicy>>>, SqliteError> {
         let org = org.as_str().to_owned();
-        stored(
+        Ok(stored(
             self.worker
                 .call(move |connection| queries::load_org(connection, &org))
                 .await?,
-        )
+        ))
     }
 
     async fn write_org(
@@ -204,11 +198,11 @@ impl Store for SqliteStore {
         customer: &CustomerId,
     ) -> Result<Option<Versioned<Encoded<CustomerRecord>>>, SqliteError> {
         let (org, customer) = (org.as_str().to_owned(), customer.as_str().to_owned());
-        stored(
+        Ok(stored(
             self.worker
                 .call(move |connection| queries::load_customer(connection, &org, &customer))
                 .await?,
-        )
+        ))
     }
 
     async fn load_org_and_customer(
@@ -227,7 +221,7 @@ impl Store for SqliteStore {
                 ))
             })
             .await?;
-        Ok((stored(org_row)?, stored(customer_row)?))
+        Ok((stored(org_row), stored(customer_row)))
     }
 
     async fn write_customer(

@@ -17,10 +17,21 @@ pub(crate) use mfa_sql::{CustomerRow, EventRow};
 /// A stored row: its version or sequence number as SQLite holds it, and its bytes.
 pub(crate) type Row = (i64, Vec<u8>);
 
-pub(crate) fn load_org(connection: &Connection, org: &str) -> Result<Option<Row>, SqliteError> {
+/// A stored policy or record: its version and bytes, each `None` where the row holds a value of
+/// another type (the table is not `STRICT`, so a hand edit can put one there).
+pub(crate) type RecordRow = (Option<i64>, Option<Vec<u8>>);
+
+fn record_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
+    Ok((row.get(0).ok(), row.get(1).ok()))
+}
+
+pub(crate) fn load_org(
+    connection: &Connection,
+    org: &str,
+) -> Result<Option<RecordRow>, SqliteError> {
     Ok(connection
         .prepare_cached(LOAD_ORG)?
-        .query_row([org], |row| Ok((row.get(0)?, row.get(1)?)))
+        .query_row([org], record_row)
         .optional()?)
 }
 
@@ -28,10 +39,10 @@ pub(crate) fn load_customer(
     connection: &Connection,
     org: &str,
     customer: &str,
-) -> Result<Option<Row>, SqliteError> {
+) -> Result<Option<RecordRow>, SqliteError> {
     Ok(connection
         .prepare_cached(LOAD_CUSTOMER)?
-        .query_row([org, customer], |row| Ok((row.get(0)?, row.get(1)?)))
+        .query_row([org, customer], record_row)
         .optional()?)
 }
 

@@ -382,13 +382,14 @@ async fn migrate(
 /// The version in column `at` and the bytes after it, left for `mfa-core` to read; `None` where
 /// the version is NULL (an outer join found no row).
 fn versioned<T>(row: &PgRow, at: usize) -> Result<Option<Versioned<Encoded<T>>>, SqlxError> {
-    let Some(stored) = row.try_get::<Option<i64>, _>(at)? else {
-        return Ok(None);
+    // NULL (no row joined) only where the column reads as a nullable bigint; a value of another
+    // type leaves the version unread, and the record unreadable.
+    let version = match row.try_get::<Option<i64>, _>(at) {
+        Ok(None) => return Ok(None),
+        Ok(Some(version)) => Some(version),
+        Err(_) => None,
     };
-    Ok(Some(Versioned {
-        version: mfa_sql::stored_version(stored)?,
-        value: Encoded::new(row.try_get(at + 1)?),
-    }))
+    Ok(Some(mfa_sql::read_row(version, row.try_get(at + 1).ok())))
 }
 
 /// Binds the five event arrays.

@@ -378,13 +378,8 @@ async fn migrate(connection: &mut SqliteConnection) -> Result<(), SqlxError> {
 
 /// A stored policy or customer record and its version, its bytes left for `mfa-core` to read.
 fn versioned<T>(row: Option<SqliteRow>) -> Result<Option<Versioned<Encoded<T>>>, SqlxError> {
-    row.map(|row| {
-        Ok(Versioned {
-            version: mfa_sql::stored_version(row.try_get(0)?)?,
-            value: Encoded::new(row.try_get(1)?),
-        })
-    })
-    .transpose()
+    // A value of another type (the table is not `STRICT`) leaves the record unreadable.
+    Ok(row.map(|row| mfa_sql::read_row(row.try_get(0).ok(), row.try_get(1).ok())))
 }
 
 /// Events as stored, checked and decoded.

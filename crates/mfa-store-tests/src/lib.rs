@@ -1268,3 +1268,65 @@ fn corruption<T: std::fmt::Debug, E: std::error::Error>(
         Err(other) => panic!("corruption reported as something else: {other}"),
     }
 }
+
+/// For stores on SQLite files, whose tables take a value of any type in any column (they are not
+/// `STRICT`): rows damaged by hand (text or a number where the record's bytes belong, a version
+/// of 0 or of text) are that record's corruption, naming it, never a store outage; nothing is
+/// written over them, and the customer beside them is unaffected. `execute` runs one SQL
+/// statement on the store's file, as an operator's `sqlite3` would.
+pub async fn sqlite_rows_damaged_by_hand_are_corruption<S, F>(store: S, execute: F)
+where
+    S: Store,
+    F: AsyncFn(&str),
+{
+    let (mfa, clock) = service(store).await;
+    let o = org("acme");
+    let damages = [
+        "record = 'garbage'",
+        "record = 5",
+        "version = 0",
+        "version = 'abc'",
+    ];
+    let mut customers = Vec::new();
+    for (i, damage) in damages.iter().enumerate() {
+        let name = format!("c{i}");
+        let (_, session) = enrolled(&mfa, &clock, &name).await;
+        execute(&format!(
+            "UPDATE customers SET {damage} WHERE org = 'acme' AND customer = '{name}'"
+        ))
+        .await;
+        customers.push((customer(&name), session, *damage));
+    }
+    let (_, bob_session) = enrolled(&mfa, &clock, "bob").await;
+    clock.advance(30);
+    let before = mfa.audit(&o, &all(None)).await.expect("audit");
+    let admin = Actor::new("admin").expect("a name");
+    for (id, session, damage) in &customers {
+        for (what, error) in [
+            ("status", corruption(mfa.status(&o, id).await)),
+            ("sign-in", corruption(mfa.login_step(&o, id).await)),
+            (
+                "code",
+                corruption(mfa.verify_totp(&o, id, session, "123456").await),
+            ),
+            ("reset", corruption(mfa.reset(&o, id, &admin).await)),
+        ] {
+            let error = error.unwrap_or_else(|| panic!("{damage}, {what}: not corruption"));
+            assert_eq!(
+                (&error.org, error.customer.as_ref()),
+                (&o, Some(id)),
+                "{damage}, {what}"
+            );
+        }
+    }
+    assert_eq!(
+        mfa.audit(&o, &all(None)).await.expect("audit"),
+        before,
+        "nothing was logged or written"
+    );
+    assert!(
+        mfa.check_session(&o, &customer("bob"), &bob_session)
+            .await
+            .is_ok()
+    );
+}
