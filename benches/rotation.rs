@@ -128,7 +128,7 @@ fn enroll_range(from: u64, to: u64, customers: u64) -> (Vec<Row>, Vec<(u64, KeyU
             .expect("after T0")
             .to_string();
         let (configured, _, passed) = pending
-            .confirm_enrollment(&session, &code, &policy, &keys, &ctx)
+            .confirm_enrollment(&session, &code, &policy, &keys, &ctx, &mut rng)
             .into_parts();
         let _passed = passed.expect("confirmed");
         rows.push(Row {

@@ -101,7 +101,7 @@ fuzz_target!(|data: &[u8]| {
                     .or_else(|| uri.as_ref().map(|u| code_at(u, now)))
                     .unwrap_or_default();
                 let (next, events, outcome) = record
-                    .confirm_enrollment(&session, &code, &policy, &keys, &ctx)
+                    .confirm_enrollment(&session, &code, &policy, &keys, &ctx, &mut rng)
                     .into_parts();
                 (next, events, outcome.is_ok())
             }
@@ -152,7 +152,7 @@ fuzz_target!(|data: &[u8]| {
                 (next, events, outcome.is_ok())
             }
             Op::Reset => {
-                let (next, events, outcome) = record.reset(&admin, &ctx).into_parts();
+                let (next, events, outcome) = record.reset(&admin, &ctx, &mut rng).into_parts();
                 uri = None;
                 codes.clear();
                 steps.clear();
@@ -196,7 +196,7 @@ fuzz_target!(|data: &[u8]| {
         let session = stored.login_step(&policy, &ctx);
         if let LoginStep::Challenge(session) | LoginStep::Enroll(session) = session {
             let _ = stored.verify_totp(&session, "123456", &policy, &keys, &ctx);
-            let _ = stored.confirm_enrollment(&session, "123456", &policy, &keys, &ctx);
+            let _ = stored.confirm_enrollment(&session, "123456", &policy, &keys, &ctx, &mut rng);
         }
     }
 });

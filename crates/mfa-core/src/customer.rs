@@ -530,9 +530,17 @@ impl CustomerRecord {
         }
     }
 
-    /// The generation after a reset or a change of factor.
-    const fn next_generation(&self) -> u64 {
-        self.generation.wrapping_add(1)
+    /// The generation after a reset or a change of factor: drawn at random, never 0 (a customer
+    /// with no record) nor the current one. Random rather than counted, so that a record deleted
+    /// by hand and made again, whose count would start over, can never meet a session stamped
+    /// before: the chance that a new generation equals any given earlier one is 2^-64.
+    fn next_generation<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> u64 {
+        loop {
+            let drawn = rng.next_u64();
+            if drawn != 0 && drawn != self.generation {
+                return drawn;
+            }
+        }
     }
 
     /// Issues a fresh secret to enroll, replacing any pending one. Only while the organisation has
@@ -573,13 +581,14 @@ impl CustomerRecord {
 
     /// Confirms a pending enrollment with a code from the app. The confirming step counts as used.
     /// A new factor: every other session of the customer ends, and the proof carries this one on.
-    pub fn confirm_enrollment(
+    pub fn confirm_enrollment<R: CryptoRng + ?Sized>(
         &self,
         session: &MfaSession,
         typed: &str,
         policy: &OrgPolicy,
         keys: &KeyRing,
         ctx: &Context<'_>,
+        rng: &mut R,
     ) -> Decision<Pass> {
         // A session from before a reset or a change of factor is over, whatever the state now.
         if let Err(error) = self.current(session) {
@@ -600,7 +609,7 @@ impl CustomerRecord {
         match pending.confirm(typed, policy.settings().window, keys, ctx) {
             Ok(configured) => {
                 let step = configured.last_step;
-                let generation = self.next_generation();
+                let generation = self.next_generation(rng);
                 let next = Self {
                     mfa: CustomerMfa::Configured(configured),
                     failures: Failures::default(),
@@ -639,8 +648,9 @@ impl CustomerRecord {
             rng,
         ) {
             Ok((set, codes)) => {
-                let (next, events, outcome) =
-                    self.install_backup_codes(session, set, ctx).into_parts();
+                let (next, events, outcome) = self
+                    .install_backup_codes(session, set, ctx, rng)
+                    .into_parts();
                 Decision {
                     next,
                     events,
@@ -655,11 +665,12 @@ impl CustomerRecord {
     /// ([`BackupCodeSet::generate`] for this customer): the [`Service`](crate::Service) hashes a new
     /// set once, then installs it with as many compare-and-swaps as a race takes. The outcome is
     /// the calling session, moved on to the new factors; show the codes the set was made with.
-    pub fn install_backup_codes(
+    pub fn install_backup_codes<R: CryptoRng + ?Sized>(
         &self,
         session: &MfaSession,
         set: BackupCodeSet,
         ctx: &Context<'_>,
+        rng: &mut R,
     ) -> Decision<Pass> {
         let passed = match self.may_change_factors(session, ctx) {
             Ok(passed) => passed,
@@ -669,7 +680,7 @@ impl CustomerRecord {
             return Decision::refuse(Refusal::NotConfigured);
         };
         let count = u32::try_from(set.len()).unwrap_or(u32::MAX);
-        let generation = self.next_generation();
+        let generation = self.next_generation(rng);
         let next = Self {
             mfa: CustomerMfa::Configured(Configured {
                 backup: Some(set),
@@ -791,10 +802,15 @@ impl CustomerRecord {
     /// lockout cleared, and every session of the customer ended (the generation moves on). The
     /// customer signs in again with the password and enrolls again (while the organisation has MFA
     /// on). `by` names the administrator for the audit log.
-    pub fn reset(&self, by: &Actor, ctx: &Context<'_>) -> Decision<()> {
+    pub fn reset<R: CryptoRng + ?Sized>(
+        &self,
+        by: &Actor,
+        ctx: &Context<'_>,
+        rng: &mut R,
+    ) -> Decision<()> {
         let event = ctx.event(EventKind::Reset { by: by.clone() });
         let next = Self {
-            generation: self.next_generation(),
+            generation: self.next_generation(rng),
             ..Self::default()
         };
         Decision::write(next, vec![event], Ok(()))

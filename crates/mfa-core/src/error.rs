@@ -121,7 +121,8 @@ impl MfaError {
 /// A stored record this version cannot read (written by a newer version, or damaged), and whose
 /// it is. Not an outage: retrying will not help, and it changed nothing and passed no one: every
 /// call on the record, a reset too, refuses it until an operator restores the row (from a backup,
-/// or by deleting it, which leaves the customer unconfigured).
+/// or by deleting it, which leaves the customer unconfigured: the next record draws a new factor
+/// generation, so no session that passed the old factor comes back).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CorruptRecord {

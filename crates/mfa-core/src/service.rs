@@ -378,8 +378,8 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         session: &MfaSession,
         code: &str,
     ) -> Result<MfaPassed, S::Error> {
-        self.run(org, customer, |record, policy, ctx| {
-            record.confirm_enrollment(session, code, policy, &self.keys, ctx)
+        self.run_with_rng(org, customer, |record, policy, ctx, rng| {
+            record.confirm_enrollment(session, code, policy, &self.keys, ctx, rng)
         })
         .await
     }
@@ -427,8 +427,8 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
             generated
         };
         let passed = self
-            .run(org, customer, |record, _, ctx| {
-                record.install_backup_codes(session, set.clone(), ctx)
+            .run_with_rng(org, customer, |record, _, ctx, rng| {
+                record.install_backup_codes(session, set.clone(), ctx, rng)
             })
             .await?;
         Ok(BackupCodesIssued { codes, passed })
@@ -490,8 +490,10 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         customer: &CustomerId,
         by: &Actor,
     ) -> Result<(), S::Error> {
-        self.run_stored(org, customer, |record, _, ctx| record.reset(by, ctx))
-            .await
+        self.run_stored(org, customer, |record, _, ctx| {
+            record.reset(by, ctx, &mut self.seeded_rng())
+        })
+        .await
     }
 
     /// Key rotation's step for one customer: seals the secret again under the keyring's active key
@@ -570,8 +572,9 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
 
     /// Load, decide, write if unchanged; again on a lost race. For decisions that draw randomness.
     ///
-    /// The RNG's lock is held while deciding (never across an `await`); only enrollment, backup-code
-    /// generation and resealing take it, so sign-ins never wait for it.
+    /// The RNG's lock is held for the 32 bytes of a seed only (never across an `await`); only
+    /// enrollment, its confirmation, backup-code generation, resets and resealing take it, so
+    /// sign-ins never wait for it.
     async fn run_with_rng<T: Mint>(
         &self,
         org: &OrgId,

@@ -76,7 +76,14 @@ impl World {
         let code = code_at(&enrollment.uri, T0);
         let (configured, pass) = apply(
             &pending,
-            pending.confirm_enrollment(&session, &code, &self.on, &self.keys, &self.at(T0)),
+            pending.confirm_enrollment(
+                &session,
+                &code,
+                &self.on,
+                &self.keys,
+                &self.at(T0),
+                &mut *self.rng.borrow_mut(),
+            ),
         );
         assert_eq!(pass.unwrap().method(), PassedBy::Enrollment);
         (configured, enrollment.uri)
@@ -181,6 +188,7 @@ fn enrolling_starts_restarts_and_confirms_with_a_new_generation() {
         &w.on,
         &w.keys,
         &w.at(T0 + 5),
+        &mut *w.rng.borrow_mut(),
     );
     assert_eq!(
         refusal(&stale),
@@ -194,12 +202,13 @@ fn enrolling_starts_restarts_and_confirms_with_a_new_generation() {
         &w.on,
         &w.keys,
         &w.at(T0 + 5),
+        &mut *w.rng.borrow_mut(),
     );
     assert_eq!(kinds(confirm.events()), ["enrollment_confirmed"]);
     let (configured, pass) = apply(&pending, confirm);
     assert_eq!(pass.unwrap().method(), PassedBy::Enrollment);
     assert_eq!(configured.state(), StateName::Configured);
-    assert_eq!(configured.generation(), pending.generation() + 1);
+    assert_new_generation(configured.generation(), pending.generation());
     assert_eq!(configured.failures().consecutive(), 0);
     // The enrolling session belonged to the old generation: every other flow now ends it.
     let again = configured.start_enrollment(
@@ -227,7 +236,14 @@ fn confirming_refuses_what_is_not_a_pending_enrollment_or_its_code() {
     let w = World::new();
     let record = CustomerRecord::default();
     let session = w.sign_in(&record, T0);
-    let nothing = record.confirm_enrollment(&session, "123456", &w.on, &w.keys, &w.at(T0));
+    let nothing = record.confirm_enrollment(
+        &session,
+        "123456",
+        &w.on,
+        &w.keys,
+        &w.at(T0),
+        &mut *w.rng.borrow_mut(),
+    );
     assert_eq!(refusal(&nothing), Refusal::NotPending);
     assert!(nothing.next().is_none() && nothing.events().is_empty());
     let (pending, enrollment) = apply(
@@ -242,12 +258,26 @@ fn confirming_refuses_what_is_not_a_pending_enrollment_or_its_code() {
     );
     let uri = enrollment.unwrap().uri;
     // Text that is not a code: logged, not counted.
-    let malformed = pending.confirm_enrollment(&session, "x", &w.on, &w.keys, &w.at(T0));
+    let malformed = pending.confirm_enrollment(
+        &session,
+        "x",
+        &w.on,
+        &w.keys,
+        &w.at(T0),
+        &mut *w.rng.borrow_mut(),
+    );
     assert!(matches!(refusal(&malformed), Refusal::InvalidCode(_)));
     assert!(malformed.next().is_none());
     assert_eq!(kinds(malformed.events()), ["attempt_rejected"]);
     // A wrong code: counted, the state otherwise unchanged.
-    let wrong = pending.confirm_enrollment(&session, "000000", &w.on, &w.keys, &w.at(T0));
+    let wrong = pending.confirm_enrollment(
+        &session,
+        "000000",
+        &w.on,
+        &w.keys,
+        &w.at(T0),
+        &mut *w.rng.borrow_mut(),
+    );
     assert_eq!(refusal(&wrong), Refusal::WrongCode);
     let (counted, _) = apply(&pending, wrong);
     assert_eq!(counted.state(), StateName::Pending);
@@ -255,8 +285,14 @@ fn confirming_refuses_what_is_not_a_pending_enrollment_or_its_code() {
     assert_eq!(counted.sealed_secret(), pending.sealed_secret());
     // Past its lifetime the right code no longer confirms, and nothing is written.
     let late = T0 + w.on.settings().enrollment_lifetime_secs;
-    let expired =
-        pending.confirm_enrollment(&session, &code_at(&uri, late), &w.on, &w.keys, &w.at(late));
+    let expired = pending.confirm_enrollment(
+        &session,
+        &code_at(&uri, late),
+        &w.on,
+        &w.keys,
+        &w.at(late),
+        &mut *w.rng.borrow_mut(),
+    );
     assert_eq!(refusal(&expired), Refusal::EnrollmentExpired);
     assert!(expired.next().is_none());
     assert_eq!(kinds(expired.events()), ["attempt_rejected"]);
@@ -344,7 +380,7 @@ fn backup_codes_need_a_recent_second_factor_and_pass_once_each() {
     assert_eq!(kinds(issue.events()), ["backup_codes_generated"]);
     let (with_codes, issued) = apply(&record, issue);
     let issued = issued.unwrap();
-    assert_eq!(with_codes.generation(), record.generation() + 1);
+    assert_new_generation(with_codes.generation(), record.generation());
     assert_eq!(
         with_codes
             .status(UnixTime::from_secs(now))
@@ -382,12 +418,12 @@ fn a_reset_from_any_state_ends_every_session() {
     );
     for record in [unconfigured, pending, configured] {
         let session = w.sign_in(&record, T0 + 60);
-        let reset = record.reset(&admin, &w.at(T0 + 60));
+        let reset = record.reset(&admin, &w.at(T0 + 60), &mut *w.rng.borrow_mut());
         assert_eq!(kinds(reset.events()), ["reset"]);
         let (after, _) = apply(&record, reset);
         assert_eq!(after.state(), StateName::Unconfigured);
         assert!(after.sealed_secret().is_none());
-        assert_eq!(after.generation(), record.generation() + 1);
+        assert_new_generation(after.generation(), record.generation());
         assert_eq!(after.check_session(&w.on, &session), SessionCheck::Ended);
         let fresh = w.sign_in(&after, T0 + 61);
         assert_eq!(after.check_session(&w.on, &fresh), SessionCheck::Enroll);
@@ -472,7 +508,7 @@ proptest! {
                 }
                 Op::Confirm(right) => {
                     let code = match (&uri, right) { (Some(u), true) => code_at(u, now), _ => "000000".into() };
-                    let (next, events, outcome) = record.confirm_enrollment(&session, &code, &w.on, &w.keys, &ctx).into_parts();
+                    let (next, events, outcome) = record.confirm_enrollment(&session, &code, &w.on, &w.keys, &ctx, &mut *w.rng.borrow_mut()).into_parts();
                     (next, events, outcome.err())
                 }
                 Op::Totp(typed) => {
@@ -502,7 +538,7 @@ proptest! {
                     (next, events, outcome.err())
                 }
                 Op::Reset => {
-                    let (next, events, outcome) = record.reset(&admin, &ctx).into_parts();
+                    let (next, events, outcome) = record.reset(&admin, &ctx, &mut *w.rng.borrow_mut()).into_parts();
                     uri = None; codes.clear(); accepted_steps.clear();
                     (next, events, outcome.err())
                 }
@@ -531,4 +567,11 @@ proptest! {
             }
         }
     }
+}
+
+/// A change of factor drew a new generation: never the old one, never 0 (no record).
+#[track_caller]
+fn assert_new_generation(new: u64, old: u64) {
+    assert_ne!(new, old);
+    assert_ne!(new, 0);
 }

@@ -568,7 +568,7 @@ async fn changing_factors_ends_other_sessions_but_not_the_acting_one() {
         check(&mfa, &alice, &a_now).await,
         complete(PassedBy::Totp, T0 + 30)
     );
-    assert_eq!(a_now.generation(), a.generation() + 1);
+    assert_new_generation(a_now.generation(), a.generation());
 
     // The ended session can neither use nor replace the new codes; the acting one can.
     assert_eq!(
@@ -1054,15 +1054,17 @@ async fn records_of_format_1_still_read() {
     let (mfa, clock) = service(MemoryStore::new());
     let alice = customer("alice");
     settle(&mfa, OrgMfa::On).await;
-    /// The bytes format 1 wrote for `record`, from the bytes format 2 writes, and the generation
-    /// they leave out.
-    fn format_1(record: &CustomerRecord) -> (Vec<u8>, u8) {
+    /// The bytes format 1 wrote for `record`, from the bytes format 2 writes: the same but for
+    /// the format byte, and without the generation at the end (a postcard varint, 7 bits a byte).
+    fn format_1(record: &CustomerRecord) -> Vec<u8> {
         let mut bytes = record.to_bytes();
         assert_eq!(bytes[0], 2, "this version writes format 2");
         bytes[0] = 1;
-        // A generation below 128 is one byte of postcard varint.
-        let generation = bytes.pop().unwrap();
-        (bytes, generation)
+        let varint = (64 - record.generation().leading_zeros())
+            .div_ceil(7)
+            .max(1);
+        bytes.truncate(bytes.len() - varint as usize);
+        bytes
     }
 
     // The default record and a pending one with a failure, both of generation 0.
@@ -1081,8 +1083,8 @@ async fn records_of_format_1_still_read() {
     );
     for record in [CustomerRecord::default(), pending] {
         assert_eq!(record.generation(), 0);
-        let (old, generation) = format_1(&record);
-        assert_eq!(generation, 0x00);
+        let old = format_1(&record);
+        assert_eq!(record.to_bytes().last(), Some(&0x00), "generation 0");
         assert_eq!(CustomerRecord::from_bytes(&old).unwrap(), record);
         assert_eq!(
             CustomerRecord::from_bytes(&record.to_bytes()).unwrap(),
@@ -1104,12 +1106,9 @@ async fn records_of_format_1_still_read() {
         .await
         .unwrap();
     let confirmed = stored(&mfa, &alice).await.value;
-    assert_eq!(
-        (confirmed.state().as_str(), confirmed.generation()),
-        ("configured", 1)
-    );
-    let (old, generation) = format_1(&confirmed);
-    assert_eq!(generation, 1);
+    assert_eq!(confirmed.state().as_str(), "configured");
+    assert_new_generation(confirmed.generation(), 0);
+    let old = format_1(&confirmed);
     let read = CustomerRecord::from_bytes(&old).unwrap();
     assert_eq!(
         (read.mfa(), read.failures(), read.generation()),
@@ -1117,7 +1116,7 @@ async fn records_of_format_1_still_read() {
     );
     let mut rewritten = old.clone();
     rewritten[0] = 2;
-    rewritten.push(0x00);
+    rewritten.push(0x00); // generation 0
     assert_eq!(read.to_bytes(), rewritten);
     // A session of generation 0 (signed in before the upgrade) goes on with the record read from
     // format 1, and not with this version's record, whose generation moved on at confirmation.
@@ -1131,13 +1130,13 @@ async fn records_of_format_1_still_read() {
         SessionCheck::Ended
     );
 
-    // A record with backup codes (generation 2) for the checks of bytes this version refuses.
+    // A record with backup codes for the checks of bytes this version refuses.
     let _codes = mfa
         .generate_backup_codes(&acme(), &alice, &passed.session())
         .await
         .unwrap();
     let configured = stored(&mfa, &alice).await.value;
-    assert_eq!(configured.generation(), 2);
+    assert_new_generation(configured.generation(), confirmed.generation());
 
     // Another format byte, and bytes left over.
     let mut unknown = configured.to_bytes();
@@ -1335,4 +1334,11 @@ async fn no_error_repeats_its_source() {
             }
         }
     }
+}
+
+/// A change of factor drew a new generation: never the old one, never 0 (no record).
+#[track_caller]
+fn assert_new_generation(new: u64, old: u64) {
+    assert_ne!(new, old);
+    assert_ne!(new, 0);
 }

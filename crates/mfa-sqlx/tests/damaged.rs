@@ -17,3 +17,43 @@ async fn rows_damaged_by_hand_are_corruption() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_record_deleted_by_hand_and_made_again_ends_old_sessions() {
+    let store = common::sqlite_store("sqlx-deleted").await;
+    let pool = store.store.pool().clone();
+    mfa_store_tests::a_record_deleted_by_hand_and_made_again_ends_old_sessions(
+        store,
+        async |org: &mfa_core::OrgId, customer: &mfa_core::CustomerId| {
+            mfa_sqlx::sqlx::query("DELETE FROM customers WHERE org = ?1 AND customer = ?2")
+                .bind(org.as_str())
+                .bind(customer.as_str())
+                .execute(&pool)
+                .await
+                .unwrap();
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_record_deleted_by_hand_and_made_again_ends_old_sessions() {
+    let Some(store) = common::pg_store("sqlx_deleted").await else {
+        return;
+    };
+    let (pool, schema) = (store.store.pool().clone(), store.hooks.name.clone());
+    mfa_store_tests::a_record_deleted_by_hand_and_made_again_ends_old_sessions(
+        store,
+        async |org: &mfa_core::OrgId, customer: &mfa_core::CustomerId| {
+            mfa_sqlx::sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM \"{schema}\".customers WHERE org = $1 AND customer = $2"
+            )))
+            .bind(org.as_str())
+            .bind(customer.as_str())
+            .execute(&pool)
+            .await
+            .unwrap();
+        },
+    )
+    .await;
+}

@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use mfa_core::{
     Actor, CorruptRecord, CustomerId, Fault, KeyId, KeyRing, LoginStep, ManualClock, MfaSession,
-    OrgId, OrgMfa, OrgPolicy, PassedBy, Refusal, SealingKey, Service, ServiceError, Settings,
-    Store, UnixTime,
+    OrgId, OrgMfa, OrgPolicy, PassedBy, Refusal, SealingKey, Service, ServiceError, SessionCheck,
+    Settings, Store, UnixTime,
     audit::{AuditExport, AuditQuery, Event, EventKind},
     backup::BackupHashParams,
     machine::CustomerRecord,
@@ -1328,5 +1328,42 @@ where
         mfa.check_session(&o, &customer("bob"), &bob_session)
             .await
             .is_ok()
+    );
+}
+
+/// A customer's record deleted by hand (an operator's way out of a damaged row) and made again by
+/// a new enrollment never brings an earlier session back: its factor generation is drawn anew, so
+/// a session that passed the old factor stays over, however the new record's history runs.
+/// `delete` removes the customer's row, as an operator's SQL would.
+pub async fn a_record_deleted_by_hand_and_made_again_ends_old_sessions<S, F>(store: S, delete: F)
+where
+    S: Store,
+    F: AsyncFn(&OrgId, &CustomerId),
+{
+    let (mfa, clock) = service(store).await;
+    let (o, alice) = (org("acme"), customer("alice"));
+    let (_, session) = configured(&mfa, &clock).await;
+    let issued = mfa
+        .generate_backup_codes(&o, &alice, &session)
+        .await
+        .expect("backup codes");
+    let old = issued.passed.session();
+    assert!(
+        mfa.check_session(&o, &alice, &old)
+            .await
+            .expect("check")
+            .is_complete()
+    );
+    delete(&o, &alice).await;
+    // The same history again: enrolled, then a new set of codes.
+    let (_, session) = enrolled(&mfa, &clock, "alice").await;
+    let _again = mfa
+        .generate_backup_codes(&o, &alice, &session)
+        .await
+        .expect("backup codes");
+    assert_eq!(
+        mfa.check_session(&o, &alice, &old).await.expect("check"),
+        SessionCheck::Ended,
+        "a session of the deleted record came back"
     );
 }
