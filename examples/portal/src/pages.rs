@@ -728,10 +728,27 @@ pub(crate) async fn admin<S: Store + 'static, C: PortalClock>(
     let mut rows = String::new();
     for customer in &customers {
         let status = match service.status(&admin.org, customer).await {
-            Ok(status) => status,
+            Ok(status) => status.customer,
+            // One record that cannot be read is that row's trouble, not the page's: it is logged
+            // (naming it) and shown as such, and the other customers stay in reach.
+            Err(error @ ServiceError::Corrupt(_)) => {
+                let _logged = mfa_http::Error::from_service(&error, service.clock().now());
+                let email = escape(customer.as_str());
+                let _ = write!(
+                    rows,
+                    r#"<tr id="customer-{row_id}" data-customer="{email}">
+<td>{email}</td>
+<td class="state" data-state="corrupt">cannot be read (see the server's log)</td>
+<td></td>
+<td></td>
+</tr>
+"#,
+                    row_id = slug(customer.as_str()),
+                );
+                continue;
+            }
             Err(error) => return failed(&portal, &error),
-        }
-        .customer;
+        };
         let locked = status
             .locked_until
             .map(|until| {

@@ -715,7 +715,7 @@ async fn sign_in_forms_keep_no_session_so_a_burst_evicts_nobody() {
 async fn a_corrupt_record_is_a_500_that_says_so_and_lets_no_one_in() {
     let t = common::sqlite().await;
     let logs = mfa_store_tests::Logs::capture();
-    let (_admin, mut alice, uri) = alice_configured(&t).await;
+    let (mut admin, mut alice, uri) = alice_configured(&t).await;
     t.clock.advance(30);
 
     let garbage = [2_u8, 0xFF, 0xFF, 0xFF];
@@ -768,6 +768,27 @@ async fn a_corrupt_record_is_a_500_that_says_so_and_lets_no_one_in() {
     assert!(
         !logs.text().contains("255"),
         "never the bytes: {}",
+        logs.text()
+    );
+
+    // The administrator's page still serves every other customer, and says which row is wrong.
+    logs.clear();
+    let page = admin.get("/admin").await;
+    page.expect(200, None);
+    let html = page.text();
+    assert!(
+        html.contains(
+            r#"data-customer="alice@acme.test">
+<td>alice@acme.test</td>
+<td class="state" data-state="corrupt">"#
+        ),
+        "{html}"
+    );
+    assert!(html.contains(r#"id="reset-bob-acme-test""#), "{html}");
+    assert_eq!(
+        logs.errors_naming(&["org=acme", ALICE]),
+        1,
+        "{}",
         logs.text()
     );
 
