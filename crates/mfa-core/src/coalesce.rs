@@ -10,7 +10,9 @@
 //! them (at most 100 an hour).
 //!
 //! The first of each kind is always durable; the count of the repeats lives in this node's memory
-//! until the window closes, so a crash can lose a count, never a first refusal. Memory is bounded:
+//! until it is written: when that kind comes again after the window, or with the next refusal of
+//! any customer once the window is over (closed windows are swept out once a window). A crash can
+//! lose a count, never a first refusal. Memory is bounded:
 //! when [`MAX_TRACKED`] windows are open and none has closed, a refusal is simply logged on its own.
 
 use alloc::vec::Vec;
@@ -56,6 +58,12 @@ impl Coalescer {
         // can panic: a poisoned lock still guards whole windows.
         let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out = Vec::with_capacity(events.len());
+        // Windows that closed are written out at least once a window, with whichever refusal
+        // comes next (of any customer), so the count of a customer's repeats is not left in
+        // memory for as long as that customer stays away.
+        if now.as_secs() >= windows.swept.saturating_add(COALESCE_WINDOW_SECS) {
+            out.extend(windows.sweep(now));
+        }
         for event in events {
             let (EventKind::AttemptRejected { factor, reason, .. }, Some(customer)) =
                 (&event.kind, &event.customer)

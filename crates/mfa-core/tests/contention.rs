@@ -293,3 +293,51 @@ async fn repeated_refusals_are_coalesced_without_losing_the_first_of_each_kind()
         .value;
     assert_eq!(record.status(clock.now()).failures, 5);
 }
+
+/// The count of a customer's repeated refusals is written once the window is over with the next
+/// refusal of anyone, not only when that customer comes back: an attacker who stops sending does
+/// not keep the count out of the log.
+#[tokio::test]
+async fn a_closed_window_is_written_with_the_next_refusal_of_anyone() {
+    let (org, alice, bob) = ids();
+    let clock = ManualClock::new(UnixTime::from_secs(T0));
+    let mfa = Service::new(
+        MemoryStore::new(),
+        clock.clone(),
+        keys(),
+        ChaCha20Rng::seed_from_u64(4),
+    );
+    mfa.set_org_mfa(&org, OrgMfa::On, &Actor::new("admin").unwrap())
+        .await
+        .unwrap();
+    let alice_session = mfa.login_step(&org, &alice).await.unwrap().session();
+    let bob_session = mfa.login_step(&org, &bob).await.unwrap().session();
+    for (who, session) in [(&alice, &alice_session), (&bob, &bob_session)] {
+        let _enrollment = mfa.start_enrollment(&org, who, session).await.unwrap();
+    }
+    for _ in 0..50 {
+        let _ = mfa
+            .confirm_enrollment(&org, &alice, &alice_session, "x")
+            .await;
+    }
+    let counted = |events: &[mfa_core::audit::StoredEvent]| {
+        events
+            .iter()
+            .filter_map(
+                |stored| match (&stored.event.kind, &stored.event.customer) {
+                    (EventKind::RejectionsCoalesced { count, .. }, Some(who)) if who == &alice => {
+                        Some(*count)
+                    }
+                    _ => None,
+                },
+            )
+            .collect::<Vec<_>>()
+    };
+    let all = AuditQuery {
+        limit: usize::MAX,
+        ..AuditQuery::default()
+    };
+    clock.advance(COALESCE_WINDOW_SECS);
+    let _ = mfa.confirm_enrollment(&org, &bob, &bob_session, "x").await;
+    assert_eq!(counted(&mfa.audit(&org, &all).await.unwrap()), [49]);
+}
