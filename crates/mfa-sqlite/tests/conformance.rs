@@ -36,23 +36,7 @@ mod on_file {
 /// On a current-thread runtime every call goes through the connection's own thread (elsewhere most
 /// run inline, on the caller's): the same checks hold on that path.
 mod queued {
-    use mfa_sqlite::SqliteStore;
-
-    macro_rules! on_current_thread {
-        ($($name:ident),* $(,)?) => {$(
-            #[tokio::test(flavor = "current_thread")]
-            async fn $name() {
-                mfa_store_tests::$name(SqliteStore::open_in_memory().await.unwrap()).await;
-            }
-        )*};
-    }
-
-    on_current_thread!(
-        customer_writes_are_compare_and_swap,
-        events_are_written_with_their_record_and_never_without,
-        the_whole_story_through_the_service,
-        racing_sign_ins_with_one_code_exactly_one_wins,
-        racing_writers_on_one_version_exactly_one_wins,
-        loading_both_agrees_with_loading_each,
-    );
+    mfa_store_tests::conformance_suite!(runtime = current_thread, async {
+        mfa_sqlite::SqliteStore::open_in_memory().await.unwrap()
+    });
 }

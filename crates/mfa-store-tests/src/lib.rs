@@ -51,18 +51,30 @@ pub use processes::ProcessStore;
 
 /// Generates the conformance tests for a store; `$make` is an expression (usually an `async` block)
 /// that gives a fresh, empty store each time it is evaluated.
+///
+/// - `conformance_suite!(make)`: every check, each a `#[tokio::test]` on a multi-thread runtime
+///   of 4 workers;
+/// - `conformance_suite!(optional make)`: `make` gives `Option<store>`, and `None` skips the test
+///   (a database that is not configured on this machine; the expression says so itself);
+/// - `conformance_suite!(runtime = current_thread, make)` (or `optional make`): every check on a
+///   current-thread runtime, for a store with a path of its own there (the SQLite store sends
+///   every call to its connection's thread).
 #[macro_export]
 macro_rules! conformance_suite {
-    ($make:expr) => {
-        $crate::conformance_suite!(@list required $make);
+    (runtime = current_thread, optional $make:expr) => {
+        $crate::conformance_suite!(@list optional (flavor = "current_thread") $make);
     };
-    // `optional`: `$make` gives `Option<store>`, and `None` skips the test (a database that is not
-    // configured on this machine; the expression says so itself).
+    (runtime = current_thread, $make:expr) => {
+        $crate::conformance_suite!(@list required (flavor = "current_thread") $make);
+    };
     (optional $make:expr) => {
-        $crate::conformance_suite!(@list optional $make);
+        $crate::conformance_suite!(@list optional (flavor = "multi_thread", worker_threads = 4) $make);
     };
-    (@list $mode:ident $make:expr) => {
-        $crate::conformance_suite!(@tests $mode $make;
+    ($make:expr) => {
+        $crate::conformance_suite!(@list required (flavor = "multi_thread", worker_threads = 4) $make);
+    };
+    (@list $mode:ident $runtime:tt $make:expr) => {
+        $crate::conformance_suite!(@tests $mode $runtime $make;
             absent_records_load_as_none,
             customer_writes_are_compare_and_swap,
             org_writes_are_compare_and_swap,
@@ -84,15 +96,15 @@ macro_rules! conformance_suite {
             corrupt_records_are_corruption_and_change_nothing,
         );
     };
-    (@tests required $make:expr; $($name:ident),* $(,)?) => {$(
-        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    (@tests required $runtime:tt $make:expr; $($name:ident),* $(,)?) => {$(
+        #[::tokio::test $runtime]
         async fn $name() {
             let store = $make.await;
             $crate::$name(store).await;
         }
     )*};
-    (@tests optional $make:expr; $($name:ident),* $(,)?) => {$(
-        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    (@tests optional $runtime:tt $make:expr; $($name:ident),* $(,)?) => {$(
+        #[::tokio::test $runtime]
         async fn $name() {
             let Some(store) = $make.await else {
                 return;
