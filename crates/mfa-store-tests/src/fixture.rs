@@ -1,5 +1,8 @@
-//! What the process and outage tests share: one organisation, customers with known secrets and
-//! backup codes, and a reading of the audit log that the checks can compare.
+//! The test kit: one organisation (`acme`), a service on a manual clock with a fixed keyring, a
+//! seeded RNG and fast backup-code hashing, customers whose authenticator app (a soft
+//! authenticator: the code of any time step) and backup codes the test holds, and a reading of the
+//! audit log the checks can compare. The process and outage suites are written with it; so can a
+//! store's own tests.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,16 +19,17 @@ use rand_core::SeedableRng;
 use crate::T0;
 
 /// Backup codes per customer: the most a set may hold, so a long stream has enough to use.
-pub(crate) const BACKUP_CODES: u8 = 16;
+pub const BACKUP_CODES: u8 = 16;
 
 /// The organisation every test here uses.
-pub(crate) fn acme() -> OrgId {
+#[must_use]
+pub fn acme() -> OrgId {
     OrgId::new("acme").expect("a valid id")
 }
 
 /// A service over `store` with a manual clock at `now` and the one keyring every process of a test
 /// shares (a child must unseal what the parent sealed).
-pub(crate) fn service<S: Store>(
+pub fn service<S: Store>(
     store: S,
     now: u64,
     seed: u64,
@@ -39,7 +43,7 @@ pub(crate) fn service<S: Store>(
 /// Switches `acme` on with fast backup-code hashing, [`BACKUP_CODES`] codes each, and the most
 /// failures the rules allow before a lockout, so re-trying used codes is refused for being used,
 /// not for a lockout.
-pub(crate) async fn switch_on<S: Store>(mfa: &Service<S, ManualClock, ChaCha20Rng>) {
+pub async fn switch_on<S: Store>(mfa: &Service<S, ManualClock, ChaCha20Rng>) {
     let mut settings = Settings::default();
     settings.backup_hash = BackupHashParams::danger_insecure_fast();
     settings.backup_code_count = BACKUP_CODES;
@@ -53,20 +57,32 @@ pub(crate) async fn switch_on<S: Store>(mfa: &Service<S, ManualClock, ChaCha20Rn
 }
 
 /// A customer whose authenticator app and backup codes the test holds.
-pub(crate) struct Enrolled {
-    pub(crate) id: CustomerId,
-    pub(crate) totp: Totp,
-    pub(crate) secret: Secret,
+pub struct Enrolled {
+    /// The customer.
+    pub id: CustomerId,
+    /// The app's parameters.
+    pub totp: Totp,
+    /// The app's secret.
+    pub secret: Secret,
     /// The whole set, in the order the tests use them.
-    pub(crate) backup: Vec<String>,
+    pub backup: Vec<String>,
     /// The session that enrolled and made the codes: the one session of the customer's factors.
-    pub(crate) session: MfaSession,
+    pub session: MfaSession,
+}
+
+impl core::fmt::Debug for Enrolled {
+    // The customer only: the rest is a secret and its codes, even in a test.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Enrolled")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Enrolled {
     /// Enrolls `name` at the clock's time (the confirming step counts as used) and gives it a set of
     /// backup codes.
-    pub(crate) async fn new<S: Store>(
+    pub async fn new<S: Store>(
         mfa: &Service<S, ManualClock, ChaCha20Rng>,
         clock: &ManualClock,
         name: &str,
@@ -110,12 +126,21 @@ impl Enrolled {
     }
 
     /// The app's code for time step `step`.
-    pub(crate) fn code(&self, step: u64) -> String {
+    #[must_use]
+    pub fn code(&self, step: u64) -> String {
         self.totp.generate_at_step(&self.secret, step).to_string()
     }
 
+    /// The app's code `steps` time steps away from the clock's (negative: earlier).
+    #[must_use]
+    pub fn code_now(&self, clock: &ManualClock, steps: i64) -> String {
+        let now = mfa_core::Clock::now(clock).as_secs() / 30;
+        self.code(now.saturating_add_signed(steps))
+    }
+
     /// A code the app shows at none of the steps around `step` (within any window the tests use).
-    pub(crate) fn wrong_code(&self, step: u64) -> String {
+    #[must_use]
+    pub fn wrong_code(&self, step: u64) -> String {
         let near: Vec<String> = (step.saturating_sub(2)..=step + 2)
             .map(|s| self.code(s))
             .collect();
@@ -127,17 +152,19 @@ impl Enrolled {
 }
 
 /// The start of time step `step` plus `secs` (the clock a test sets to use that step's code).
-pub(crate) fn at_step(step: u64, secs: u64) -> UnixTime {
+#[must_use]
+pub fn at_step(step: u64, secs: u64) -> UnixTime {
     UnixTime::from_secs(step * 30 + secs)
 }
 
 /// The time step the tests start after.
-pub(crate) const fn first_step() -> u64 {
+#[must_use]
+pub const fn first_step() -> u64 {
     T0 / 30
 }
 
 /// Every event of `acme`, oldest first.
-pub(crate) async fn audit<S: Store>(store: &S) -> Vec<StoredEvent> {
+pub async fn audit<S: Store>(store: &S) -> Vec<StoredEvent> {
     let query = AuditQuery {
         customer: None,
         before_seq: None,
@@ -150,7 +177,8 @@ pub(crate) async fn audit<S: Store>(store: &S) -> Vec<StoredEvent> {
 
 /// An acceptance in the audit log, as the checks compare them.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Accepted {
+#[non_exhaustive]
+pub enum Accepted {
     /// A TOTP code of this step (a sign-in or the enrollment's confirmation).
     Totp(u64),
     /// A backup code, leaving this many unused.
@@ -158,7 +186,8 @@ pub(crate) enum Accepted {
 }
 
 /// The acceptance an event records, with its customer, if it records one.
-pub(crate) fn acceptance(stored: &StoredEvent) -> Option<(String, Accepted)> {
+#[must_use]
+pub fn acceptance(stored: &StoredEvent) -> Option<(String, Accepted)> {
     let customer = stored.event.customer.as_ref()?.as_str().to_owned();
     match stored.event.kind {
         EventKind::TotpAccepted { step, .. } | EventKind::EnrollmentConfirmed { step } => {
@@ -175,7 +204,7 @@ pub(crate) fn acceptance(stored: &StoredEvent) -> Option<(String, Accepted)> {
 /// backup-code acceptances leaving the same count (which is what accepting one code twice, or a use
 /// whose record was lost, looks like: the set never shrinks by two in one use). The tests here
 /// never generate a second set, which would start the count again.
-pub(crate) fn assert_no_acceptance_twice(events: &[StoredEvent]) {
+pub fn assert_no_acceptance_twice(events: &[StoredEvent]) {
     let mut steps: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
     let mut remaining: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
     for (customer, accepted) in events.iter().filter_map(acceptance) {

@@ -36,7 +36,7 @@ use rand_core::SeedableRng;
 
 mod corrupt;
 pub mod databases;
-mod fixture;
+pub mod fixture;
 mod hooks;
 mod logs;
 pub mod outage;
