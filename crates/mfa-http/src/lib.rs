@@ -22,6 +22,8 @@ mod host;
 mod json;
 pub mod model;
 mod openapi;
+#[cfg(feature = "tower-sessions")]
+pub mod tower_sessions;
 
 pub use api::MfaApi;
 pub use error::{Error, ErrorBody, ErrorKind};

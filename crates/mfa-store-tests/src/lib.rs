@@ -40,6 +40,7 @@ pub mod fixture;
 mod hooks;
 mod logs;
 pub mod outage;
+pub mod peers;
 pub mod processes;
 
 pub use corrupt::{Garbage, Garbled};
