@@ -496,6 +496,21 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         .await
     }
 
+    /// Up to `wanted` secrets sealed under `key` that can be read: see
+    /// [`store::sealed_sample`](crate::store::sealed_sample).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn sealed_sample(
+        &self,
+        key: crate::KeyId,
+        wanted: usize,
+    ) -> Result<crate::store::SealedSample, S::Error> {
+        crate::store::sealed_sample(&self.store, key, wanted)
+            .await
+            .map_err(ServiceError::Store)
+    }
+
     /// Key rotation's step for one customer: seals the secret again under the keyring's active key
     /// if another key seals it, with a compare-and-swap like every other write (safe while sign-ins
     /// go on) and a [`SecretResealed`](crate::EventKind::SecretResealed) event.

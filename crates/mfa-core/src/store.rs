@@ -8,7 +8,10 @@ use core::marker::PhantomData;
 pub use crate::encoding::DecodeError;
 #[cfg(feature = "std")]
 pub use crate::memory::MemoryStore;
-use crate::{CustomerId, CustomerRecord, Event, KeyId, OrgId, OrgPolicy, StoredEvent, UnixTime};
+use crate::{
+    CorruptRecord, CustomerId, CustomerRecord, Event, KeyId, OrgId, OrgPolicy, SealedSecret,
+    StoredEvent, UnixTime,
+};
 
 /// The stored bytes of a `T` (a [`CustomerRecord`] or an [`OrgPolicy`]), as a store reads them
 /// back: the store hands them over without reading them, and only this crate decodes them. So
@@ -418,4 +421,71 @@ impl<S: Store + ?Sized> Store for alloc::sync::Arc<S> {
     fn count_sealed(&self) -> impl Future<Output = Result<Vec<(KeyId, u64)>, Self::Error>> + Send {
         (**self).count_sealed()
     }
+}
+
+/// The most customers [`sealed_sample`] looks at, readable or not.
+pub const MAX_SAMPLED: usize = 100;
+
+/// Secrets sealed under one key ([`sealed_sample`]).
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct SealedSample {
+    /// Secrets that can be read, with whose they are, in the store's order.
+    pub readable: Vec<(CustomerKey, SealedSecret)>,
+    /// Records passed over because they cannot be read.
+    pub unreadable: Vec<CorruptRecord>,
+}
+
+/// Up to `wanted` secrets sealed under `key` in `store` that can be read, with whose they are, in
+/// the store's order of customers: what a start-up check tries to open with a keyring before
+/// serving (a wrong key opens none of them), and what a rotation checks a new key against.
+/// Records that cannot be read say nothing about the key: they are passed over and named in
+/// [`SealedSample::unreadable`], and the walk goes on to the next, looking at no more than
+/// [`MAX_SAMPLED`] customers in all.
+///
+/// # Errors
+/// The store's.
+pub async fn sealed_sample<S: Store + ?Sized>(
+    store: &S,
+    key: KeyId,
+    wanted: usize,
+) -> Result<SealedSample, S::Error> {
+    let mut sample = SealedSample::default();
+    let mut after = None;
+    let mut looked = 0;
+    while sample.readable.len() < wanted && looked < MAX_SAMPLED {
+        let page = store
+            .sealed_under(key, after.as_ref(), wanted.min(MAX_SAMPLED - looked))
+            .await?;
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        looked += page.len();
+        for (org, customer) in page {
+            match store
+                .load_customer(&org, &customer)
+                .await?
+                .map(|stored| stored.value.decode())
+            {
+                // Gone since it was listed (another node at work).
+                None => {}
+                // Resealed under another key since it was listed: not this key's.
+                Some(Ok(record)) => {
+                    if let Some(sealed) = record.sealed_secret().filter(|s| s.key_id() == key) {
+                        sample.readable.push(((org, customer), sealed.clone()));
+                    }
+                }
+                Some(Err(error)) => sample.unreadable.push(CorruptRecord {
+                    org,
+                    customer: Some(customer),
+                    error,
+                }),
+            }
+            if sample.readable.len() == wanted {
+                break;
+            }
+        }
+        after = Some(last);
+    }
+    Ok(sample)
 }

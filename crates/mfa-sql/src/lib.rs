@@ -149,11 +149,15 @@ pub fn next_version(expected: Version) -> Option<(i64, i64)> {
     Some((current, current.checked_add(1)?))
 }
 
-/// A stored version, checked: writes never store one below 1.
+/// A stored version, checked: writes never store one below 1, nor the largest a `bigint` holds
+/// (no write could follow it, so the record could never change again).
 ///
 /// # Errors
-/// [`Corrupt`] for a version below 1.
+/// [`Corrupt`] for a version below 1 or at `i64::MAX`.
 pub fn stored_version(stored: i64) -> Result<Version, Corrupt> {
+    if stored == i64::MAX {
+        return Err(Corrupt("a version no write can follow"));
+    }
     u64::try_from(stored)
         .ok()
         .filter(|&version| version >= 1)
@@ -301,6 +305,7 @@ mod tests {
         assert_eq!(stored_version(1), Ok(Version(1)));
         assert!(stored_version(0).is_err());
         assert!(stored_version(-5).is_err());
+        assert!(stored_version(i64::MAX).is_err());
         assert_eq!(stored_seq(1), Ok(1));
         assert!(
             stored_seq(0).is_err(),

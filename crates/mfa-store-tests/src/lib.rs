@@ -1284,7 +1284,7 @@ fn corruption<T: std::fmt::Debug, E: std::error::Error>(
 
 /// For stores on SQLite files, whose tables take a value of any type in any column (they are not
 /// `STRICT`): rows damaged by hand (text or a number where the record's bytes belong, a version
-/// of 0 or of text) are that record's corruption, naming it, never a store outage; nothing is
+/// of 0, of text, or one no write can follow) are that record's corruption, naming it, never a store outage; nothing is
 /// written over them, and the customer beside them is unaffected. `execute` runs one SQL
 /// statement on the store's file, as an operator's `sqlite3` would.
 pub async fn sqlite_rows_damaged_by_hand_are_corruption<S, F>(store: S, execute: F)
@@ -1299,6 +1299,7 @@ where
         "record = 5",
         "version = 0",
         "version = 'abc'",
+        "version = 9223372036854775807",
     ];
     let mut customers = Vec::new();
     for (i, damage) in damages.iter().enumerate() {

@@ -245,37 +245,21 @@ pub async fn check<S: Store>(keys: &KeyRing, store: &S) -> Result<(), KeyError> 
         if !loaded.contains(&id) {
             return Err(KeyError::NotLoaded { id, count });
         }
-        let listed = store
-            .sealed_under(id, None, CHECKED_PER_KEY)
+        let sample = mfa_core::store::sealed_sample(store, id, CHECKED_PER_KEY)
             .await
             .map_err(store_error)?;
+        // A record that cannot be read says nothing about the key: it is named here and passed
+        // over (the service answers it as corrupt), and the next readable ones tell.
+        for unreadable in &sample.unreadable {
+            tracing::error!(
+                org = %unreadable.org,
+                customer = unreadable.customer.as_ref().map(mfa_core::CustomerId::as_str),
+                error = %unreadable.error,
+                "portal: a stored MFA record cannot be read; the key check passes it over"
+            );
+        }
         let mut refused = None;
-        for (org, customer) in &listed {
-            let record = store
-                .load_customer(org, customer)
-                .await
-                .map_err(store_error)?;
-            // Gone or resealed since it was listed (another node at work): nothing to open. A
-            // record that cannot be read says nothing about the key: it is named and passed over
-            // (the service answers it as corrupt), and the next one tells.
-            let record = match record.map(|stored| stored.value.decode()).transpose() {
-                Ok(record) => record,
-                Err(error) => {
-                    tracing::error!(
-                        org = %org,
-                        customer = customer.as_str(),
-                        error = %error,
-                        "portal: a stored MFA record cannot be read; the key check passes it over"
-                    );
-                    continue;
-                }
-            };
-            let Some(sealed) = record
-                .as_ref()
-                .and_then(mfa_core::machine::CustomerRecord::sealed_secret)
-            else {
-                continue;
-            };
+        for ((org, customer), sealed) in &sample.readable {
             match keys.open(sealed, org, customer) {
                 Ok(_) => {
                     refused = None;

@@ -144,28 +144,13 @@ async fn check_new_key_opens<S: Store, C: Clock>(
     if !before.iter().any(|(id, count)| *id == new && *count > 0) {
         return Ok(());
     }
-    let store = service.store();
-    let page = store
-        .sealed_under(new, None, CHECKED)
+    let sample = service
+        .sealed_sample(new, 1)
         .await
         .map_err(|error| Failure::failed(format!("store: {}", crate::chain(&error))))?;
-    // The first record of the page that can be read tells; one that cannot says nothing about
-    // the key (it fails alone when the rotation reaches it).
-    let mut first = None;
-    for (org, customer) in &page {
-        let loaded = store
-            .load_customer(org, customer)
-            .await
-            .map_err(|error| Failure::failed(format!("store: {}", crate::chain(&error))))?;
-        if let Some(Ok(record)) = loaded.map(|stored| stored.value.decode()) {
-            first = Some((org, customer, record));
-            break;
-        }
-    }
-    let Some((org, customer, record)) = first else {
-        return Ok(());
-    };
-    let Some(sealed) = record.sealed_secret() else {
+    // The first record that can be read tells; one that cannot says nothing about the key (it
+    // fails alone when the rotation reaches it).
+    let Some(((org, customer), sealed)) = sample.readable.first() else {
         return Ok(());
     };
     service
@@ -179,9 +164,6 @@ async fn check_new_key_opens<S: Store, C: Clock>(
             ))
         })
 }
-
-/// Records tried when checking that a new key opens what its key id already seals.
-const CHECKED: usize = 3;
 
 /// Rotates every secret under another key than the service's active one to the active key, then
 /// prints a summary. Exit 1 when any customer failed or secrets remain under old keys.
