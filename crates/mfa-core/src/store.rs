@@ -455,12 +455,16 @@ pub async fn sealed_sample<S: Store + ?Sized>(
     let mut looked = 0;
     while sample.readable.len() < wanted && looked < MAX_SAMPLED {
         let page = store
-            .sealed_under(key, after.as_ref(), wanted.min(MAX_SAMPLED - looked))
+            .sealed_under(
+                key,
+                after.as_ref(),
+                wanted.min(MAX_SAMPLED.saturating_sub(looked)),
+            )
             .await?;
         let Some(last) = page.last().cloned() else {
             break;
         };
-        looked += page.len();
+        looked = looked.saturating_add(page.len());
         for (org, customer) in page {
             match store
                 .load_customer(&org, &customer)
