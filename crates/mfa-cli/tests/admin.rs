@@ -11,7 +11,6 @@ use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -31,11 +30,6 @@ use rand::rngs::StdRng;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::runtime::Runtime;
-
-/// The variable that names the test database.
-const URL: &str = "MFA_TEST_POSTGRES_URL";
-/// The variable that turns a missing database into a failure.
-const REQUIRE: &str = "MFA_REQUIRE_POSTGRES";
 
 /// Seeded events happen at this time (an hour ago, on a step boundary); sign-ins after the
 /// rotation a few steps later.
@@ -154,30 +148,8 @@ impl Db<SqliteStore> {
 impl Db<PostgresStore> {
     /// A fresh schema, or `None` (after saying so once) when the PostgreSQL tests skip.
     fn postgres() -> Option<Self> {
-        let url = match std::env::var(URL) {
-            Ok(url) if !url.is_empty() => url,
-            _ => {
-                assert!(
-                    std::env::var(REQUIRE).as_deref() != Ok("1"),
-                    "{REQUIRE}=1 but {URL} is not set: the PostgreSQL tests cannot run"
-                );
-                static SAID: std::sync::Once = std::sync::Once::new();
-                SAID.call_once(|| {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "skipped: {URL} is not set, so the PostgreSQL tests of mfa admin did not \
-                         run (set {REQUIRE}=1 to fail instead)"
-                    );
-                });
-                return None;
-            }
-        };
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let schema = format!(
-            "mfa_cli_test_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let url = mfa_store_tests::postgres_url()?;
+        let schema = mfa_store_tests::fresh_schema("cli");
         let runtime = runtime();
         let store = runtime
             .block_on(PostgresStore::connect_with(

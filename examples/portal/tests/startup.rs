@@ -146,12 +146,11 @@ async fn a_wrong_key_or_a_missing_key_id_stops_the_start() {
     restart(&dir, ring(1, 1)).await.unwrap();
 }
 
-#[tokio::test]
-async fn one_damaged_record_does_not_stop_the_start() {
-    let (t, _dir) = sealed().await;
+/// Alice's stored record written again under each of `names` (all listed before hers): records
+/// that hold her sealed secret, which opens only for her.
+async fn copies_of_alice(t: &TestPortal<SqliteStore>, names: &[&str]) {
     let store = t.portal.service().store();
     let org = t.portal.config().org.clone();
-    // A record listed before Alice's holds her sealed secret, which opens only for her.
     let alice = store
         .load_customer(&org, &CustomerId::new(ALICE).unwrap())
         .await
@@ -159,18 +158,32 @@ async fn one_damaged_record_does_not_stop_the_start() {
         .unwrap()
         .decode()
         .unwrap();
-    let aaron = CustomerId::new("aaron@acme.test").unwrap();
-    let written = store
-        .write_customer(&org, &aaron, None, &alice.value, &[])
-        .await
-        .unwrap();
-    assert!(matches!(written, Written::Stored(_)));
+    for name in names {
+        let written = store
+            .write_customer(
+                &org,
+                &CustomerId::new(*name).unwrap(),
+                None,
+                &alice.value,
+                &[],
+            )
+            .await
+            .unwrap();
+        assert!(matches!(written, Written::Stored(_)));
+    }
+}
+
+#[tokio::test]
+async fn one_damaged_record_does_not_stop_the_start() {
+    let (t, _dir) = sealed().await;
+    let store = t.portal.service().store();
+    copies_of_alice(&t, &["aaron@acme.test"]).await;
     // The right key opens Alice's: the start goes on. A wrong one opens neither, and the error
     // names the first tried.
     keys::check(&ring(1, 1), store).await.unwrap();
     let error = keys::check(&ring(1, 2), store).await.unwrap_err();
     assert!(
-        matches!(&error, KeyError::WrongKey { customer, .. } if customer == &aaron),
+        matches!(&error, KeyError::WrongKey { customer, .. } if customer.as_str() == "aaron@acme.test"),
         "{error:?}"
     );
 }
@@ -180,30 +193,9 @@ async fn one_damaged_record_does_not_stop_the_start() {
 #[tokio::test]
 async fn unreadable_records_do_not_stop_the_start_nor_hide_a_wrong_key() {
     let (t, dir) = sealed().await;
-    let store = t.portal.service().store();
-    let org = t.portal.config().org.clone();
-    let alice = store
-        .load_customer(&org, &CustomerId::new(ALICE).unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .decode()
-        .unwrap();
     // Listed before alice@acme.test.
     let damaged = ["a1@acme.test", "a2@acme.test", "aaron@acme.test"];
-    for name in damaged {
-        let written = store
-            .write_customer(
-                &org,
-                &CustomerId::new(name).unwrap(),
-                None,
-                &alice.value,
-                &[],
-            )
-            .await
-            .unwrap();
-        assert!(matches!(written, Written::Stored(_)));
-    }
+    copies_of_alice(&t, &damaged).await;
     let db = rusqlite::Connection::open(dir.join("portal.db")).unwrap();
     db.execute(
         "UPDATE customers SET record = x'02FFFFFF' WHERE customer <> 'alice@acme.test'",

@@ -10,9 +10,7 @@
     reason = "each test binary uses a part of the shared harness"
 )]
 
-use std::io::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -33,11 +31,6 @@ pub const T0: u64 = 1_767_225_600;
 pub const ALICE: &str = "alice@acme.test";
 pub const BOB: &str = "bob@acme.test";
 pub const ADMIN: &str = "admin@acme.test";
-
-/// The variable that names the test database.
-pub const URL: &str = "MFA_TEST_POSTGRES_URL";
-/// The variable that turns a missing database into a failure.
-pub const REQUIRE: &str = "MFA_REQUIRE_POSTGRES";
 
 /// The portal's configuration in tests: cheap hashes, so that the suite stays fast.
 pub fn config() -> Config {
@@ -163,38 +156,7 @@ async fn build<S: Store + 'static>(
     }
 }
 
-/// The test database's connection string, or `None` (after saying so) when the tests must skip.
-pub fn postgres_url() -> Option<String> {
-    match std::env::var(URL) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var(REQUIRE).as_deref() != Ok("1"),
-                "{REQUIRE}=1 but {URL} is not set: the PostgreSQL tests cannot run"
-            );
-            // Written to the real stderr, past the test harness's capture; once per test binary.
-            static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "skipped: {URL} is not set, so the portal's PostgreSQL tests did not run \
-                     (set {REQUIRE}=1 to fail instead)"
-                );
-            });
-            None
-        }
-    }
-}
-
-/// A schema name no other test (in this process or another) uses.
-pub fn fresh_schema(label: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.subsec_nanos());
-    format!("portal_test_{label}_{}_{n}_{nanos}", std::process::id())
-}
+pub use mfa_store_tests::{fresh_schema, postgres_url};
 
 /// Drops the schemas, from a thread of its own (so it works from `Drop`, in or out of a runtime).
 fn drop_schemas(url: &str, schemas: &[String]) {
