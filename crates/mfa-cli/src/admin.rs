@@ -5,7 +5,6 @@
 //! and touches nothing.
 
 mod audit;
-mod database;
 mod keyfile;
 mod output;
 mod rotate;
@@ -26,10 +25,10 @@ use rand::rngs::StdRng;
 use serde::Serialize;
 
 use self::audit::{AuditFormat, Export};
-use self::database::Database;
 use self::output::{Format, fields, rfc3339_or_dash};
 use self::rotate::Rotation;
 use crate::Failure;
+use mfa_ops::database::DatabaseUrl as Database;
 
 const ROTATION_HELP: &str = "\
 Rotating the sealing key, with no downtime:
@@ -245,7 +244,7 @@ pub(crate) fn run(args: AdminArgs) -> Result<(), Failure> {
     let url = args.database_url.ok_or_else(|| {
         Failure::Input("give the database with --database-url (or MFA_DATABASE_URL)".into())
     })?;
-    let database = Database::parse(&url).map_err(Failure::Input)?;
+    let database = Database::parse(&url).map_err(|error| Failure::Input(error.to_string()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -289,6 +288,9 @@ pub(crate) fn run(args: AdminArgs) -> Result<(), Failure> {
                 store.close();
                 result
             }
+            other => Err(Failure::Input(format!(
+                "{other}: this version of mfa admin cannot open that database"
+            ))),
         }
     })
 }
@@ -367,20 +369,22 @@ fn plan(command: AdminCommand) -> Result<Option<(Plan, Option<KeyRing>)>, Failur
             AdminCommand::Keys(KeysCommand::Status { key_file, format }) => {
                 let keys = keyfile::read_all(&key_file)?;
                 let loaded =
-                    (!keys.is_empty()).then(|| keys.iter().map(|key| key.id).collect::<Vec<_>>());
+                    (!keys.is_empty()).then(|| keys.iter().map(|key| key.id()).collect::<Vec<_>>());
                 Plan::KeysStatus(loaded, format)
             }
             AdminCommand::Keys(KeysCommand::Rotate(args)) => {
                 let new = keyfile::read(&args.new_key_file)?;
                 let mut ring = KeyRing::new(new.sealing_key());
                 for old in keyfile::read_all(&args.key_file)? {
-                    if old.id == new.id {
+                    if old.id() == new.id() {
                         if old.same_as(&new) {
                             continue;
                         }
                         return Err(Failure::Input(format!(
                             "{} and the new key file {} hold different keys under the same key id {}",
-                            old.source, new.source, new.id
+                            old.source(),
+                            new.source(),
+                            new.id()
                         )));
                     }
                     ring.add(old.sealing_key())

@@ -3,7 +3,7 @@
 //! the command reports success.
 
 use std::ffi::OsString;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -52,36 +52,16 @@ pub(crate) fn write_private(
     sync_parent(path).map_err(Failure::Failed)
 }
 
-/// Syncs the directory that holds `path`, after a file was created or renamed there. Syncing a file
-/// makes its contents durable, not its name: without this, a power loss can take the new directory
-/// entry away although the command reported success. The error names the directory.
+/// Syncs the directory that holds `path`, after a file was created or renamed there
+/// ([`mfa_ops::files::sync_parent`]); the error names the directory.
 pub(crate) fn sync_parent(path: &Path) -> Result<(), String> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        // A bare file name: its parent is the empty path, the current directory.
-        _ => Path::new("."),
-    };
-    sync_dir(dir).map_err(|error| format!("cannot sync the directory {}: {error}", dir.display()))
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Elsewhere a directory cannot be opened as a file to be synced.
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
-    Ok(())
+    mfa_ops::files::sync_parent(path)
+        .map_err(|(dir, error)| format!("cannot sync the directory {}: {error}", dir.display()))
 }
 
 /// Creates `path`, which must not exist, readable and writable by its owner only.
 pub(crate) fn create_private(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
+    mfa_ops::files::create_private(path)
 }
 
 /// A new private file next to `path`, under a random name (`.NAME.HEX.tmp`) that no one can have
