@@ -152,8 +152,8 @@ pub async fn app<C: Clock + 'static>(
     if let Some(path) = database_url.strip_prefix("sqlite://") {
         // Private to this user before SQLite first writes them (MFA's holds sealed secrets and
         // backup-code hashes; the host's, password hashes).
-        create_private(Path::new(path))?;
-        create_private(&mfa_file(Path::new(path)))?;
+        mfa_ops::files::ensure_private(Path::new(path))?;
+        mfa_ops::files::ensure_private(&mfa_file(Path::new(path)))?;
         let host = sqlite_pool(
             SqliteConnectOptions::new()
                 .filename(path)
@@ -175,21 +175,6 @@ pub async fn app<C: Clock + 'static>(
         start(Users::Postgres(pool), store, keys, clock).await
     } else {
         Err("the database URL must start with sqlite:// or postgres://".into())
-    }
-}
-
-/// Creates `path` empty with mode 0600 if it does not exist yet.
-fn create_private(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(error) => Err(error),
     }
 }
 

@@ -3,7 +3,10 @@
 
 use std::net::SocketAddr;
 
-use mfa_core::{KeyId, KeyRing, SealingKey, SystemClock};
+use std::path::Path;
+
+use mfa_core::{KeyRing, SystemClock};
+use mfa_ops::keyfile::{self, KeyForm};
 
 fn main() -> Result<(), billing::StartError> {
     tracing_subscriber::fmt().with_target(false).init();
@@ -20,7 +23,7 @@ fn main() -> Result<(), billing::StartError> {
         }
     }
     let listen: SocketAddr = listen.parse()?;
-    let keys = KeyRing::new(SealingKey::from_slice(KeyId::new(1), &sealing_key()?)?);
+    let keys = sealing_key()?;
     let mfa_schema = std::env::var("BILLING_MFA_SCHEMA").unwrap_or_else(|_| "mfa".to_owned());
     tokio::runtime::Runtime::new()?.block_on(async {
         let app = billing::app(&database_url, &mfa_schema, keys, SystemClock).await?;
@@ -35,38 +38,26 @@ fn main() -> Result<(), billing::StartError> {
     })
 }
 
-/// The sealing key: `BILLING_SEALING_KEY` (64 hex digits), as a real host reads it from its secrets
-/// manager, never from an argument (it would show in `ps`). For the demo, without it, the key in
-/// `./billing.key`, made (mode 0600) at the first start.
-fn sealing_key() -> Result<Vec<u8>, billing::StartError> {
-    let hex = match std::env::var("BILLING_SEALING_KEY") {
-        Ok(hex) => hex,
-        Err(_) => demo_key_file("billing.key")?,
+/// The sealing key: `MFA_SEALING_KEY` (`ID:KEY` or `KEY`, 32 bytes in hex or base64), as a real
+/// host reads it from its secrets manager, never from an argument (it would show in `ps`). For the
+/// demo, without it, the key in `./billing.key`, made (mode 0600) at the first start. Both read by
+/// `mfa_ops::keyfile`, as the portal and `mfa admin` read theirs.
+fn sealing_key() -> Result<KeyRing, billing::StartError> {
+    let key = match keyfile::from_env()? {
+        Some(key) => key,
+        None => match keyfile::read(Path::new(KEY_FILE)) {
+            Ok(key) => key,
+            Err(error) if error.is_not_found() => {
+                let key =
+                    keyfile::generate(keyfile::BARE_KEY_ID, Path::new(KEY_FILE), KeyForm::Bare)?;
+                println!("billing: made a sealing key in {KEY_FILE} (keep it with the databases)");
+                key
+            }
+            Err(error) => return Err(error.into()),
+        },
     };
-    data_encoding::HEXLOWER_PERMISSIVE
-        .decode(hex.trim().as_bytes())
-        .map_err(|_| "BILLING_SEALING_KEY is not hex".into())
+    Ok(KeyRing::new(key.sealing_key()))
 }
 
-/// The demo's key file: read, or made with a fresh random key when it does not exist yet.
-fn demo_key_file(path: &str) -> Result<String, billing::StartError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    match std::fs::read_to_string(path) {
-        Ok(hex) => Ok(hex),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let mut key = [0u8; 32];
-            rand::fill(&mut key[..]);
-            let hex = data_encoding::HEXLOWER.encode(&key);
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)?
-                .write_all(hex.as_bytes())?;
-            println!("billing: made a sealing key in {path} (keep it with the databases)");
-            Ok(hex)
-        }
-        Err(error) => Err(error.into()),
-    }
-}
+/// The demo's key file.
+const KEY_FILE: &str = "billing.key";

@@ -150,6 +150,7 @@ async fn accounts(url: &str, count: usize) -> Result<(), BoxError> {
             let accounts = Accounts::postgres(store.pool().clone(), "portal").await?;
             seed(store, accounts, keys, config, count).await?;
         }
+        other => return Err(format!("{other}: not a database load_setup knows").into()),
     }
     println!(
         "load_setup: {count} customers in a fresh database, MFA on ({:.1} s)",

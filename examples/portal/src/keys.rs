@@ -13,24 +13,19 @@
 //! or a missing previous key stops the start instead of failing each customer in turn.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use data_encoding::{BASE64, BASE64_NOPAD, BASE64URL, BASE64URL_NOPAD, HEXLOWER_PERMISSIVE};
-use mfa_core::{CustomerId, KeyId, KeyRing, OrgId, SealingKey, Store, seal::SealError};
-use zeroize::Zeroizing;
+use mfa_core::{CustomerId, KeyId, KeyRing, OrgId, Store, seal::SealError};
+use mfa_ops::keyfile::{self, KeyFileError, KeyForm};
 
 /// The environment variable that holds the sealing key.
-pub const KEY_ENV: &str = "MFA_SEALING_KEY";
+pub use mfa_ops::keyfile::KEY_ENV;
 
 /// The id of a key given without one (`KEY` rather than `ID:KEY`): the key file the portal creates.
 /// A second key gets id 2 (`mfa admin keys generate --id 2`), and the old one stays in the ring as
 /// a previous key until every secret is resealed under the new one (`mfa admin keys rotate`).
-pub const KEY_ID: KeyId = KeyId::new(1);
-
-/// Key bytes.
-const KEY_LEN: usize = 32;
+pub const KEY_ID: KeyId = keyfile::BARE_KEY_ID;
 
 /// Where the key came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,19 +171,19 @@ pub fn read(
     env_value: Option<&str>,
     key_file: &Path,
 ) -> Result<Option<(KeyRing, KeySource)>, KeyError> {
-    let ((id, bytes), source) = match env_value.filter(|value| !value.trim().is_empty()) {
-        Some(value) => (parse_with_id(value, KEY_ENV)?, KeySource::Env),
-        None => match read_file(key_file) {
+    let (key, source) = match env_value {
+        Some(value) if !value.trim().is_empty() => {
+            let key = keyfile::from_value(value)?
+                .ok_or_else(|| KeyError::Malformed(KEY_ENV.to_owned()))?;
+            (key, KeySource::Env)
+        }
+        _ => match keyfile::read(key_file) {
             Ok(key) => (key, KeySource::File(key_file.to_path_buf())),
-            Err(KeyError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                return Ok(None);
-            }
-            Err(error) => return Err(error),
+            Err(error) if error.is_not_found() => return Ok(None),
+            Err(error) => return Err(error.into()),
         },
     };
-    let key = SealingKey::from_slice(id, &bytes[..])
-        .map_err(|_| KeyError::Malformed(KEY_ENV.to_owned()))?;
-    Ok(Some((KeyRing::new(key), source)))
+    Ok(Some((KeyRing::new(key.sealing_key()), source)))
 }
 
 /// The keyring [`read`] found, or else a new one in `key_file` (created with a fresh random key,
@@ -214,11 +209,11 @@ pub async fn load_or_create<S: Store>(
             sealed,
         });
     }
-    let bytes = create(key_file).map_err(io_error(key_file))?;
-    let key = SealingKey::from_slice(KEY_ID, &bytes[..])
-        .map_err(|_| KeyError::Malformed(key_file.display().to_string()))?;
+    // Synced with its directory before it is used: a crash cannot leave secrets sealed under a
+    // key that was never saved.
+    let key = keyfile::generate(KEY_ID, key_file, KeyForm::Bare)?;
     Ok((
-        KeyRing::new(key),
+        KeyRing::new(key.sealing_key()),
         KeySource::Created(key_file.to_path_buf()),
     ))
 }
@@ -291,131 +286,29 @@ pub async fn check<S: Store>(keys: &KeyRing, store: &S) -> Result<(), KeyError> 
 pub fn add_previous(ring: &mut KeyRing, files: &[PathBuf]) -> Result<Vec<KeyId>, KeyError> {
     let mut ids = Vec::with_capacity(files.len());
     for path in files {
-        let (id, bytes) = read_file(path)?;
-        let key = SealingKey::from_slice(id, &bytes[..])
-            .map_err(|_| KeyError::Malformed(path.display().to_string()))?;
-        ring.add(key)
+        let key = keyfile::read(path)?;
+        let id = key.id();
+        ring.add(key.sealing_key())
             .map_err(|_| KeyError::DuplicateId(path.display().to_string(), id))?;
         ids.push(id);
     }
     Ok(ids)
 }
 
-/// A key with its id: `ID:KEY`, or a bare `KEY` for [`KEY_ID`]. `what` names the source in the
-/// error.
-///
-/// # Errors
-/// [`KeyError::Malformed`].
-pub fn parse_with_id(text: &str, what: &str) -> Result<(KeyId, Zeroizing<Vec<u8>>), KeyError> {
-    match text.trim().split_once(':') {
-        Some((id, key)) => {
-            let id = id.trim();
-            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(KeyError::Malformed(what.to_owned()));
-            }
-            let id = id
-                .parse::<u32>()
-                .map_err(|_| KeyError::Malformed(what.to_owned()))?;
-            Ok((KeyId::new(id), parse(key, what)?))
+/// A key file's failure, in the portal's words.
+impl From<KeyFileError> for KeyError {
+    fn from(error: KeyFileError) -> Self {
+        match error {
+            KeyFileError::Permissions { path, mode } => Self::Permissions { path, mode },
+            KeyFileError::Io { path, source } => Self::Io { path, source },
+            KeyFileError::Exists(path) => Self::Io {
+                path,
+                source: io::ErrorKind::AlreadyExists.into(),
+            },
+            KeyFileError::Malformed(what) => Self::Malformed(what),
+            _ => Self::Malformed(KEY_ENV.to_owned()),
         }
-        None => Ok((KEY_ID, parse(text, what)?)),
     }
-}
-
-/// 32 bytes from 64 hex digits, or from base64 (standard or URL-safe, padded or not). `what` names
-/// the source in the error.
-///
-/// # Errors
-/// [`KeyError::Malformed`].
-pub fn parse(text: &str, what: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-    let text = text.trim().as_bytes();
-    let malformed = || KeyError::Malformed(what.to_owned());
-    let decoded = if text.len() == 2 * KEY_LEN {
-        HEXLOWER_PERMISSIVE.decode(text).ok()
-    } else {
-        [&BASE64, &BASE64_NOPAD, &BASE64URL, &BASE64URL_NOPAD]
-            .iter()
-            .find_map(|encoding| encoding.decode(text).ok())
-    };
-    let decoded = Zeroizing::new(decoded.ok_or_else(malformed)?);
-    if decoded.len() == KEY_LEN {
-        Ok(decoded)
-    } else {
-        Err(malformed())
-    }
-}
-
-fn io_error(path: &Path) -> impl FnOnce(io::Error) -> KeyError + '_ {
-    move |source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-type KeyBytes = (KeyId, Zeroizing<Vec<u8>>);
-
-/// An existing key file's key, refused if other users may read or write it.
-fn read_file(path: &Path) -> Result<KeyBytes, KeyError> {
-    let mut file = File::open(path).map_err(io_error(path))?;
-    check_permissions(&file, path)?;
-    let mut text = Zeroizing::new(String::new());
-    // A key file is 65 bytes (76 with a key id); anything much longer is not one.
-    (&mut file)
-        .take(1024)
-        .read_to_string(&mut text)
-        .map_err(io_error(path))?;
-    parse_with_id(&text, &path.display().to_string())
-}
-
-/// Creates the key file with a fresh key, failing with `AlreadyExists` if it is there. Written as
-/// hex and synced before it is used, so that a crash cannot leave secrets sealed under a key that
-/// was never saved.
-fn create(path: &Path) -> io::Result<Zeroizing<Vec<u8>>> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    let mut bytes = Zeroizing::new(vec![0u8; KEY_LEN]);
-    rand::fill(&mut bytes[..]);
-    let mut text = Zeroizing::new(data_encoding::HEXLOWER.encode(&bytes));
-    text.push('\n');
-    let written = file
-        .write_all(text.as_bytes())
-        .and_then(|()| file.sync_all());
-    if let Err(error) = written {
-        // Leave no half-written key behind to be read at the next start.
-        drop(file);
-        let _ = std::fs::remove_file(path);
-        return Err(error);
-    }
-    Ok(bytes)
-}
-
-#[cfg(unix)]
-fn check_permissions(file: &File, path: &Path) -> Result<(), KeyError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = file
-        .metadata()
-        .map_err(io_error(path))?
-        .permissions()
-        .mode()
-        & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(KeyError::Permissions {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_permissions(_file: &File, _path: &Path) -> Result<(), KeyError> {
-    Ok(())
 }
 
 #[cfg(test)]
@@ -433,37 +326,6 @@ mod tests {
                 key_file,
                 &mfa_core::MemoryStore::default(),
             ))
-    }
-
-    #[test]
-    fn hex_and_base64() {
-        let hex = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
-        let bytes = parse(hex, "k").unwrap();
-        assert_eq!(bytes[0], 0x00);
-        assert_eq!(bytes[31], 0xff);
-        let b64 = BASE64.encode(&bytes);
-        assert_eq!(*parse(&b64, "k").unwrap(), *bytes);
-        assert_eq!(
-            *parse(&BASE64URL_NOPAD.encode(&bytes), "k").unwrap(),
-            *bytes
-        );
-        assert_eq!(*parse(&format!(" {b64}\n"), "k").unwrap(), *bytes);
-        for bad in [
-            "",
-            "00",
-            &hex[..62],
-            &BASE64.encode(&[0u8; 31]),
-            "zz".repeat(32).as_str(),
-        ] {
-            let error = parse(bad, "k").unwrap_err();
-            assert!(matches!(error, KeyError::Malformed(_)), "{bad}");
-            if !bad.is_empty() {
-                assert!(
-                    !error.to_string().contains(bad),
-                    "the key is never repeated"
-                );
-            }
-        }
     }
 
     #[test]
@@ -511,24 +373,15 @@ mod tests {
     #[test]
     fn a_key_may_carry_its_id() {
         let hex = "ab".repeat(32);
-        let (id, bytes) = parse_with_id(&format!(" 2:{hex}\n"), "k").unwrap();
-        assert_eq!((id, bytes[0]), (KeyId::new(2), 0xab));
-        assert_eq!(parse_with_id(&hex, "k").unwrap().0, KEY_ID);
-        for bad in [
-            format!(":{hex}"),
-            format!("x:{hex}"),
-            format!("-2:{hex}"),
-            "2:".to_owned(),
-        ] {
-            let error = parse_with_id(&bad, "k").unwrap_err();
-            assert!(matches!(error, KeyError::Malformed(_)), "{bad}");
-            assert!(
-                !error.to_string().contains(&hex[..8]),
-                "the key is never repeated"
-            );
-        }
         let (ring, _) = load(Some(&format!("7:{hex}")), Path::new("never.key")).unwrap();
         assert_eq!(ring.active_id(), KeyId::new(7));
+        let (ring, _) = load(Some(&hex), Path::new("never.key")).unwrap();
+        assert_eq!(ring.active_id(), KEY_ID);
+        for bad in [format!(":{hex}"), format!("x:{hex}"), "2:".to_owned()] {
+            let error = load(Some(&bad), Path::new("never.key")).unwrap_err();
+            assert!(matches!(error, KeyError::Malformed(_)), "{bad}");
+            assert!(!error.to_string().contains(&hex[..8]), "never the key");
+        }
     }
 
     /// A key rotation as the portal lives through it: restarted with the new key (id 2) and the

@@ -107,6 +107,7 @@ async fn start(cli: Cli) -> Result<(), BoxError> {
             let accounts = Accounts::postgres(store.pool().clone(), "portal").await?;
             run(store, accounts, setup).await
         }
+        other => Err(format!("{other}: the portal cannot keep its data there").into()),
     }
 }
 
