@@ -11,6 +11,7 @@ use mfa_core::{
     LoginStep, StateName, StatusReport,
     audit::{Event, StoredEvent},
 };
+use mfa_ops::audit::details;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::{IntoParams, ToSchema};
@@ -291,18 +292,6 @@ impl From<&StoredEvent> for AuditEvent {
             kind: event.kind_name().to_owned(),
             details: details(event),
         }
-    }
-}
-
-/// The fields of an event's kind. `EventKind` serialises externally tagged (`{"reset": {"by": ..}}`);
-/// the tag is already in `kind`, so only the inner object is kept.
-fn details(event: &Event) -> serde_json::Value {
-    match serde_json::to_value(&event.kind) {
-        Ok(serde_json::Value::Object(mut tagged)) => tagged
-            .remove(event.kind_name())
-            .filter(serde_json::Value::is_object)
-            .unwrap_or_else(|| serde_json::Value::Object(serde_json::Map::new())),
-        _ => serde_json::Value::Object(serde_json::Map::new()),
     }
 }
 

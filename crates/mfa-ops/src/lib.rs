@@ -11,6 +11,7 @@
     )
 )]
 
+pub mod audit;
 #[cfg(feature = "database")]
 pub mod database;
 pub mod files;

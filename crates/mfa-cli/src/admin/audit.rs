@@ -8,6 +8,7 @@ use mfa_core::{
     CustomerId, OrgId, Store, UnixTime,
     audit::{AuditExport, Event, EventKind, StoredEvent},
 };
+use mfa_ops::audit::details;
 use serde::Serialize;
 
 use super::output::rfc3339;
@@ -190,18 +191,6 @@ fn json(stored: &StoredEvent) -> JsonEvent<'_> {
         customer: event.customer.as_ref().map(CustomerId::as_str),
         kind: event.kind_name(),
         details: details(event),
-    }
-}
-
-/// The fields of an event's kind. `EventKind` serialises externally tagged (`{"reset": {"by": ..}}`);
-/// the tag is already in `kind`, so only the inner object is kept (as `mfa-http` does).
-fn details(event: &Event) -> serde_json::Value {
-    match serde_json::to_value(&event.kind) {
-        Ok(serde_json::Value::Object(mut tagged)) => tagged
-            .remove(event.kind_name())
-            .filter(serde_json::Value::is_object)
-            .unwrap_or_else(|| serde_json::Value::Object(serde_json::Map::new())),
-        _ => serde_json::Value::Object(serde_json::Map::new()),
     }
 }
 
