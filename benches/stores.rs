@@ -23,7 +23,9 @@
 //!   `INSERT`, `COMMIT`, as most code writes it.
 //! - `sign_in/<store>/store_load_customer`: one call to the store alone (`Store::load_customer`),
 //!   what each of the service's calls costs beyond the database's own work.
-//! - `postgres_throughput/{mfa,reference}/<n>`: `n` customers signing in at once, each a task
+//! - `sign_in/sqlx_sqlite/mfa`, `sign_in/sqlx_postgres/mfa`: the same sign-in through `mfa-sqlx`
+//!   on a sqlx pool (4 SQLite connections, 16 PostgreSQL ones), beside the same references.
+//! - `postgres_throughput/{mfa,sqlx,reference}/<n>`: `n` customers signing in at once, each a task
 //!   doing sign-ins back to back (the reference: `n` connections each doing its write); criterion
 //!   reports sign-ins per second.
 //! - `customers_stored/<store>/<n>`: the end-to-end sign-in again, with `n` customers (and as
@@ -265,6 +267,38 @@ async fn postgres_pair(
     (Arc::new(ours), reference)
 }
 
+/// A store of `mfa-sqlx` on a pool as a host would make one: a fresh SQLite file.
+async fn sqlx_sqlite_store(dir: &sqlite::BenchDir) -> mfa_sqlx::SqliteStore {
+    let path = dir.file("sqlx.sqlite3");
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(mfa_sqlx::SqliteStore::connect_options(&path))
+        .await
+        .expect("the pool");
+    mfa_sqlx::SqliteStore::new(pool).await.expect("the store")
+}
+
+/// A store of `mfa-sqlx` on a pool of 16 connections in `schema` (as many as `mfa-postgres`'s).
+async fn sqlx_postgres_store(url: &str, schema: &postgres::BenchSchema) -> mfa_sqlx::PgStore {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(16)
+        .connect(url)
+        .await
+        .expect("the pool");
+    mfa_sqlx::PgStore::with_options(pool, mfa_sqlx::PgOptions::default().schema(schema.name()))
+        .await
+        .expect("the store")
+}
+
+/// Alice enrolled on `store`, checked to sign in once.
+async fn alice_on<S: Store + 'static>(store: S) -> Arc<SignIn<S>> {
+    let store = Arc::new(store);
+    SignIn::switch_on(&store).await;
+    let alice = SignIn::enroll(&store, ALICE).await;
+    alice.assert_signs_in_once().await;
+    Arc::new(alice)
+}
+
 fn sign_in(c: &mut Criterion, runtime: &Runtime, dir: &sqlite::BenchDir, url: Option<&str>) {
     let mut group = c.benchmark_group("sign_in");
     slow(&mut group);
@@ -299,6 +333,14 @@ fn sign_in(c: &mut Criterion, runtime: &Runtime, dir: &sqlite::BenchDir, url: Op
         b.iter_custom(|iters| time_loads(runtime, ours, iters));
     });
     drop(pair);
+    let mut alice = None;
+    group.bench_function("sqlx_sqlite/mfa", |b| {
+        let alice = alice.get_or_insert_with(|| {
+            runtime.block_on(alice_on(runtime.block_on(sqlx_sqlite_store(dir))))
+        });
+        b.iter_custom(|iters| time_sign_ins(runtime, alice, iters));
+    });
+    drop(alice);
 
     let Some(url) = url else {
         group.finish();
@@ -348,6 +390,16 @@ fn sign_in(c: &mut Criterion, runtime: &Runtime, dir: &sqlite::BenchDir, url: Op
     });
     // The pool closes before the schema is dropped.
     drop(pair);
+    drop(schema);
+    let schema = postgres::BenchSchema::new(url);
+    let mut alice = None;
+    group.bench_function("sqlx_postgres/mfa", |b| {
+        let alice = alice.get_or_insert_with(|| {
+            runtime.block_on(async { alice_on(sqlx_postgres_store(url, &schema).await).await })
+        });
+        b.iter_custom(|iters| time_sign_ins(runtime, alice, iters));
+    });
+    drop(alice);
     drop(schema);
     group.finish();
 }
@@ -439,6 +491,40 @@ fn postgres_throughput(c: &mut Criterion, runtime: &Runtime, url: Option<&str>) 
             });
         });
         drop(crowd_once);
+        drop(schema);
+        let schema = postgres::BenchSchema::new(url);
+        let mut sqlx_crowd = None;
+        group.bench_function(format!("sqlx/{n}"), |b| {
+            let customers = sqlx_crowd.get_or_insert_with(|| {
+                runtime.block_on(async {
+                    let store = Arc::new(sqlx_postgres_store(url, &schema).await);
+                    SignIn::switch_on(&store).await;
+                    let mut customers = Vec::new();
+                    for i in 0..n {
+                        let customer =
+                            SignIn::enroll(&store, &format!("customer{i}@acme.test")).await;
+                        customer.assert_signs_in_once().await;
+                        customers.push(Arc::new(customer));
+                    }
+                    customers
+                })
+            });
+            b.iter_custom(|iters| {
+                let tasks: Vec<_> = customers
+                    .iter()
+                    .map(|customer| {
+                        let customer = Arc::clone(customer);
+                        async move {
+                            for _ in 0..iters {
+                                let _ = black_box(customer.sign_in().await);
+                            }
+                        }
+                    })
+                    .collect();
+                time_all(runtime, tasks)
+            });
+        });
+        drop(sqlx_crowd);
         drop(schema);
     }
     group.finish();
