@@ -24,7 +24,8 @@
 //! - `sign_in/<store>/store_load_customer`: one call to the store alone (`Store::load_customer`),
 //!   what each of the service's calls costs beyond the database's own work.
 //! - `sign_in/sqlx_sqlite/mfa`, `sign_in/sqlx_postgres/mfa`: the same sign-in through `mfa-sqlx`
-//!   on a sqlx pool (4 SQLite connections, 16 PostgreSQL ones), beside the same references.
+//!   on a sqlx pool (4 SQLite connections, 16 PostgreSQL ones, no ping before each acquire),
+//!   beside the same references.
 //! - `postgres_throughput/{mfa,sqlx,reference}/<n>`: `n` customers signing in at once, each a task
 //!   doing sign-ins back to back (the reference: `n` connections each doing its write); criterion
 //!   reports sign-ins per second.
@@ -270,8 +271,11 @@ async fn postgres_pair(
 /// A store of `mfa-sqlx` on a pool as a host would make one: a fresh SQLite file.
 async fn sqlx_sqlite_store(dir: &sqlite::BenchDir) -> mfa_sqlx::SqliteStore {
     let path = dir.file("sqlx.sqlite3");
+    // No ping before each acquire (sqlx's default pings): the store closes a connection that
+    // failed itself, as mfa-postgres's pool recycles without a ping.
     let pool = sqlx::sqlite::SqlitePoolOptions::new()
         .max_connections(4)
+        .test_before_acquire(false)
         .connect_with(mfa_sqlx::SqliteStore::connect_options(&path))
         .await
         .expect("the pool");
@@ -282,6 +286,7 @@ async fn sqlx_sqlite_store(dir: &sqlite::BenchDir) -> mfa_sqlx::SqliteStore {
 async fn sqlx_postgres_store(url: &str, schema: &postgres::BenchSchema) -> mfa_sqlx::PgStore {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(16)
+        .test_before_acquire(false)
         .connect(url)
         .await
         .expect("the pool");

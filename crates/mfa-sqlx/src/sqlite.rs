@@ -11,8 +11,9 @@ use mfa_core::{
 };
 use mfa_sql::sqlite::{
     AUDIT_CUSTOMER, AUDIT_ORG, COUNT_SEALED, EXPORT_CUSTOMER, EXPORT_ORG, IDENTIFY,
-    INSERT_CUSTOMER, INSERT_EVENT, INSERT_ORG, Identified, LOAD_CUSTOMER, LOAD_ORG, MIGRATIONS,
-    RETIRED_CUSTOMER, RETIRED_ORG, SCHEMA_VERSION, SEALED_UNDER, UPDATE_CUSTOMER, UPDATE_ORG,
+    INSERT_CUSTOMER, INSERT_EVENT, INSERT_ORG, Identified, LOAD_CUSTOMER, LOAD_ORG,
+    LOAD_ORG_AND_CUSTOMER, MIGRATIONS, RETIRED_CUSTOMER, RETIRED_ORG, SCHEMA_VERSION, SEALED_UNDER,
+    UPDATE_CUSTOMER, UPDATE_ORG,
 };
 use mfa_sql::{CustomerRow, EventRow, first_version, next_version};
 use sqlx::pool::PoolConnection;
@@ -382,6 +383,17 @@ fn versioned<T>(row: Option<SqliteRow>) -> Result<Option<Versioned<Encoded<T>>>,
     Ok(row.map(|row| mfa_sql::read_row(row.try_get(0).ok(), row.try_get(1).ok())))
 }
 
+/// The version in column `at` and the bytes after it; `None` where the version is NULL (the outer
+/// join found no row). A value of another type leaves the record unreadable.
+fn joined<T>(row: &SqliteRow, at: usize) -> Option<Versioned<Encoded<T>>> {
+    let version = match row.try_get::<Option<i64>, _>(at) {
+        Ok(None) => return None,
+        Ok(Some(version)) => Some(version),
+        Err(_) => None,
+    };
+    Some(mfa_sql::read_row(version, row.try_get(at + 1).ok()))
+}
+
 /// Events as stored, checked and decoded.
 fn stored_events(rows: &[SqliteRow]) -> Result<Vec<StoredEvent>, SqlxError> {
     rows.iter()
@@ -449,24 +461,17 @@ impl Store for SqliteStore {
         org: &OrgId,
         customer: &CustomerId,
     ) -> Result<OrgAndCustomer, SqlxError> {
-        // Both on one connection, in one read transaction: one snapshot.
-        let (policy, record) = self
+        // One statement: one snapshot, one trip to the connection's thread.
+        let row = self
             .on_connection(async |connection| {
-                let mut transaction = connection.begin().await?;
-                let policy = sqlx::query(LOAD_ORG)
-                    .bind(org.as_str())
-                    .fetch_optional(&mut *transaction)
-                    .await?;
-                let record = sqlx::query(LOAD_CUSTOMER)
+                sqlx::query(LOAD_ORG_AND_CUSTOMER)
                     .bind(org.as_str())
                     .bind(customer.as_str())
-                    .fetch_optional(&mut *transaction)
-                    .await?;
-                transaction.commit().await?;
-                Ok((policy, record))
+                    .fetch_one(connection)
+                    .await
             })
             .await?;
-        Ok((versioned(policy)?, versioned(record)?))
+        Ok((joined(&row, 0), joined(&row, 2)))
     }
 
     async fn write_customer(
