@@ -41,6 +41,7 @@ mod hooks;
 mod logs;
 pub mod outage;
 pub mod peers;
+pub mod plaintext;
 pub mod processes;
 
 pub use corrupt::{Garbage, Garbled};
