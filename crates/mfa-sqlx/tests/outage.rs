@@ -1,7 +1,10 @@
-//! The SQLite database goes away in the middle of a request, and comes back, through sqlx: the
-//! kit's checks (a typed error within a deadline, nothing half-written, the next request works on
-//! the same store and pool) while another connection holds the write lock (`BEGIN EXCLUSIVE`, as an
-//! administrator's `sqlite3` shell might) past the pool's busy timeout.
+//! The database goes away in the middle of a request, and comes back, through sqlx: the kit's
+//! checks (a typed error within a deadline, nothing half-written, the next request works on the
+//! same store and pool) while another connection holds SQLite's write lock (`BEGIN EXCLUSIVE`, as
+//! an administrator's `sqlite3` shell might) past the pool's busy timeout, and while the network
+//! to PostgreSQL is cut (the kit's proxy).
+
+mod common;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,6 +73,73 @@ async fn a_write_lock_held_past_the_busy_timeout_fails_requests_cleanly() {
         errors
             .iter()
             .all(|error| matches!(error, ServiceError::Contended)),
+        "{errors:?}"
+    );
+}
+
+/// The network to PostgreSQL cut (every connection closed, new ones refused) while the database is
+/// "away", through a proxy of the kit's.
+struct Cut(mfa_store_tests::proxy::Proxy);
+
+impl Outage for Cut {
+    async fn begin(&self) {
+        self.0.down().await;
+    }
+
+    async fn end(&self) {
+        self.0.up();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_fail_cleanly_while_the_network_to_postgres_is_cut() {
+    use mfa_sqlx::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    use mfa_store_tests::proxy::{Proxy, Upstream};
+
+    let Some(url) = mfa_store_tests::postgres_url() else {
+        return;
+    };
+    let options: PgConnectOptions = url.parse().expect("the test database's URL");
+    let upstream = match options.get_socket() {
+        Some(dir) => Upstream::Unix(dir.join(format!(".s.PGSQL.{}", options.get_port()))),
+        None => Upstream::Tcp(format!("{}:{}", options.get_host(), options.get_port())),
+    };
+    let proxy = Proxy::start(upstream).await;
+    let schema = mfa_store_tests::fresh_schema("sqlx_cut");
+    let _dropped = common::Schema {
+        url: url.clone(),
+        name: schema.clone(),
+    };
+    let through = PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(proxy.port)
+        .username(options.get_username())
+        .database(options.get_database().unwrap_or("postgres"));
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_with(through)
+        .await
+        .unwrap();
+    let store = mfa_sqlx::PgStore::with_options(
+        pool,
+        mfa_sqlx::PgOptions::default()
+            .schema(&schema)
+            .query_timeout(Duration::from_secs(2)),
+    )
+    .await
+    .unwrap();
+    let errors = requests_fail_cleanly_while_the_database_is_away(
+        store,
+        Cut(proxy),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(!errors.is_empty());
+    assert!(
+        errors
+            .iter()
+            .all(|error| matches!(error, ServiceError::Store(_))),
         "{errors:?}"
     );
 }

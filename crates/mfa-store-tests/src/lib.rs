@@ -43,6 +43,7 @@ pub mod outage;
 pub mod peers;
 pub mod plaintext;
 pub mod processes;
+pub mod proxy;
 
 pub use corrupt::{Garbage, Garbled};
 pub use databases::{TempDb, fresh_schema, postgres_url};

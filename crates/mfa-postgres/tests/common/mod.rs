@@ -3,16 +3,15 @@
 //! The tests read `MFA_TEST_POSTGRES_URL`. Without it each test prints that it was skipped and
 //! passes, unless `MFA_REQUIRE_POSTGRES=1` (set by `.ci/run`) makes that a failure.
 
-#![allow(dead_code, reason = "each test file uses part of this module")]
+#![allow(
+    dead_code,
+    unused_imports,
+    reason = "each test file uses part of this module"
+)]
 #![allow(unreachable_pub, reason = "a module shared by test crates")]
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use mfa_postgres::{PostgresOptions, PostgresStore};
 use mfa_store_tests::{Hooked, Hooks};
-use tokio::net::{TcpListener, TcpStream, UnixStream};
-use tokio::sync::watch;
 use tokio_postgres::NoTls;
 use tokio_postgres::config::Host;
 
@@ -86,119 +85,7 @@ pub async fn test_store_with(url: &str, options: PostgresOptions) -> TestStore {
     )
 }
 
-/// A TCP proxy to the test database that can be cut and restored.
-pub struct Proxy {
-    pub port: u16,
-    up: Arc<AtomicBool>,
-    cut: watch::Sender<u64>,
-    open: Arc<AtomicUsize>,
-    frozen: Arc<AtomicBool>,
-    freeze: watch::Sender<u64>,
-}
-
-impl Proxy {
-    pub async fn start(upstream: Upstream) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
-        let open = Arc::new(AtomicUsize::new(0));
-        let (cut, cuts) = watch::channel(0_u64);
-        let frozen = Arc::new(AtomicBool::new(false));
-        let (freeze, freezes) = watch::channel(0_u64);
-        let (accepting, counting, is_frozen) =
-            (Arc::clone(&up), Arc::clone(&open), Arc::clone(&frozen));
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                if !accepting.load(Ordering::SeqCst) {
-                    // Down: the connection is closed at once, as a dead server's port would be.
-                    drop(client);
-                    continue;
-                }
-                let (upstream, mut cuts, mut freezes) =
-                    (upstream.clone(), cuts.clone(), freezes.clone());
-                // Only cuts and freezes from now on reach this connection.
-                cuts.mark_unchanged();
-                freezes.mark_unchanged();
-                if is_frozen.load(Ordering::SeqCst) {
-                    // Frozen: accepted, never answered, until cut.
-                    tokio::spawn(async move {
-                        let _held = client;
-                        let _ = cuts.changed().await;
-                    });
-                    continue;
-                }
-                counting.fetch_add(1, Ordering::SeqCst);
-                let counting = Arc::clone(&counting);
-                tokio::spawn(async move {
-                    let mut client = client;
-                    let forward = async {
-                        match &upstream {
-                            Upstream::Tcp(address) => {
-                                let mut server = TcpStream::connect(address).await?;
-                                tokio::io::copy_bidirectional(&mut client, &mut server).await
-                            }
-                            Upstream::Unix(path) => {
-                                let mut server = UnixStream::connect(path).await?;
-                                tokio::io::copy_bidirectional(&mut client, &mut server).await
-                            }
-                        }
-                    };
-                    let frozen = tokio::select! {
-                        _ = forward => false,
-                        _ = cuts.changed() => false,
-                        _ = freezes.changed() => true,
-                    };
-                    if frozen {
-                        // The server side is gone; the client's socket stays open and silent.
-                        let _ = cuts.changed().await;
-                    }
-                    // Both sockets are closed by now.
-                    counting.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
-        });
-        Self {
-            port,
-            up,
-            cut,
-            open,
-            frozen,
-            freeze,
-        }
-    }
-
-    /// Stops answering without closing anything, as a partitioned network or a frozen host does:
-    /// open connections go silent, new ones are accepted and never answered.
-    pub fn freeze(&self) {
-        self.frozen.store(true, Ordering::SeqCst);
-        self.freeze.send_modify(|generation| *generation += 1);
-    }
-
-    /// New connections work again (the frozen ones stay silent until cut).
-    pub fn thaw(&self) {
-        self.frozen.store(false, Ordering::SeqCst);
-    }
-
-    /// Refuses new connections and closes every open one; returns once they are all closed, so
-    /// nothing more reaches the server through the proxy.
-    pub async fn down(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.cut.send_modify(|generation| *generation += 1);
-        while self.open.load(Ordering::SeqCst) > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-    }
-
-    pub fn up(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
-#[derive(Clone)]
-pub enum Upstream {
-    Tcp(String),
-    Unix(std::path::PathBuf),
-}
+pub use mfa_store_tests::proxy::{Proxy, Upstream};
 
 /// The test database's address, and a configuration that reaches it through a proxy on `port`.
 pub fn through_proxy(url: &str) -> (Upstream, impl Fn(u16) -> tokio_postgres::Config) {
