@@ -28,7 +28,7 @@ use mfa_core::{
     audit::{AuditExport, AuditQuery, Event, EventKind},
     backup::BackupHashParams,
     machine::CustomerRecord,
-    store::{DecodeError, Written},
+    store::{DecodeError, Version, Written},
     uri::KeyUri,
 };
 use rand_chacha::ChaCha20Rng;
@@ -1382,4 +1382,79 @@ where
         SessionCheck::Ended,
         "a session of the deleted record came back"
     );
+}
+
+/// Versions start at 1, grow by one per write, and are never handed out again for a key, even
+/// after its row is deleted by hand while the store is in use: a node that read a version before
+/// the delete must never write over what comes next. `delete_all` removes every customer and
+/// organisation row, as an operator's SQL would; it is called twice.
+pub async fn a_row_deleted_by_hand_never_gives_its_versions_again<S, F>(store: S, delete_all: F)
+where
+    S: Store,
+    F: AsyncFn(),
+{
+    let (acme, alice) = (org("acme"), customer("alice"));
+    let record = CustomerRecord::default();
+    let mut expected = None;
+    for version in 1..=3 {
+        let written = store
+            .write_customer(&acme, &alice, expected, &record, &[])
+            .await
+            .expect("write");
+        assert_eq!(written, Written::Stored(Version(version)));
+        expected = Some(Version(version));
+    }
+    assert_eq!(
+        store
+            .write_org(&acme, None, &OrgPolicy::default(), &[])
+            .await
+            .expect("write"),
+        Written::Stored(Version(1))
+    );
+    delete_all().await;
+    for (expected, outcome) in [
+        (Some(Version(3)), Written::Conflict),
+        (None, Written::Stored(Version(4))),
+        (Some(Version(3)), Written::Conflict),
+        (Some(Version(4)), Written::Stored(Version(5))),
+    ] {
+        assert_eq!(
+            store
+                .write_customer(&acme, &alice, expected, &record, &[])
+                .await
+                .expect("write"),
+            outcome,
+            "expecting {expected:?}"
+        );
+    }
+    assert_eq!(
+        store
+            .write_org(&acme, None, &OrgPolicy::default(), &[])
+            .await
+            .expect("write"),
+        Written::Stored(Version(2))
+    );
+    // Deleted again, and again created: still above every earlier version.
+    delete_all().await;
+    assert_eq!(
+        store
+            .write_customer(&acme, &alice, None, &record, &[])
+            .await
+            .expect("write"),
+        Written::Stored(Version(6))
+    );
+    // Versions no row can hold are conflicts, not errors.
+    for expected in [
+        Version(u64::MAX),
+        Version(i64::MAX as u64),
+        Version(1 << 63),
+    ] {
+        assert_eq!(
+            store
+                .write_customer(&acme, &alice, Some(expected), &record, &[])
+                .await
+                .expect("write"),
+            Written::Conflict
+        );
+    }
 }
