@@ -202,6 +202,12 @@ pub type CustomerKey = (OrgId, CustomerId);
 
 /// Storage for organisation policies, customer records and the audit log.
 ///
+/// What a store must do is checked, not only written here: the store kit
+/// [`mfa-store-tests`](https://docs.rs/mfa-store-tests) runs the conformance suite, separate
+/// processes racing and killed mid-stream, outages, the plaintext-at-rest search and rows edited
+/// by hand against any implementation; every store of this workspace runs it from its own tests,
+/// and a new one should too.
+///
 /// # Atomicity
 ///
 /// The write methods are compare-and-swap: given the version a record was read at (or `None` for a

@@ -1,3 +1,5 @@
+#![doc = include_str!("../README.md")]
+//!
 //! The store conformance suite: one set of tests that every [`Store`] adapter runs from its own
 //! `tests/`, as tower-sessions does for its session stores.
 //!
