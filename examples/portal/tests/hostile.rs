@@ -75,12 +75,7 @@ struct Setup {
 /// MFA on; Alice configured with backup codes and signed in; Bob signed in, enrollment pending;
 /// the administrator signed in; a visitor on the sign-in page.
 async fn setup(t: &Portal) -> Setup {
-    let mut admin = t.client();
-    admin.sign_in(ADMIN, "admin-pass").await;
-    admin
-        .json(Method::PUT, "/api/admin/mfa", &json!({"enabled": true}))
-        .await
-        .expect(200, None);
+    let mut admin = t.admin_switches_mfa_on().await;
     let mut alice = t.client();
     assert_eq!(alice.sign_in(ALICE, "alice-pass").await, "enroll");
     let started = alice.post("/api/mfa/enrollment", &json!({})).await;

@@ -33,16 +33,7 @@ async fn form_sign_in(client: &mut Client, email: &str, password: &str) -> commo
 
 /// The administrator switched MFA on and alice set it up: their browsers, and her key.
 async fn alice_configured<S: Store + 'static>(t: &TestPortal<S>) -> (Client, Client, KeyUri) {
-    let mut admin = t.client();
-    admin.sign_in(common::ADMIN, "admin-pass").await;
-    admin
-        .json(
-            axum::http::Method::PUT,
-            "/api/admin/mfa",
-            &json!({ "enabled": true }),
-        )
-        .await
-        .expect(200, None);
+    let admin = t.admin_switches_mfa_on().await;
     let mut alice = t.client();
     assert_eq!(alice.sign_in(ALICE, "alice-pass").await, "enroll");
     let started = alice.post("/api/mfa/enrollment", &json!({})).await;
@@ -556,16 +547,7 @@ async fn a_no_mfa_session_is_sent_to_set_up_once_mfa_is_switched_on() {
     let mut alice = t.client();
     assert_eq!(alice.sign_in(ALICE, "alice-pass").await, "done");
     assert_eq!(alice.get("/api/me").await.status, 200);
-    let mut admin = t.client();
-    admin.sign_in(common::ADMIN, "admin-pass").await;
-    admin
-        .json(
-            axum::http::Method::PUT,
-            "/api/admin/mfa",
-            &json!({ "enabled": true }),
-        )
-        .await
-        .expect(200, None);
+    let _admin = t.admin_switches_mfa_on().await;
     alice
         .get("/api/me")
         .await

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{ADMIN, ALICE, Cleanup, TestPortal};
+use common::{ALICE, Cleanup, TestPortal};
 use mfa_core::{
     CustomerId, KeyId, KeyRing, ManualClock, SealingKey, Store, UnixTime, store::Written,
 };
@@ -25,16 +25,7 @@ fn ring(id: u32, byte: u8) -> KeyRing {
 /// and its directory.
 async fn sealed() -> (TestPortal<SqliteStore>, PathBuf) {
     let t = common::sqlite_with_keys(common::config(), ring(1, 1)).await;
-    let mut admin = t.client();
-    admin.sign_in(ADMIN, "admin-pass").await;
-    admin
-        .json(
-            axum::http::Method::PUT,
-            "/api/admin/mfa",
-            &json!({"enabled": true}),
-        )
-        .await
-        .expect(200, None);
+    let _admin = t.admin_switches_mfa_on().await;
     let mut alice = t.client();
     assert_eq!(alice.sign_in(ALICE, "alice-pass").await, "enroll");
     alice

@@ -77,6 +77,21 @@ pub struct TestPortal<S> {
 }
 
 impl<S: Store + 'static> TestPortal<S> {
+    /// The administrator, signed in, switches MFA on for the organisation: their browser.
+    pub async fn admin_switches_mfa_on(&self) -> Client {
+        let mut admin = self.client();
+        admin.sign_in(ADMIN, "admin-pass").await;
+        admin
+            .json(
+                Method::PUT,
+                "/api/admin/mfa",
+                &serde_json::json!({ "enabled": true }),
+            )
+            .await
+            .expect(200, None);
+        admin
+    }
+
     /// A browser with no cookie yet.
     pub fn client(&self) -> Client {
         Client {
