@@ -24,13 +24,9 @@ use rand_core::SeedableRng;
 
 const T0: u64 = 1_767_225_600; // 2026-01-01
 
+/// The kit's service: a manual clock at `T0`, a fixed keyring, a seeded RNG.
 fn service<S: Store>(store: S) -> (Service<S, ManualClock, ChaCha20Rng>, ManualClock) {
-    let clock = ManualClock::new(UnixTime::from_secs(T0));
-    let keys = KeyRing::new(SealingKey::new(KeyId::new(1), [5; 32]));
-    (
-        Service::new(store, clock.clone(), keys, ChaCha20Rng::seed_from_u64(11)),
-        clock,
-    )
+    mfa_store_tests::fixture::service(store, T0, 11)
 }
 
 fn acme() -> OrgId {

@@ -14,8 +14,8 @@ use common::{
     Proxy, TestStore, fresh_schema, raw_client, test_store, test_store_with, through_proxy, url,
 };
 use mfa_core::{
-    Actor, Clock, CustomerId, KeyId, KeyRing, ManualClock, MfaSession, OrgId, OrgMfa, Refusal,
-    SealingKey, Service, ServiceError, Settings, Store, UnixTime,
+    Actor, Clock, CustomerId, ManualClock, MfaSession, OrgId, OrgMfa, Refusal, Service,
+    ServiceError, Settings, Store,
     audit::{AuditQuery, EventKind},
     backup::BackupHashParams,
     store::Version,
@@ -24,7 +24,6 @@ use mfa_core::{
 use mfa_postgres::{PostgresError, PostgresOptions, PostgresStore};
 use mfa_store_tests::HookedError;
 use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
 
 type Mfa<S> = Service<S, ManualClock, ChaCha20Rng>;
 
@@ -35,13 +34,9 @@ fn ids() -> (OrgId, CustomerId) {
     )
 }
 
+/// The kit's service: a manual clock at its `T0`, a fixed keyring, a seeded RNG.
 fn service<S: Store>(store: S) -> (Mfa<S>, ManualClock) {
-    let clock = ManualClock::new(UnixTime::from_secs(1_767_225_600));
-    let keys = KeyRing::new(SealingKey::new(KeyId::new(1), [7; 32]));
-    (
-        Service::new(store, clock.clone(), keys, ChaCha20Rng::seed_from_u64(5)),
-        clock,
-    )
+    mfa_store_tests::fixture::service(store, mfa_store_tests::T0, 5)
 }
 
 /// Switches `acme` on and configures `alice`; returns her key URI and the session that enrolled
