@@ -229,10 +229,10 @@ async fn start<S: Store + 'static, C: Clock + 'static>(
             .set_org_mfa(&org, OrgMfa::On, &Actor::new("billing-setup")?)
             .await?;
     }
+    // One hash, two uses: the demo user's, and the one unknown emails are checked against (so a
+    // wrong email costs what a wrong password costs; it matches no other email).
     let dummy_hash: Arc<str> = hash(DEMO_PASSWORD.to_owned()).await?.into();
-    users
-        .add_demo(DEMO_EMAIL, &hash(DEMO_PASSWORD.to_owned()).await?)
-        .await?;
+    users.add_demo(DEMO_EMAIL, &dummy_hash).await?;
     let host = Arc::new(Host {
         users,
         mfa: MfaApi::new(Arc::new(service), SessionHost),
