@@ -17,7 +17,10 @@ use mfa_sql::sqlite::{
 };
 use mfa_sql::{CustomerRow, EventRow, first_version, next_version};
 use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow, SqliteSynchronous};
+use sqlx::query::Query;
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{AssertSqlSafe, Connection as _, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use crate::SqlxError;
@@ -170,11 +173,13 @@ impl SqliteStore {
         }
     }
 
-    async fn rows(
+    /// The rows of one statement, within the query timeout.
+    async fn fetch_all(
         &self,
-        run: impl AsyncFnOnce(&mut SqliteConnection) -> Result<Vec<SqliteRow>, sqlx::Error>,
+        statement: Query<'_, Sqlite, SqliteArguments>,
     ) -> Result<Vec<SqliteRow>, SqlxError> {
-        self.on_connection(run).await
+        self.on_connection(async |connection| statement.fetch_all(connection).await)
+            .await
     }
 }
 
@@ -508,28 +513,13 @@ impl Store for SqliteStore {
         let Some((last, limit)) = mfa_sql::audit_bounds(query) else {
             return Ok(Vec::new());
         };
-        let rows = self
-            .rows(async |connection| match &query.customer {
-                Some(customer) => {
-                    sqlx::query(AUDIT_CUSTOMER)
-                        .bind(org.as_str())
-                        .bind(customer.as_str())
-                        .bind(last)
-                        .bind(limit)
-                        .fetch_all(connection)
-                        .await
-                }
-                None => {
-                    sqlx::query(AUDIT_ORG)
-                        .bind(org.as_str())
-                        .bind(last)
-                        .bind(limit)
-                        .fetch_all(connection)
-                        .await
-                }
-            })
-            .await?;
-        stored_events(&rows)
+        let statement = match &query.customer {
+            Some(customer) => sqlx::query(AUDIT_CUSTOMER)
+                .bind(org.as_str())
+                .bind(customer.as_str()),
+            None => sqlx::query(AUDIT_ORG).bind(org.as_str()),
+        };
+        stored_events(&self.fetch_all(statement.bind(last).bind(limit)).await?)
     }
 
     async fn export_audit(
@@ -540,30 +530,14 @@ impl Store for SqliteStore {
         let Some((after, since, limit)) = mfa_sql::export_bounds(query) else {
             return Ok(Vec::new());
         };
-        let rows = self
-            .rows(async |connection| match &query.customer {
-                Some(customer) => {
-                    sqlx::query(EXPORT_CUSTOMER)
-                        .bind(org.as_str())
-                        .bind(customer.as_str())
-                        .bind(after)
-                        .bind(since)
-                        .bind(limit)
-                        .fetch_all(connection)
-                        .await
-                }
-                None => {
-                    sqlx::query(EXPORT_ORG)
-                        .bind(org.as_str())
-                        .bind(after)
-                        .bind(since)
-                        .bind(limit)
-                        .fetch_all(connection)
-                        .await
-                }
-            })
-            .await?;
-        stored_events(&rows)
+        let statement = match &query.customer {
+            Some(customer) => sqlx::query(EXPORT_CUSTOMER)
+                .bind(org.as_str())
+                .bind(customer.as_str()),
+            None => sqlx::query(EXPORT_ORG).bind(org.as_str()),
+        };
+        let statement = statement.bind(after).bind(since).bind(limit);
+        stored_events(&self.fetch_all(statement).await?)
     }
 
     async fn sealed_under(
@@ -578,15 +552,13 @@ impl Store for SqliteStore {
         // The empty pair sorts before every id (ids are never empty).
         let (after_org, after_customer) = after.map_or(("", ""), |(o, c)| (o.as_str(), c.as_str()));
         let rows = self
-            .rows(async |connection| {
+            .fetch_all(
                 sqlx::query(SEALED_UNDER)
                     .bind(i64::from(key.get()))
                     .bind(after_org)
                     .bind(after_customer)
-                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-                    .fetch_all(connection)
-                    .await
-            })
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX)),
+            )
             .await?;
         rows.iter()
             .map(|row| Ok(mfa_sql::customer_key(row.try_get(0)?, row.try_get(1)?)?))
@@ -594,9 +566,7 @@ impl Store for SqliteStore {
     }
 
     async fn count_sealed(&self) -> Result<Vec<(KeyId, u64)>, SqlxError> {
-        let rows = self
-            .rows(async |connection| sqlx::query(COUNT_SEALED).fetch_all(connection).await)
-            .await?;
+        let rows = self.fetch_all(sqlx::query(COUNT_SEALED)).await?;
         rows.iter()
             .map(|row| Ok(mfa_sql::sealed_count(row.try_get(0)?, row.try_get(1)?)?))
             .collect()

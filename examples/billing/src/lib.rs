@@ -48,6 +48,17 @@ pub const DEMO_PASSWORD: &str = "alice-pass";
 /// Why the host could not start.
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Runs `$body` with `$pool` bound to whichever pool `$users` holds: the same SQL on either
+/// engine (the statements here are written to read the same on both).
+macro_rules! on_pool {
+    ($users:expr, $pool:ident => $body:expr) => {
+        match $users {
+            Users::Sqlite($pool) => $body,
+            Users::Postgres($pool) => $body,
+        }
+    };
+}
+
 /// The host's own tables, on its own pool: users (with argon2id password hashes) and invoices.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -69,20 +80,7 @@ impl Users {
 
     async fn password_hash(&self, email: &str) -> Result<Option<String>, sqlx::Error> {
         let sql = "SELECT password_hash FROM users WHERE email = $1";
-        match self {
-            Self::Sqlite(pool) => {
-                sqlx::query_scalar(sql)
-                    .bind(email)
-                    .fetch_optional(pool)
-                    .await
-            }
-            Self::Postgres(pool) => {
-                sqlx::query_scalar(sql)
-                    .bind(email)
-                    .fetch_optional(pool)
-                    .await
-            }
-        }
+        on_pool!(self, pool => sqlx::query_scalar(sql).bind(email).fetch_optional(pool).await)
     }
 
     /// Adds a user with two invoices, unless there is one with that email already.
@@ -90,49 +88,28 @@ impl Users {
         let user =
             "INSERT INTO users (email, password_hash) VALUES ($1, $2) ON CONFLICT DO NOTHING";
         let invoice = "INSERT INTO invoices (email, amount_cents) VALUES ($1, $2)";
-        match self {
-            Self::Sqlite(pool) => {
-                let added = sqlx::query(user)
-                    .bind(email)
-                    .bind(password_hash)
-                    .execute(pool)
-                    .await?;
-                if added.rows_affected() == 1 {
-                    for cents in [4_900_i64, 12_000] {
-                        sqlx::query(invoice)
-                            .bind(email)
-                            .bind(cents)
-                            .execute(pool)
-                            .await?;
-                    }
+        on_pool!(self, pool => {
+            let added = sqlx::query(user)
+                .bind(email)
+                .bind(password_hash)
+                .execute(pool)
+                .await?;
+            if added.rows_affected() == 1 {
+                for cents in [4_900_i64, 12_000] {
+                    sqlx::query(invoice)
+                        .bind(email)
+                        .bind(cents)
+                        .execute(pool)
+                        .await?;
                 }
             }
-            Self::Postgres(pool) => {
-                let added = sqlx::query(user)
-                    .bind(email)
-                    .bind(password_hash)
-                    .execute(pool)
-                    .await?;
-                if added.rows_affected() == 1 {
-                    for cents in [4_900_i64, 12_000] {
-                        sqlx::query(invoice)
-                            .bind(email)
-                            .bind(cents)
-                            .execute(pool)
-                            .await?;
-                    }
-                }
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     async fn invoices(&self, email: &str) -> Result<Vec<(i64, i64)>, sqlx::Error> {
         let sql = "SELECT id, amount_cents FROM invoices WHERE email = $1 ORDER BY id";
-        match self {
-            Self::Sqlite(pool) => sqlx::query_as(sql).bind(email).fetch_all(pool).await,
-            Self::Postgres(pool) => sqlx::query_as(sql).bind(email).fetch_all(pool).await,
-        }
+        on_pool!(self, pool => sqlx::query_as(sql).bind(email).fetch_all(pool).await)
     }
 }
 
