@@ -18,8 +18,6 @@ use clap::{Args, Subcommand};
 use mfa_core::{
     Actor, CustomerId, KeyId, KeyRing, OrgId, OrgMfa, SealingKey, Service, Store, SystemClock,
 };
-use mfa_postgres::{PostgresOptions, PostgresStore};
-use mfa_sqlite::SqliteStore;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Serialize;
@@ -28,7 +26,7 @@ use self::audit::{AuditFormat, Export};
 use self::output::{Format, fields, rfc3339_or_dash};
 use self::rotate::Rotation;
 use crate::Failure;
-use mfa_ops::database::DatabaseUrl as Database;
+use mfa_ops::database::{self, DatabaseUrl as Database, Missing, OpenError, OpenOptions};
 
 const ROTATION_HELP: &str = "\
 Rotating the sealing key, with no downtime:
@@ -250,48 +248,24 @@ pub(crate) fn run(args: AdminArgs) -> Result<(), Failure> {
         .build()
         .map_err(|error| Failure::failed(format!("starting the runtime: {error}")))?;
     runtime.block_on(async move {
-        match database {
-            Database::Sqlite(path) => {
-                if args.schema.is_some() {
-                    return Err(Failure::Input(
-                        "--schema is for PostgreSQL; a SQLite file has one store".into(),
-                    ));
+        let options = OpenOptions::new()
+            .missing(Missing::Refuse)
+            .schema(args.schema);
+        let store = database::open(&database, &options)
+            .await
+            .map_err(|error| match error {
+                OpenError::Store { .. } | OpenError::Create { .. } => {
+                    Failure::failed(crate::chain(&error))
                 }
-                // Opening would create a missing file: a mistyped path must not start a new store.
-                if !path.is_file() {
-                    return Err(Failure::Input(format!(
-                        "sqlite://{}: no such database file",
-                        path.display()
-                    )));
-                }
-                let store = SqliteStore::open(&path).await.map_err(|error| {
-                    Failure::failed(format!("sqlite://{}: {error}", path.display()))
-                })?;
-                let store = Arc::new(store);
-                let result = execute(Arc::clone(&store), keys, plan).await;
-                if let Ok(store) = Arc::try_unwrap(store) {
-                    let _ = store.close().await;
-                }
-                result
-            }
-            Database::Postgres(config) => {
-                let shown = Database::Postgres(config.clone()).to_string();
-                let mut options = PostgresOptions::default();
-                if let Some(schema) = args.schema {
-                    options = options.schema(schema);
-                }
-                let store = PostgresStore::connect_with(*config, options)
-                    .await
-                    .map_err(|error| Failure::failed(format!("{shown}: {error}")))?;
-                let store = Arc::new(store);
-                let result = execute(Arc::clone(&store), keys, plan).await;
-                store.close();
-                result
-            }
-            other => Err(Failure::Input(format!(
-                "{other}: this version of mfa admin cannot open that database"
-            ))),
+                // A mistyped path, a schema for SQLite: the command line is wrong.
+                _ => Failure::Input(error.to_string()),
+            })?;
+        let store = Arc::new(store);
+        let result = execute(Arc::clone(&store), keys, plan).await;
+        if let Ok(store) = Arc::try_unwrap(store) {
+            let _ = store.close().await;
         }
+        result
     })
 }
 

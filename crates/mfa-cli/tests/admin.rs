@@ -16,15 +16,15 @@ use std::time::Duration;
 
 use mfa_core::{
     Actor, Clock, CustomerId, KeyId, KeyRing, ManualClock, OrgId, OrgMfa, SealingKey, Service,
-    Settings, Store, UnixTime,
+    Store, UnixTime,
     audit::{AuditExport, AuditQuery, Event, EventKind, Factor, Rejection, StoredEvent},
-    backup::BackupHashParams,
     store::Written,
     uri::KeyUri,
 };
 use mfa_postgres::deadpool_postgres::tokio_postgres::{self, NoTls, config::Host};
 use mfa_postgres::{PostgresOptions, PostgresStore};
 use mfa_sqlite::SqliteStore;
+use mfa_store_tests::fixture::{self, SoftApp};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use time::OffsetDateTime;
@@ -290,11 +290,7 @@ async fn enroll<S: Store>(
 }
 
 fn app_code(uri: &KeyUri, now: UnixTime) -> String {
-    uri.as_totp()
-        .unwrap()
-        .generate(uri.secret(), now)
-        .unwrap()
-        .to_string()
+    SoftApp::scan(uri).code(now.as_secs() / 30)
 }
 
 fn stdout(output: &Output) -> String {
@@ -401,8 +397,7 @@ fn org_switch_shows_in_org_show<S: Store + 'static>(db: &Db<S>) {
 
 fn customer_show_never_prints_a_secret<S: Store + 'static>(db: &Db<S>) {
     let service = db.service(ring(1, &[1; 32]));
-    let mut settings = Settings::default();
-    settings.backup_hash = BackupHashParams::danger_insecure_fast();
+    let settings = fixture::fast_settings();
     db.block_on(service.update_settings(&org("acme"), settings, &Actor::new("seed").unwrap()))
         .unwrap();
     let apps = db.block_on(enroll(&service, "acme", ["alice".to_owned()]));
@@ -1225,7 +1220,7 @@ fn bad_input_exits_2_with_one_line() {
                 "show",
                 "acme",
             ],
-            "--schema is for PostgreSQL",
+            "a schema is for PostgreSQL",
         ),
         (
             vec!["--database-url", &url, "org", "show", " acme"],

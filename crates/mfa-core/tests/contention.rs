@@ -7,16 +7,19 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use mfa_core::{
-    Actor, Clock, CustomerId, KeyId, KeyRing, ManualClock, MemoryStore, OrgId, OrgMfa, Refusal,
-    SealingKey, Service, ServiceError, Settings, Store, UnixTime,
+    Actor, Clock, CustomerId, MemoryStore, OrgId, OrgMfa, Refusal, Service, ServiceError, Settings,
+    Store, UnixTime,
     audit::{AuditQuery, COALESCE_WINDOW_SECS, EventKind, Rejection},
     backup::BackupHashParams,
     machine::CustomerRecord,
 };
 use rand_chacha::ChaCha20Rng;
-use rand_core::{Rng, SeedableRng};
+use rand_core::Rng;
 
-const T0: u64 = 1_767_225_600;
+use mfa_store_tests::{
+    T0,
+    fixture::{self, SoftApp},
+};
 
 /// A CSPRNG that says when it is first drawn from.
 struct Signalling {
@@ -59,26 +62,13 @@ fn ids() -> (OrgId, CustomerId, CustomerId) {
     )
 }
 
-fn keys() -> KeyRing {
-    KeyRing::new(SealingKey::generate(
-        KeyId::new(1),
-        &mut ChaCha20Rng::seed_from_u64(7),
-    ))
-}
-
 /// While one customer's new backup codes hash (five argon2id evaluations at a real cost), another
 /// customer's enrollment, which needs the service's RNG too, completes: the RNG is held only to
 /// draw a seed. With the lock held across the hashing, the enrollment finished after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hashing_backup_codes_does_not_hold_up_other_enrollments() {
     let (org, alice, bob) = ids();
-    let clock = ManualClock::new(UnixTime::from_secs(T0));
-    let setup = Service::new(
-        MemoryStore::new(),
-        clock.clone(),
-        keys(),
-        ChaCha20Rng::seed_from_u64(1),
-    );
+    let (setup, clock) = fixture::service(MemoryStore::new(), T0, 1);
     let mut settings = Settings::default();
     // Slow enough (several hundred milliseconds for five codes in a test build) that an
     // enrollment, which takes microseconds, has all the time it needs.
@@ -96,13 +86,7 @@ async fn hashing_backup_codes_does_not_hold_up_other_enrollments() {
         .start_enrollment(&org, &alice, &session)
         .await
         .unwrap();
-    let code = enrollment
-        .uri
-        .as_totp()
-        .unwrap()
-        .generate(enrollment.uri.secret(), clock.now())
-        .unwrap()
-        .to_string();
+    let code = SoftApp::scan(&enrollment.uri).code_now(&clock, 0);
     let passed = setup
         .confirm_enrollment(&org, &alice, &session, &code)
         .await
@@ -126,9 +110,9 @@ async fn hashing_backup_codes_does_not_hold_up_other_enrollments() {
     let mfa = std::sync::Arc::new(Service::new(
         store,
         clock.clone(),
-        keys(),
+        fixture::keys(),
         Signalling {
-            inner: ChaCha20Rng::seed_from_u64(2),
+            inner: fixture::rng(2),
             drawn: Some(drawn),
         },
     ));
@@ -165,13 +149,7 @@ async fn hashing_backup_codes_does_not_hold_up_other_enrollments() {
 #[tokio::test]
 async fn repeated_refusals_are_coalesced_without_losing_the_first_of_each_kind() {
     let (org, alice, _) = ids();
-    let clock = ManualClock::new(UnixTime::from_secs(T0));
-    let mfa = Service::new(
-        MemoryStore::new(),
-        clock.clone(),
-        keys(),
-        ChaCha20Rng::seed_from_u64(3),
-    );
+    let (mfa, clock) = fixture::service(MemoryStore::new(), T0, 3);
     mfa.set_org_mfa(&org, OrgMfa::On, &Actor::new("admin").unwrap())
         .await
         .unwrap();
@@ -300,13 +278,7 @@ async fn repeated_refusals_are_coalesced_without_losing_the_first_of_each_kind()
 #[tokio::test]
 async fn a_closed_window_is_written_with_the_next_refusal_of_anyone() {
     let (org, alice, bob) = ids();
-    let clock = ManualClock::new(UnixTime::from_secs(T0));
-    let mfa = Service::new(
-        MemoryStore::new(),
-        clock.clone(),
-        keys(),
-        ChaCha20Rng::seed_from_u64(4),
-    );
+    let (mfa, clock) = fixture::service(MemoryStore::new(), T0, 4);
     mfa.set_org_mfa(&org, OrgMfa::On, &Actor::new("admin").unwrap())
         .await
         .unwrap();

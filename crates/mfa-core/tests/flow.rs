@@ -6,28 +6,18 @@ use mfa_core::{
     OrgId, OrgMfa, PassedBy, Refusal, SealingKey, Service, ServiceError, Settings, StateName,
     Store, UnixTime,
     audit::{AuditQuery, EventKind, Rejection},
-    backup::BackupHashParams,
 };
 use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
 
 type Mfa = Service<MemoryStore, ManualClock, ChaCha20Rng>;
 
-const T0: u64 = 1_767_225_600; // 2026-01-01
+use mfa_store_tests::{
+    T0,
+    fixture::{self, SoftApp},
+};
 
 fn service() -> (Mfa, ManualClock) {
-    let clock = ManualClock::new(UnixTime::from_secs(T0));
-    let mut seed = ChaCha20Rng::seed_from_u64(7);
-    let keys = KeyRing::new(SealingKey::generate(KeyId::new(1), &mut seed));
-    (
-        Service::new(
-            MemoryStore::new(),
-            clock.clone(),
-            keys,
-            ChaCha20Rng::seed_from_u64(42),
-        ),
-        clock,
-    )
+    fixture::service(MemoryStore::new(), T0, 42)
 }
 
 fn ids() -> (OrgId, CustomerId, CustomerId) {
@@ -43,8 +33,7 @@ async fn enable_fast<S: Store, R: rand_core::CryptoRng + Send>(
     mfa: &Service<S, ManualClock, R>,
     org: &OrgId,
 ) {
-    let mut settings = Settings::default();
-    settings.backup_hash = BackupHashParams::danger_insecure_fast();
+    let mut settings = fixture::fast_settings();
     settings.issuer = "Acme Billing".into();
     mfa.update_settings(org, settings, &Actor::new("admin@acme.test").unwrap())
         .await
@@ -74,11 +63,7 @@ async fn sign_in<S: Store, R: rand_core::CryptoRng + Send>(
 
 /// The code the customer's app shows now.
 fn app_code(uri: &mfa_core::uri::KeyUri, clock: &ManualClock) -> String {
-    uri.as_totp()
-        .unwrap()
-        .generate(uri.secret(), mfa_core::Clock::now(clock))
-        .unwrap()
-        .to_string()
+    SoftApp::scan(uri).code_now(clock, 0)
 }
 
 #[tokio::test]
@@ -397,8 +382,7 @@ async fn drift_learning_centres_the_window_on_the_customers_clock() {
     for learning in [false, true] {
         let (mfa, clock) = service();
         let (org, alice, _) = ids();
-        let mut settings = Settings::default();
-        settings.backup_hash = BackupHashParams::danger_insecure_fast();
+        let mut settings = fixture::fast_settings();
         settings.drift_learning = learning;
         mfa.update_settings(&org, settings, &Actor::new("admin").unwrap())
             .await
@@ -471,7 +455,7 @@ async fn drift_learning_centres_the_window_on_the_customers_clock() {
 async fn rotating_the_sealing_key_keeps_every_sign_in_working() {
     use std::sync::Arc;
     let store = Arc::new(MemoryStore::new());
-    let clock = ManualClock::new(UnixTime::from_secs(T0));
+    let clock = fixture::clock();
     let (old, new) = ([1u8; 32], [2u8; 32]);
     let ring = |keys: &[(u32, [u8; 32])], active: u32| {
         let mut ring = KeyRing::new(SealingKey::new(KeyId::new(keys[0].0), keys[0].1));
@@ -481,14 +465,8 @@ async fn rotating_the_sealing_key_keeps_every_sign_in_working() {
         ring.set_active(KeyId::new(active)).unwrap();
         ring
     };
-    let service = |keys: KeyRing| {
-        Service::new(
-            Arc::clone(&store),
-            clock.clone(),
-            keys,
-            ChaCha20Rng::seed_from_u64(3),
-        )
-    };
+    let service =
+        |keys: KeyRing| Service::new(Arc::clone(&store), clock.clone(), keys, fixture::rng(3));
     let (org, alice, _) = ids();
 
     let before = service(ring(&[(1, old)], 1));
@@ -532,14 +510,12 @@ async fn rotating_the_sealing_key_keeps_every_sign_in_working() {
     };
     let resealed = loaded
         .value
-        .reseal(&both, &ctx, &mut ChaCha20Rng::seed_from_u64(4))
+        .reseal(&both, &ctx, &mut fixture::rng(4))
         .unwrap()
         .unwrap();
     assert_eq!(resealed.sealed_secret().unwrap().key_id(), KeyId::new(2));
     assert_eq!(
-        resealed
-            .reseal(&both, &ctx, &mut ChaCha20Rng::seed_from_u64(5))
-            .unwrap(),
+        resealed.reseal(&both, &ctx, &mut fixture::rng(5)).unwrap(),
         None,
         "already current"
     );
@@ -812,15 +788,7 @@ impl rand_core::TryCryptoRng for Counting {}
 async fn a_fresh_code_equal_to_the_used_steps_code_is_accepted_once() {
     // The secret 0x01..=0x14 gives 093910 at both steps 59696920 and 59696921 (found by search).
     const USED: u64 = 59_696_920;
-    let clock = ManualClock::new(UnixTime::from_secs(USED * 30));
-    let mut seed = ChaCha20Rng::seed_from_u64(7);
-    let keys = KeyRing::new(SealingKey::generate(KeyId::new(1), &mut seed));
-    let mfa = Service::new(
-        MemoryStore::new(),
-        clock.clone(),
-        keys,
-        ChaCha20Rng::seed_from_u64(1),
-    );
+    let (mfa, clock) = fixture::service(MemoryStore::new(), USED * 30, 1);
     let (org, alice, _) = ids();
     enable_fast(&mfa, &org).await;
     let session = sign_in(&mfa, &org, &alice).await;
@@ -890,14 +858,9 @@ async fn a_fresh_code_equal_to_the_used_steps_code_is_accepted_once() {
 /// A service shows its store, clock and key ids in `Debug`, never key material or secrets.
 #[tokio::test]
 async fn a_service_debugs_without_its_keys() {
-    let clock = ManualClock::new(UnixTime::from_secs(T0));
+    // A key of its own, so its bytes are known to look for.
     let keys = KeyRing::new(SealingKey::new(KeyId::new(7), [0xAB; 32]));
-    let mfa = Service::new(
-        MemoryStore::new(),
-        clock,
-        keys,
-        ChaCha20Rng::seed_from_u64(1),
-    );
+    let mfa = Service::new(MemoryStore::new(), fixture::clock(), keys, fixture::rng(1));
     let (org, alice, _) = ids();
     enable_fast(&mfa, &org).await;
     let session = sign_in(&mfa, &org, &alice).await;

@@ -3,19 +3,17 @@
 //! refusal changes no factor and that no code is accepted twice.
 
 use mfa_core::audit::{Event, EventKind};
-use mfa_core::backup::BackupHashParams;
 use mfa_core::machine::{Context, CustomerRecord, Decision};
 use mfa_core::otp::Totp;
 use mfa_core::uri::KeyUri;
 use mfa_core::{
-    Actor, CustomerId, KeyId, KeyRing, LoginStep, MfaError, MfaSession, OrgId, OrgMfa, OrgPolicy,
-    PassedBy, RECENT_FACTOR_SECS, Refusal, SealingKey, SessionCheck, Settings, StateName, UnixTime,
+    Actor, CustomerId, KeyRing, LoginStep, MfaError, MfaSession, OrgId, OrgMfa, OrgPolicy,
+    PassedBy, RECENT_FACTOR_SECS, Refusal, SessionCheck, StateName, UnixTime,
 };
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
 
-const T0: u64 = 1_767_225_600;
+use mfa_store_tests::{T0, fixture};
 
 struct World {
     org: OrgId,
@@ -28,16 +26,15 @@ struct World {
 
 impl World {
     fn new() -> Self {
-        let mut settings = Settings::default();
-        settings.backup_hash = BackupHashParams::danger_insecure_fast();
+        let settings = fixture::fast_settings();
         let off = OrgPolicy::default().with_settings(settings).unwrap();
         Self {
             org: OrgId::new("acme").unwrap(),
             customer: CustomerId::new("alice@acme.test").unwrap(),
-            keys: KeyRing::new(SealingKey::new(KeyId::new(1), [5; 32])),
+            keys: fixture::keys(),
             on: off.clone().with_mfa(OrgMfa::On),
             off,
-            rng: std::cell::RefCell::new(ChaCha20Rng::seed_from_u64(3)),
+            rng: std::cell::RefCell::new(fixture::rng(3)),
         }
     }
 

@@ -14,19 +14,15 @@
 use std::collections::BTreeSet;
 
 use mfa_core::{
-    Actor, CustomerId, FactorPassed, KeyId, KeyRing, LoginStep, ManualClock, MemoryStore,
-    MfaSession, OrgId, OrgMfa, PassedBy, RECENT_FACTOR_SECS, Refusal, SealingKey, Service,
-    ServiceError, SessionCheck, Settings, Store, UnixTime,
-    backup::BackupHashParams,
+    Actor, CustomerId, FactorPassed, LoginStep, MemoryStore, MfaSession, OrgId, OrgMfa, PassedBy,
+    RECENT_FACTOR_SECS, Refusal, ServiceError, SessionCheck, Store, UnixTime,
     machine::LockoutRule,
     otp::{Digits, Period, Totp, Window},
     uri::KeyUri,
 };
 use proptest::prelude::*;
-use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
 
-const T0: u64 = 1_767_225_600;
+use mfa_store_tests::{T0, fixture};
 const CUSTOMERS: [&str; 2] = ["alice@acme.test", "bob@acme.test"];
 /// Sessions per customer (say, a laptop and a phone).
 const SESSIONS: usize = 2;
@@ -253,18 +249,10 @@ fn run(switch: OrgMfa, ops: Vec<Op>) -> Result<(), TestCaseError> {
             .iter()
             .map(|c| CustomerId::new(*c).unwrap())
             .collect();
-        let clock = ManualClock::new(UnixTime::from_secs(T0));
-        let keys = KeyRing::new(SealingKey::new(KeyId::new(1), [9; 32]));
-        let mfa = Service::new(
-            MemoryStore::new(),
-            clock.clone(),
-            keys,
-            ChaCha20Rng::seed_from_u64(5),
-        );
-        let mut settings = Settings::default();
+        let (mfa, clock) = fixture::service(MemoryStore::new(), T0, 5);
+        let mut settings = fixture::fast_settings();
         settings.totp = totp();
         settings.window = Window::default();
-        settings.backup_hash = BackupHashParams::danger_insecure_fast();
         settings.enrollment_lifetime_secs = LIFETIME;
         mfa.update_settings(&org, settings, &Actor::new("admin").unwrap())
             .await

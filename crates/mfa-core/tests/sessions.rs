@@ -11,13 +11,13 @@ use std::time::Duration;
 use mfa_core::{
     Actor, Clock, CustomerId, FactorPassed, KeyId, KeyRing, LoginStep, ManualClock, MemoryStore,
     MfaSession, OrgId, OrgMfa, PassedBy, RECENT_FACTOR_SECS, Refusal, SealingKey, Service,
-    ServiceError, SessionCheck, Settings, Store, UnixTime,
+    ServiceError, SessionCheck, Store, UnixTime,
     audit::{AuditQuery, EventKind, Rejection, StoredEvent},
-    backup::BackupHashParams,
     machine::CustomerRecord,
     store::{DecodeError, Encoded, Versioned, Written},
     uri::KeyUri,
 };
+use mfa_store_tests::fixture::{self, SoftApp};
 use mfa_store_tests::{Before, Call, Hooked, Hooks};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -39,8 +39,7 @@ fn customer(name: &str) -> CustomerId {
 
 /// Fast backup-code hashing, and the organisation's MFA on or off.
 async fn settle<S: Store>(mfa: &Service<S, ManualClock, ChaCha20Rng>, switch: OrgMfa) {
-    let mut settings = Settings::default();
-    settings.backup_hash = BackupHashParams::danger_insecure_fast();
+    let mut settings = fixture::fast_settings();
     // Enough failures before a lockout that the races below are refused for their codes.
     settings.lockout.free_failures = mfa_core::machine::MAX_FREE_FAILURES;
     mfa.update_settings(&acme(), settings, &Actor::new("admin").unwrap())
@@ -61,18 +60,11 @@ fn mfa_error<E: std::error::Error>(
 }
 
 fn app_code(uri: &KeyUri, clock: &ManualClock) -> String {
-    uri.as_totp()
-        .unwrap()
-        .generate(uri.secret(), clock.now())
-        .unwrap()
-        .to_string()
+    SoftApp::scan(uri).code_now(clock, 0)
 }
 
 fn code_at_step(uri: &KeyUri, step: u64) -> String {
-    uri.as_totp()
-        .unwrap()
-        .generate_at_step(uri.secret(), step)
-        .to_string()
+    SoftApp::scan(uri).code(step)
 }
 
 /// A password sign-in: the session to keep, whatever the step.

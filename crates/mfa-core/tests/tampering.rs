@@ -3,36 +3,27 @@
 //! verify nothing there (they used to: a set copied from an account whose codes the attacker knows
 //! signed in as the victim).
 
-use mfa_core::{
-    Actor, Clock, CustomerId, KeyId, KeyRing, ManualClock, MemoryStore, OrgId, OrgMfa, Refusal,
-    SealingKey, Service, ServiceError, Settings, Store, UnixTime, backup::BackupHashParams,
+use mfa_core::{Actor, CustomerId, MemoryStore, OrgId, OrgMfa, Refusal, ServiceError, Store};
+use mfa_store_tests::{
+    T0,
+    fixture::{self, SoftApp},
 };
-use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
 
 #[tokio::test]
 async fn backup_codes_copied_onto_another_record_verify_nothing() {
-    let clock = ManualClock::new(UnixTime::from_secs(1_767_225_600));
-    let keys = KeyRing::new(SealingKey::generate(
-        KeyId::new(1),
-        &mut ChaCha20Rng::seed_from_u64(1),
-    ));
-    let mfa = Service::new(
-        MemoryStore::new(),
-        clock.clone(),
-        keys,
-        ChaCha20Rng::seed_from_u64(2),
-    );
+    let (mfa, clock) = fixture::service(MemoryStore::new(), T0, 2);
     let org = OrgId::new("acme").unwrap();
     let (mallory, victim) = (
         CustomerId::new("mallory@acme.test").unwrap(),
         CustomerId::new("victim@acme.test").unwrap(),
     );
-    let mut settings = Settings::default();
-    settings.backup_hash = BackupHashParams::danger_insecure_fast();
-    mfa.update_settings(&org, settings, &Actor::new("admin").unwrap())
-        .await
-        .unwrap();
+    mfa.update_settings(
+        &org,
+        fixture::fast_settings(),
+        &Actor::new("admin").unwrap(),
+    )
+    .await
+    .unwrap();
     mfa.set_org_mfa(&org, OrgMfa::On, &Actor::new("admin").unwrap())
         .await
         .unwrap();
@@ -44,13 +35,7 @@ async fn backup_codes_copied_onto_another_record_verify_nothing() {
             .start_enrollment(&org, customer, &session)
             .await
             .unwrap();
-        let code = enrollment
-            .uri
-            .as_totp()
-            .unwrap()
-            .generate(enrollment.uri.secret(), clock.now())
-            .unwrap()
-            .to_string();
+        let code = SoftApp::scan(&enrollment.uri).code_now(&clock, 0);
         let passed = mfa
             .confirm_enrollment(&org, customer, &session, &code)
             .await

@@ -11,14 +11,14 @@ use axum::http::{HeaderMap, request::Parts};
 use axum::http::{Request, StatusCode, header};
 use common::{ADMIN, ALICE, ORG, T0, TestHost};
 use mfa_http::mfa_core::{
-    CustomerId, KeyId, KeyRing, ManualClock, MemoryStore, OrgId, SealingKey, Service, UnixTime,
+    CustomerId, ManualClock, MemoryStore, OrgId,
     audit::AuditQuery,
     store::{Encoded, Versioned},
 };
 use mfa_http::{Caller, HostError, MfaApi, MfaHost, MfaPassed};
+use mfa_store_tests::fixture::{self, SoftApp};
 use mfa_store_tests::{Before, Call, Hooked, Hooks, Logs};
 use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -97,15 +97,8 @@ type FlakyApi = MfaApi<Arc<FlakyStore>, ManualClock, ChaCha20Rng, ForgetfulHost>
 /// The API over a store that works until told otherwise, with alice's session `s1` signed in.
 async fn api() -> (FlakyApi, Arc<FlakyStore>) {
     let store = Arc::new(Hooked::new(MemoryStore::new(), Flaky::default()));
-    let mut seed = ChaCha20Rng::seed_from_u64(1);
-    let keys = KeyRing::new(SealingKey::generate(KeyId::new(1), &mut seed));
-    let service = Service::new(
-        Arc::clone(&store),
-        ManualClock::new(UnixTime::from_secs(T0)),
-        keys,
-        ChaCha20Rng::seed_from_u64(2),
-    )
-    .with_max_attempts(3);
+    let (service, _) = fixture::service(Arc::clone(&store), T0, 2);
+    let service = service.with_max_attempts(3);
     let host = ForgetfulHost::default();
     let alice = service
         .login_step(&OrgId::new(ORG).unwrap(), &CustomerId::new(ALICE).unwrap())
@@ -254,12 +247,7 @@ async fn a_host_that_cannot_mark_the_session_is_reported() {
     let started = switch_on_and_start_enrolling(&api).await;
     let uri =
         mfa_http::mfa_core::uri::KeyUri::parse(started["otpauth_uri"].as_str().unwrap()).unwrap();
-    let code = uri
-        .as_totp()
-        .unwrap()
-        .generate(uri.secret(), UnixTime::from_secs(T0))
-        .unwrap()
-        .to_string();
+    let code = SoftApp::scan(&uri).code(T0 / 30);
     let (status, _, body) = send(
         &api,
         as_alice(Request::post("/mfa/enrollment/confirm"))

@@ -182,8 +182,17 @@ async fn the_schemas_tell_a_wrong_answer_from_a_right_one() {
             "{wrong}"
         );
     }
-    let page = json!({"events": [{"seq": 2, "at": 1, "customer": null, "kind": "reset", "details": {"by": "a"}}], "next_before": null});
+    let page = json!({"events": [{"seq": 2, "at": "1970-01-01T00:00:01Z", "org": "acme", "customer": null, "kind": "reset", "details": {"by": "a"}}], "next_before": null});
     assert!(h.matches_document(Method::GET, "/admin/audit", 200, &page));
-    let page = json!({"events": [{"seq": "2", "at": 1, "customer": null, "kind": "reset", "details": {}}], "next_before": null});
-    assert!(!h.matches_document(Method::GET, "/admin/audit", 200, &page));
+    for wrong in [
+        json!({"seq": "2", "at": "1970-01-01T00:00:01Z", "org": "acme", "customer": null, "kind": "reset", "details": {}}),
+        json!({"seq": 2, "at": 1, "org": "acme", "customer": null, "kind": "reset", "details": {}}),
+        json!({"seq": 2, "at": "1970-01-01T00:00:01Z", "customer": null, "kind": "reset", "details": {}}),
+    ] {
+        let page = json!({"events": [wrong], "next_before": null});
+        assert!(
+            !h.matches_document(Method::GET, "/admin/audit", 200, &page),
+            "{page}"
+        );
+    }
 }

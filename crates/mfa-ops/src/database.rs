@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use mfa_postgres::deadpool_postgres::tokio_postgres;
 
+mod open;
+pub use open::{AnyStore, AnyStoreError, Missing, OpenError, OpenOptions, open};
+
 /// The PostgreSQL connection settings a `postgres://` URL reads as.
 pub use tokio_postgres::Config as PostgresConfig;
 use tokio_postgres::config::Host;

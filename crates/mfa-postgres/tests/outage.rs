@@ -14,15 +14,15 @@ use common::{
     Proxy, TestStore, fresh_schema, raw_client, test_store, test_store_with, through_proxy, url,
 };
 use mfa_core::{
-    Actor, Clock, CustomerId, ManualClock, MfaSession, OrgId, OrgMfa, Refusal, Service,
-    ServiceError, Settings, Store,
+    Actor, CustomerId, ManualClock, MfaSession, OrgId, OrgMfa, Refusal, Service, ServiceError,
+    Store,
     audit::{AuditQuery, EventKind},
-    backup::BackupHashParams,
     store::Version,
     uri::KeyUri,
 };
 use mfa_postgres::{PostgresError, PostgresOptions, PostgresStore};
 use mfa_store_tests::HookedError;
+use mfa_store_tests::fixture::{self, SoftApp};
 use rand_chacha::ChaCha20Rng;
 
 type Mfa<S> = Service<S, ManualClock, ChaCha20Rng>;
@@ -43,8 +43,7 @@ fn service<S: Store>(store: S) -> (Mfa<S>, ManualClock) {
 /// her, with the clock one step on.
 async fn configured<S: Store>(mfa: &Mfa<S>, clock: &ManualClock) -> (KeyUri, MfaSession) {
     let (acme, alice) = ids();
-    let mut settings = Settings::default();
-    settings.backup_hash = BackupHashParams::danger_insecure_fast();
+    let settings = fixture::fast_settings();
     mfa.update_settings(&acme, settings, &Actor::new("admin").unwrap())
         .await
         .unwrap();
@@ -63,10 +62,7 @@ async fn configured<S: Store>(mfa: &Mfa<S>, clock: &ManualClock) -> (KeyUri, Mfa
 }
 
 fn app_code(uri: &KeyUri, clock: &ManualClock) -> String {
-    let totp = uri.as_totp().unwrap();
-    totp.generate(uri.secret(), clock.now())
-        .unwrap()
-        .to_string()
+    SoftApp::scan(uri).code_now(clock, 0)
 }
 
 /// Alice's record version and how many sign-ins with an app code the log holds for her.

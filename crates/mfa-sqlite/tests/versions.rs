@@ -2,15 +2,13 @@
 //! is deleted by hand; the indexed columns follow the record.
 
 use mfa_core::{
-    Actor, CustomerId, KeyId, KeyRing, ManualClock, OrgId, OrgMfa, SealingKey, Service, Store,
-    UnixTime,
+    Actor, CustomerId, KeyId, KeyRing, OrgId, OrgMfa, SealingKey, Service, Store,
     machine::CustomerRecord,
     store::{Version, Written},
 };
 use mfa_sqlite::SqliteStore;
 use mfa_store_tests::TempDb;
-use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
+use mfa_store_tests::fixture;
 use rusqlite::Connection;
 
 #[tokio::test]
@@ -54,9 +52,10 @@ async fn versions_beyond_what_sqlite_holds_are_conflicts() {
 async fn state_and_key_id_columns_follow_the_record() {
     let db = TempDb::new("columns");
     let store = SqliteStore::open(db.path()).await.unwrap();
-    let clock = ManualClock::new(UnixTime::from_secs(1_767_225_600));
+    // A key id of its own, to find in the column.
     let keys = KeyRing::new(SealingKey::new(KeyId::new(42), [3; 32]));
-    let mfa = Service::new(store, clock.clone(), keys, ChaCha20Rng::seed_from_u64(5));
+    let clock = fixture::clock();
+    let mfa = Service::new(store, clock.clone(), keys, fixture::rng(5));
     let (acme, alice) = (
         OrgId::new("acme").unwrap(),
         CustomerId::new("alice").unwrap(),

@@ -12,7 +12,6 @@ use mfa_core::{
 use mfa_store_tests::fixture::{self, Enrolled, acme, at_step, first_step};
 use mfa_store_tests::{TempDb, fresh_schema, postgres_url};
 use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
 
 const OLD_KEY: [u8; 32] = [9; 32];
 const NEW_KEY: [u8; 32] = [4; 32];
@@ -30,7 +29,7 @@ fn with_keys<S: Store>(
     keys: KeyRing,
     clock: &ManualClock,
 ) -> Service<S, ManualClock, ChaCha20Rng> {
-    Service::new(store, clock.clone(), keys, ChaCha20Rng::seed_from_u64(7))
+    Service::new(store, clock.clone(), keys, fixture::rng(7))
 }
 
 /// Every event of `acme`, oldest first, read a page of 2 at a time (an export's cursor).

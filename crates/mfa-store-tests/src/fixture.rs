@@ -7,11 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use mfa_core::{
-    Actor, CustomerId, KeyId, KeyRing, ManualClock, MfaSession, OrgId, OrgMfa, SealingKey, Service,
-    Settings, Store, UnixTime,
+    Actor, Clock, CustomerId, KeyId, KeyRing, ManualClock, MfaSession, OrgId, OrgMfa, SealingKey,
+    Service, Settings, Store, UnixTime,
     audit::{AuditQuery, EventKind, StoredEvent},
     backup::BackupHashParams,
     otp::{Secret, Totp},
+    uri::KeyUri,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -27,25 +28,57 @@ pub fn acme() -> OrgId {
     OrgId::new("acme").expect("a valid id")
 }
 
-/// A service over `store` with a manual clock at `now` and the one keyring every process of a test
-/// shares (a child must unseal what the parent sealed).
+/// The kit's sealing key: key 1, fixed bytes.
+#[must_use]
+pub fn key() -> SealingKey {
+    SealingKey::new(KeyId::new(1), [9; 32])
+}
+
+/// The one keyring every service and process of a test shares (a child must unseal what the
+/// parent sealed): [`key`] alone.
+#[must_use]
+pub fn keys() -> KeyRing {
+    KeyRing::new(key())
+}
+
+/// A manual clock at [`crate::T0`].
+#[must_use]
+pub fn clock() -> ManualClock {
+    ManualClock::new(UnixTime::from_secs(crate::T0))
+}
+
+/// The kit's seeded RNG: the same `seed`, the same secrets and codes.
+#[must_use]
+pub fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
+
+/// A service over `store` with a manual clock at `now`, the kit's [`keys`] and an RNG seeded with
+/// `seed`.
 pub fn service<S: Store>(
     store: S,
     now: u64,
     seed: u64,
 ) -> (Service<S, ManualClock, ChaCha20Rng>, ManualClock) {
     let clock = ManualClock::new(UnixTime::from_secs(now));
-    let keys = KeyRing::new(SealingKey::new(KeyId::new(1), [9; 32]));
-    let mfa = Service::new(store, clock.clone(), keys, ChaCha20Rng::seed_from_u64(seed));
+    let mfa = Service::new(store, clock.clone(), keys(), rng(seed));
     (mfa, clock)
+}
+
+/// The default settings with fast backup-code hashing (never in production: see
+/// [`BackupHashParams::danger_insecure_fast`]).
+#[must_use]
+pub fn fast_settings() -> Settings {
+    let mut settings = Settings::default();
+    settings.backup_hash = BackupHashParams::danger_insecure_fast();
+    settings
 }
 
 /// Switches `acme` on with fast backup-code hashing, [`BACKUP_CODES`] codes each, and the most
 /// failures the rules allow before a lockout, so re-trying used codes is refused for being used,
 /// not for a lockout.
 pub async fn switch_on<S: Store>(mfa: &Service<S, ManualClock, ChaCha20Rng>) {
-    let mut settings = Settings::default();
-    settings.backup_hash = BackupHashParams::danger_insecure_fast();
+    let mut settings = fast_settings();
     settings.backup_code_count = BACKUP_CODES;
     settings.lockout.free_failures = mfa_core::machine::MAX_FREE_FAILURES;
     mfa.update_settings(&acme(), settings, &Actor::new("admin").unwrap())
@@ -54,6 +87,67 @@ pub async fn switch_on<S: Store>(mfa: &Service<S, ManualClock, ChaCha20Rng>) {
     mfa.set_org_mfa(&acme(), OrgMfa::On, &Actor::new("admin").unwrap())
         .await
         .expect("enable");
+}
+
+/// A soft authenticator app: what the customer's phone shows for a key URI, at any time step.
+#[derive(Clone)]
+pub struct SoftApp {
+    totp: Totp,
+    secret: Secret,
+}
+
+impl core::fmt::Debug for SoftApp {
+    // The parameters only: the secret stays out of test output too.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SoftApp")
+            .field("totp", &self.totp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SoftApp {
+    /// The app that scanned `uri`.
+    ///
+    /// # Panics
+    /// If `uri` is not a TOTP URI.
+    #[must_use]
+    pub fn scan(uri: &KeyUri) -> Self {
+        Self {
+            totp: uri.as_totp().expect("a TOTP URI"),
+            secret: uri.secret().clone(),
+        }
+    }
+
+    /// The app's code for time step `step`.
+    #[must_use]
+    pub fn code(&self, step: u64) -> String {
+        self.totp.generate_at_step(&self.secret, step).to_string()
+    }
+
+    /// The app's code `steps` time steps away from the clock's (negative: earlier).
+    ///
+    /// # Panics
+    /// If the clock is before the app's T0.
+    #[must_use]
+    pub fn code_now(&self, clock: &impl Clock, steps: i64) -> String {
+        let now = self
+            .totp
+            .step_at(clock.now())
+            .expect("the clock is after T0");
+        self.code(now.saturating_add_signed(steps))
+    }
+
+    /// A code the app shows at none of the steps around `step` (within any window the tests use).
+    #[must_use]
+    pub fn wrong_code(&self, step: u64) -> String {
+        let near: Vec<String> = (step.saturating_sub(2)..=step + 2)
+            .map(|s| self.code(s))
+            .collect();
+        (0u32..)
+            .map(|n| format!("{n:06}"))
+            .find(|candidate| !near.contains(candidate))
+            .expect("a million candidates, five taken")
+    }
 }
 
 /// A customer whose authenticator app and backup codes the test holds.
@@ -100,7 +194,7 @@ impl Enrolled {
         let totp = enrollment.uri.as_totp().expect("a TOTP URI");
         let secret = enrollment.uri.secret().clone();
         let code = totp
-            .generate(&secret, mfa_core::Clock::now(clock))
+            .generate(&secret, clock.now())
             .expect("after the epoch");
         let session = mfa
             .confirm_enrollment(&acme(), &id, &session, &code.to_string())
@@ -125,29 +219,31 @@ impl Enrolled {
         }
     }
 
+    /// The customer's authenticator app.
+    #[must_use]
+    pub fn app(&self) -> SoftApp {
+        SoftApp {
+            totp: self.totp,
+            secret: self.secret.clone(),
+        }
+    }
+
     /// The app's code for time step `step`.
     #[must_use]
     pub fn code(&self, step: u64) -> String {
-        self.totp.generate_at_step(&self.secret, step).to_string()
+        self.app().code(step)
     }
 
     /// The app's code `steps` time steps away from the clock's (negative: earlier).
     #[must_use]
     pub fn code_now(&self, clock: &ManualClock, steps: i64) -> String {
-        let now = mfa_core::Clock::now(clock).as_secs() / 30;
-        self.code(now.saturating_add_signed(steps))
+        self.app().code_now(clock, steps)
     }
 
     /// A code the app shows at none of the steps around `step` (within any window the tests use).
     #[must_use]
     pub fn wrong_code(&self, step: u64) -> String {
-        let near: Vec<String> = (step.saturating_sub(2)..=step + 2)
-            .map(|s| self.code(s))
-            .collect();
-        (0u32..)
-            .map(|n| format!("{n:06}"))
-            .find(|candidate| !near.contains(candidate))
-            .expect("a million candidates, five taken")
+        self.app().wrong_code(step)
     }
 }
 

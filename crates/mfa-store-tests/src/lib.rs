@@ -26,15 +26,13 @@ use std::sync::Arc;
 use mfa_core::{
     Actor, CorruptRecord, CustomerId, Fault, KeyId, KeyRing, LoginStep, ManualClock, MfaSession,
     OrgId, OrgMfa, OrgPolicy, PassedBy, Refusal, SealingKey, Service, ServiceError, SessionCheck,
-    Settings, Store, UnixTime,
+    Store, UnixTime,
     audit::{AuditExport, AuditQuery, Event, EventKind},
-    backup::BackupHashParams,
     machine::CustomerRecord,
     store::{DecodeError, Version, Written},
     uri::KeyUri,
 };
 use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
 
 mod corrupt;
 pub mod databases;
@@ -152,15 +150,15 @@ fn all(customer_id: Option<&CustomerId>) -> AuditQuery {
 /// A service over `store` with a manual clock at [`T0`], a fixed keyring and seeded RNG, and the
 /// organisation `acme` switched on with fast backup-code hashing.
 async fn service<S: Store>(store: S) -> (Service<S, ManualClock, ChaCha20Rng>, ManualClock) {
-    let clock = ManualClock::new(UnixTime::from_secs(T0));
-    let keys = KeyRing::new(SealingKey::new(KeyId::new(1), [7; 32]));
-    let mfa = Service::new(store, clock.clone(), keys, ChaCha20Rng::seed_from_u64(1))
-        .with_max_attempts(1_000);
-    let mut settings = Settings::default();
-    settings.backup_hash = BackupHashParams::danger_insecure_fast();
-    mfa.update_settings(&org("acme"), settings, &Actor::new("admin").unwrap())
-        .await
-        .expect("settings");
+    let (mfa, clock) = fixture::service(store, T0, 1);
+    let mfa = mfa.with_max_attempts(1_000);
+    mfa.update_settings(
+        &org("acme"),
+        fixture::fast_settings(),
+        &Actor::new("admin").unwrap(),
+    )
+    .await
+    .expect("settings");
     mfa.set_org_mfa(&org("acme"), OrgMfa::On, &Actor::new("admin").unwrap())
         .await
         .expect("enable");
@@ -168,10 +166,7 @@ async fn service<S: Store>(store: S) -> (Service<S, ManualClock, ChaCha20Rng>, M
 }
 
 fn app_code(uri: &KeyUri, clock: &ManualClock) -> String {
-    let totp = uri.as_totp().expect("a TOTP URI");
-    totp.generate(uri.secret(), mfa_core::Clock::now(clock))
-        .expect("after T0")
-        .to_string()
+    fixture::SoftApp::scan(uri).code_now(clock, 0)
 }
 
 fn refusal<T: std::fmt::Debug, E: std::error::Error>(
@@ -1022,11 +1017,10 @@ async fn rotating<S: Store>(
 ) {
     let store = Arc::new(store);
     let (old, clock) = service(Arc::clone(&store)).await;
-    let mut keys = KeyRing::new(SealingKey::new(KeyId::new(2), [9; 32]));
-    keys.add(SealingKey::new(KeyId::new(1), [7; 32]))
-        .expect("a second key");
-    let new = Service::new(store, clock.clone(), keys, ChaCha20Rng::seed_from_u64(2))
-        .with_max_attempts(1_000);
+    // The new key active, the kit's (key 1) kept to open what it sealed.
+    let mut keys = KeyRing::new(SealingKey::new(KeyId::new(2), [7; 32]));
+    keys.add(fixture::key()).expect("a second key");
+    let new = Service::new(store, clock.clone(), keys, fixture::rng(2)).with_max_attempts(1_000);
     (old, new, clock)
 }
 

@@ -6,9 +6,9 @@
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, header};
-use mfa_core::{KeyId, KeyRing, ManualClock, SealingKey, UnixTime};
+use mfa_core::ManualClock;
 use mfa_store_tests::peers::{oathtool_totp, peer, pyotp_totp};
-use mfa_store_tests::{T0, fresh_schema, postgres_url};
+use mfa_store_tests::{T0, fixture, fresh_schema, postgres_url};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -50,10 +50,6 @@ impl Browser {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
     }
-}
-
-fn keys() -> KeyRing {
-    KeyRing::new(SealingKey::new(KeyId::new(1), [3; 32]))
 }
 
 async fn story(app: Router, clock: &ManualClock) {
@@ -159,8 +155,8 @@ async fn the_whole_story_on_sqlite() {
     }
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("billing.db").display());
-    let clock = ManualClock::new(UnixTime::from_secs(T0));
-    let app = billing::app(&url, "mfa", keys(), clock.clone())
+    let clock = fixture::clock();
+    let app = billing::app(&url, "mfa", fixture::keys(), clock.clone())
         .await
         .unwrap();
     story(app, &clock).await;
@@ -185,8 +181,8 @@ async fn the_whole_story_on_postgres_on_one_pool() {
         .unwrap();
     let separator = if url.contains('?') { '&' } else { '?' };
     let scoped = format!("{url}{separator}options=-c%20search_path%3D{host}");
-    let clock = ManualClock::new(UnixTime::from_secs(T0));
-    let app = billing::app(&scoped, &mfa, keys(), clock.clone())
+    let clock = fixture::clock();
+    let app = billing::app(&scoped, &mfa, fixture::keys(), clock.clone())
         .await
         .unwrap();
     story(app, &clock).await;

@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use mfa_core::{KeyRing, OrgId, Store, SystemClock};
-use mfa_postgres::{PostgresOptions, PostgresStore};
-use mfa_sqlite::SqliteStore;
+use mfa_ops::database::{AnyStore, Missing, OpenOptions};
 use portal::accounts::Accounts;
 use portal::database::Database;
 use portal::keys::{self, KeySource};
@@ -94,21 +93,18 @@ async fn start(cli: Cli) -> Result<(), BoxError> {
         previous_key_files: cli.previous_key_file,
         config,
     };
-    match database {
-        Database::Sqlite(path) => {
-            portal::database::create_private(&path)?;
-            // The MFA store first: it takes only a new file or one of its own.
-            let store = SqliteStore::open(&path).await?;
-            let accounts = Accounts::sqlite(&path).await?;
-            run(store, accounts, setup).await
+    // The MFA store first: it takes only a new file or one of its own, and creates a missing
+    // SQLite file readable by its owner only.
+    let options = OpenOptions::new().missing(Missing::Create);
+    let store = mfa_ops::database::open(&database, &options).await?;
+    let accounts = match (&database, &store) {
+        (Database::Sqlite(path), _) => Accounts::sqlite(path).await?,
+        (_, AnyStore::Postgres(postgres)) => {
+            Accounts::postgres(postgres.pool().clone(), "portal").await?
         }
-        Database::Postgres(url) => {
-            let store = PostgresStore::connect_with(*url, PostgresOptions::default()).await?;
-            let accounts = Accounts::postgres(store.pool().clone(), "portal").await?;
-            run(store, accounts, setup).await
-        }
-        other => Err(format!("{other}: the portal cannot keep its data there").into()),
-    }
+        _ => return Err(format!("{database}: the portal cannot keep its accounts there").into()),
+    };
+    run(store, accounts, setup).await
 }
 
 struct Setup {

@@ -754,7 +754,7 @@ pub(crate) async fn admin<S: Store + 'static, C: PortalClock>(
             .map(|until| {
                 format!(
                     r#"<br><span class="small muted">locked until {}</span>"#,
-                    html::utc(until.as_secs())
+                    escape(&mfa_ops::audit::rfc3339(until))
                 )
             })
             .unwrap_or_default();
@@ -797,7 +797,7 @@ pub(crate) async fn admin<S: Store + 'static, C: PortalClock>(
         let _ = writeln!(
             audit,
             r#"<tr data-kind="{kind}"><td class="nowrap small">{at}</td><td>{customer}</td><td><code>{kind}</code></td><td class="small">{details}</td></tr>"#,
-            at = html::utc(event.at),
+            at = escape(&event.at),
             customer = escape(event.customer.as_deref().unwrap_or("")),
             kind = escape(&event.kind),
             details = escape(&details(&event)),

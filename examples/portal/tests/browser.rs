@@ -405,10 +405,7 @@ async fn the_whole_story_in_a_browser() {
     portal::database::create_private(&database).unwrap();
     let store = SqliteStore::open(&database).await.unwrap();
     let accounts = Accounts::sqlite(&database).await.unwrap();
-    let keys = mfa_core::KeyRing::new(mfa_core::SealingKey::generate(
-        mfa_core::KeyId::new(1),
-        &mut rand::rng(),
-    ));
+    let keys = mfa_store_tests::fixture::keys();
     let (portal, created) = Portal::start(store, accounts, SystemClock, keys, common::config())
         .await
         .unwrap();

@@ -8,9 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{ALICE, Cleanup, TestPortal};
-use mfa_core::{
-    CustomerId, KeyId, KeyRing, ManualClock, SealingKey, Store, UnixTime, store::Written,
-};
+use mfa_core::{CustomerId, KeyId, KeyRing, SealingKey, Store, store::Written};
 use mfa_sqlite::SqliteStore;
 use portal::accounts::Accounts;
 use portal::keys::{self, KeyError, KeySource};
@@ -44,7 +42,7 @@ async fn restart(dir: &Path, keys: KeyRing) -> Result<(), StartError> {
     let path = dir.join("portal.db");
     let store = SqliteStore::open(&path).await.unwrap();
     let accounts = Accounts::sqlite(&path).await.unwrap();
-    let clock = ManualClock::new(UnixTime::from_secs(common::T0));
+    let clock = mfa_store_tests::fixture::clock();
     Portal::start(store, accounts, clock, keys, common::config())
         .await
         .map(drop)

@@ -379,10 +379,7 @@ async fn a_second_start_keeps_the_data() {
     let path = dir.path().join("portal.db");
     let store = mfa_sqlite::SqliteStore::open(&path).await.unwrap();
     let accounts = portal::accounts::Accounts::sqlite(&path).await.unwrap();
-    let keys = mfa_core::KeyRing::new(mfa_core::SealingKey::generate(
-        mfa_core::KeyId::new(1),
-        &mut rand::rng(),
-    ));
+    let keys = mfa_store_tests::fixture::keys();
     let (again, created) =
         portal::Portal::start(store, accounts, t.clock.clone(), keys, common::config())
             .await

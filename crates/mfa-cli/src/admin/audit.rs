@@ -8,8 +8,7 @@ use mfa_core::{
     CustomerId, OrgId, Store, UnixTime,
     audit::{AuditExport, Event, EventKind, StoredEvent},
 };
-use mfa_ops::audit::details;
-use serde::Serialize;
+use mfa_ops::audit::{AuditEvent, details};
 
 use super::output::rfc3339;
 use crate::Failure;
@@ -85,7 +84,8 @@ async fn write_all<S: Store>(
         match export.format {
             AuditFormat::Jsonl => {
                 for stored in &page {
-                    serde_json::to_writer(&mut *out, &json(stored)).map_err(io::Error::from)?;
+                    serde_json::to_writer(&mut *out, &AuditEvent::from(stored))
+                        .map_err(io::Error::from)?;
                     out.write_all(b"\n")?;
                 }
             }
@@ -167,31 +167,6 @@ fn write_row(stored: &StoredEvent, widths: Widths, out: &mut impl Write) -> io::
         customer_width = widths.customer,
     );
     writeln!(out, "{}", line.trim_end())
-}
-
-/// One event as JSON: `seq`, `at` (RFC 3339), `org`, `customer` (null for the organisation's own
-/// events), `kind`, and the kind's own fields in `details`, exactly as the HTTP API's audit log
-/// shows them (times in `details` are seconds since the epoch there as here).
-#[derive(Serialize)]
-struct JsonEvent<'a> {
-    seq: u64,
-    at: String,
-    org: &'a str,
-    customer: Option<&'a str>,
-    kind: &'static str,
-    details: serde_json::Value,
-}
-
-fn json(stored: &StoredEvent) -> JsonEvent<'_> {
-    let event = &stored.event;
-    JsonEvent {
-        seq: stored.seq,
-        at: rfc3339(event.at),
-        org: event.org.as_str(),
-        customer: event.customer.as_ref().map(CustomerId::as_str),
-        kind: event.kind_name(),
-        details: details(event),
-    }
 }
 
 /// The kind's fields for people: `by=admin`, `factor=totp reason=wrong_code failures=2`, with

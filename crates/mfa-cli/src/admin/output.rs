@@ -17,14 +17,7 @@ pub(crate) enum Format {
 
 /// A time as RFC 3339 in UTC (`2026-01-01T00:00:00Z`). Times past the year 9999 (a lockout that
 /// saturated at the end of time, say) have no RFC 3339 form and are shown as seconds since the epoch.
-pub(crate) fn rfc3339(at: UnixTime) -> String {
-    i64::try_from(at.as_secs())
-        .ok()
-        .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok())
-        .filter(|time| time.year() <= 9999)
-        .and_then(|time| time.format(&Rfc3339).ok())
-        .unwrap_or_else(|| at.as_secs().to_string())
-}
+pub(crate) use mfa_ops::audit::rfc3339;
 
 /// Reads an RFC 3339 time (`2026-01-01T00:00:00Z`, `2026-01-01T01:00:00+01:00`); a fraction of a
 /// second is dropped.

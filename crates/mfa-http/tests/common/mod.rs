@@ -15,15 +15,13 @@ use axum::body::Body;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use mfa_http::mfa_core::{
-    Actor, Clock, KeyId, KeyRing, ManualClock, MemoryStore, SealingKey, Service, Settings,
-    StatusReport, UnixTime,
+    Actor, Clock, ManualClock, MemoryStore, Service, StatusReport,
     audit::{AuditQuery, StoredEvent},
-    backup::BackupHashParams,
     uri::KeyUri,
 };
 use mfa_http::{Caller, CustomerId, HostError, MfaApi, MfaHost, MfaPassed, MfaSession, OrgId};
+use mfa_store_tests::fixture::{self, SoftApp};
 use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -267,17 +265,8 @@ impl Harness {
 
     /// The same, with the routes under `prefix` through `Router::nest`.
     pub async fn mounted_at(prefix: Option<&str>) -> Self {
-        let clock = ManualClock::new(UnixTime::from_secs(T0));
-        let mut seed = ChaCha20Rng::seed_from_u64(7);
-        let keys = KeyRing::new(SealingKey::generate(KeyId::new(1), &mut seed));
-        let service = Service::new(
-            MemoryStore::new(),
-            clock.clone(),
-            keys,
-            ChaCha20Rng::seed_from_u64(42),
-        );
-        let mut settings = Settings::default();
-        settings.backup_hash = BackupHashParams::danger_insecure_fast();
+        let (service, clock) = fixture::service(MemoryStore::new(), T0, 42);
+        let mut settings = fixture::fast_settings();
         settings.issuer = "Acme Billing".into();
         service
             .update_settings(&org(), settings, &actor(ADMIN))
@@ -532,29 +521,13 @@ impl Harness {
 
     /// The code the app holding `uri` shows now.
     pub fn app_code(&self, uri: &KeyUri) -> String {
-        uri.as_totp()
-            .unwrap()
-            .generate(uri.secret(), self.clock.now())
-            .unwrap()
-            .to_string()
+        SoftApp::scan(uri).code_now(&self.clock, 0)
     }
 
     /// A code no step of the default window (one either side) accepts now.
     pub fn wrong_code(&self, uri: &KeyUri) -> String {
-        let totp = uri.as_totp().unwrap();
-        let now = self.clock.now().as_secs();
-        let near: Vec<String> = [now - 30, now, now + 30]
-            .iter()
-            .map(|t| {
-                totp.generate(uri.secret(), UnixTime::from_secs(*t))
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
-        (0..1_000_000u32)
-            .map(|n| format!("{n:06}"))
-            .find(|code| !near.contains(code))
-            .unwrap()
+        let app = SoftApp::scan(uri);
+        app.wrong_code(self.clock.now().as_secs() / 30)
     }
 }
 

@@ -15,19 +15,18 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use mfa_core::{
-    Clock, KeyId, KeyRing, ManualClock, OrgId, SealingKey, Store, UnixTime, uri::KeyUri,
-};
+use mfa_core::{Clock, KeyRing, ManualClock, OrgId, Store, uri::KeyUri};
 use mfa_postgres::deadpool_postgres::tokio_postgres::{self, NoTls};
 use mfa_postgres::{PostgresOptions, PostgresStore};
 use mfa_sqlite::SqliteStore;
+use mfa_store_tests::fixture::SoftApp;
 use portal::accounts::Accounts;
 use portal::{Config, Portal};
 use serde_json::Value;
 use tower::ServiceExt;
 
 /// 2026-01-01T00:00:00Z.
-pub const T0: u64 = 1_767_225_600;
+pub const T0: u64 = mfa_store_tests::T0;
 pub const ALICE: &str = "alice@acme.test";
 pub const BOB: &str = "bob@acme.test";
 pub const ADMIN: &str = "admin@acme.test";
@@ -40,7 +39,7 @@ pub fn config() -> Config {
 }
 
 fn keys() -> KeyRing {
-    KeyRing::new(SealingKey::generate(KeyId::new(1), &mut rand::rng()))
+    mfa_store_tests::fixture::keys()
 }
 
 /// What must be cleaned up after a test: a directory, or PostgreSQL schemas.
@@ -102,29 +101,12 @@ impl<S: Store + 'static> TestPortal<S> {
 
     /// The code the customer's app shows now.
     pub fn code(&self, uri: &KeyUri) -> String {
-        uri.as_totp()
-            .unwrap()
-            .generate(uri.secret(), self.clock.now())
-            .unwrap()
-            .to_string()
+        SoftApp::scan(uri).code_now(&self.clock, 0)
     }
 
-    /// A code no step of the window accepts now.
+    /// A code no step of the window (two either side) accepts now.
     pub fn wrong_code(&self, uri: &KeyUri) -> String {
-        let totp = uri.as_totp().unwrap();
-        let now = self.clock.now().as_secs();
-        let near: Vec<String> = [now - 60, now - 30, now, now + 30, now + 60]
-            .iter()
-            .map(|&t| {
-                totp.generate(uri.secret(), UnixTime::from_secs(t))
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
-        (0..1_000_000)
-            .map(|n| format!("{n:06}"))
-            .find(|code| !near.contains(code))
-            .unwrap()
+        SoftApp::scan(uri).wrong_code(self.clock.now().as_secs() / 30)
     }
 }
 
@@ -154,7 +136,7 @@ async fn build<S: Store + 'static>(
     keys: KeyRing,
     cleanup: Cleanup,
 ) -> TestPortal<S> {
-    let clock = ManualClock::new(UnixTime::from_secs(T0));
+    let clock = mfa_store_tests::fixture::clock();
     let (portal, created) = Portal::start(store, accounts, clock.clone(), keys, config)
         .await
         .unwrap();
