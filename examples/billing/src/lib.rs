@@ -21,19 +21,20 @@ use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mfa_core::{Actor, Clock, CustomerId, KeyRing, OrgId, OrgMfa, Service, SessionCheck, Store};
 use mfa_http::model::Next;
 use mfa_http::tower_sessions::SessionHost;
-use mfa_http::{Error, ErrorKind, MfaApi};
+use mfa_http::{Error, ErrorKind, JsonBody, MfaApi, NoInput};
 use mfa_sqlx::{PgStore, SqliteStore};
 use rand_chacha::ChaCha20Rng;
 use serde::Deserialize;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use tokio::sync::Semaphore;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
 
@@ -47,6 +48,17 @@ pub const DEMO_PASSWORD: &str = "alice-pass";
 
 /// Why the host could not start.
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How the session cookie travels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cookies {
+    /// Over HTTPS only (`Secure`): any deployment, behind TLS.
+    #[default]
+    Secure,
+    /// Over plain HTTP too: the local demo at `http://127.0.0.1`, and tests.
+    LocalHttp,
+}
 
 /// Runs `$body` with `$pool` bound to whichever pool `$users` holds: the same SQL on either
 /// engine (the statements here are written to read the same on both).
@@ -125,6 +137,7 @@ pub async fn app<C: Clock + 'static>(
     mfa_schema: &str,
     keys: KeyRing,
     clock: C,
+    cookies: Cookies,
 ) -> Result<Router, StartError> {
     if let Some(path) = database_url.strip_prefix("sqlite://") {
         // Private to this user before SQLite first writes them (MFA's holds sealed secrets and
@@ -139,7 +152,7 @@ pub async fn app<C: Clock + 'static>(
         .await?;
         let mfa_pool = sqlite_pool(SqliteStore::connect_options(mfa_file(Path::new(path)))).await?;
         let store = SqliteStore::new(mfa_pool).await?;
-        start(Users::Sqlite(host), store, keys, clock).await
+        start(Users::Sqlite(host), store, keys, clock, cookies).await
     } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
         let pool = PgPoolOptions::new()
             .max_connections(16)
@@ -149,7 +162,7 @@ pub async fn app<C: Clock + 'static>(
         // The same pool for the host's tables and MFA's: no second driver, no second pool.
         let options = mfa_sqlx::PgOptions::default().schema(mfa_schema);
         let store = PgStore::with_options(pool.clone(), options).await?;
-        start(Users::Postgres(pool), store, keys, clock).await
+        start(Users::Postgres(pool), store, keys, clock, cookies).await
     } else {
         Err("the database URL must start with sqlite:// or postgres://".into())
     }
@@ -182,6 +195,10 @@ struct Host<S: Store, C: Clock> {
     org: OrgId,
     /// Checked for unknown emails too, so a wrong email costs what a wrong password costs.
     dummy_hash: Arc<str>,
+    /// How many password hashes may be computed at once: each takes argon2's 19 MiB, so without a
+    /// bound a burst of sign-ins (from anyone: no account is needed) takes the process's memory.
+    /// More wait their turn.
+    hashing: Arc<Semaphore>,
 }
 
 impl<S: Store + 'static, C: Clock + 'static> Host<S, C> {
@@ -195,6 +212,7 @@ async fn start<S: Store + 'static, C: Clock + 'static>(
     store: S,
     keys: KeyRing,
     clock: C,
+    cookies: Cookies,
 ) -> Result<Router, StartError> {
     users.migrate().await?;
     let org = OrgId::new(ORG)?;
@@ -215,12 +233,13 @@ async fn start<S: Store + 'static, C: Clock + 'static>(
         mfa: MfaApi::new(Arc::new(service), SessionHost),
         org,
         dummy_hash,
+        hashing: Arc::new(Semaphore::new(hashing_permits())),
     });
     let sessions = SessionManagerLayer::new(MemoryStore::default())
         .with_name("billing_session")
         .with_same_site(SameSite::Strict)
-        // Local HTTP for the demo; behind TLS, `with_secure(true)` (the default).
-        .with_secure(false);
+        .with_http_only(true)
+        .with_secure(cookies == Cookies::Secure);
     Ok(Router::new()
         .route("/signin", post(sign_in::<S, C>))
         .route("/signout", post(sign_out))
@@ -229,7 +248,22 @@ async fn start<S: Store + 'static, C: Clock + 'static>(
         // example has none of: SessionHost reports none).
         .merge(host.mfa.router())
         .with_state(host)
-        .layer(sessions))
+        .layer(sessions)
+        // Account data and sign-in answers are never kept by a browser or a proxy cache.
+        .layer(axum::middleware::map_response(no_store)))
+}
+
+/// Two argon2 evaluations per core at once: the CPU is the limit anyway.
+fn hashing_permits() -> usize {
+    std::thread::available_parallelism().map_or(2, |cores| cores.get().saturating_mul(2))
+}
+
+async fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 async fn hash(password: String) -> Result<String, StartError> {
@@ -245,6 +279,7 @@ async fn hash(password: String) -> Result<String, StartError> {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SignIn {
     email: String,
     password: String,
@@ -263,7 +298,7 @@ fn session_failed(error: tower_sessions::session::Error) -> Error {
 async fn sign_in<S: Store + 'static, C: Clock + 'static>(
     State(host): State<Arc<Host<S, C>>>,
     session: Session,
-    Json(form): Json<SignIn>,
+    JsonBody(form): JsonBody<SignIn>,
 ) -> Result<Response, Error> {
     let email = form.email.trim().to_lowercase();
     let stored = host.users.password_hash(&email).await.map_err(|error| {
@@ -276,6 +311,9 @@ async fn sign_in<S: Store + 'static, C: Clock + 'static>(
     let known = stored.is_some();
     let hash = stored.map_or_else(|| Arc::clone(&host.dummy_hash), Arc::from);
     let password = form.password;
+    let Ok(_permit) = Arc::clone(&host.hashing).acquire_owned().await else {
+        return Err(Error::new(ErrorKind::Unavailable, "try again shortly"));
+    };
     let matches = tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash).is_ok_and(|parsed| {
             Argon2::default()
@@ -301,8 +339,8 @@ async fn sign_in<S: Store + 'static, C: Clock + 'static>(
     Ok(Json(serde_json::json!({ "next": Next::from(&step) })).into_response())
 }
 
-/// `POST /signout`.
-async fn sign_out(session: Session) -> Result<StatusCode, Error> {
+/// `POST /signout` (no body, or `{}` as JSON: a form posted from another site is refused).
+async fn sign_out(session: Session, _: NoInput) -> Result<StatusCode, Error> {
     session.flush().await.map_err(session_failed)?;
     Ok(StatusCode::NO_CONTENT)
 }

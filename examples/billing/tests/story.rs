@@ -90,7 +90,7 @@ async fn story(app: Router, clock: &ManualClock) {
     assert_eq!(body["invoices"].as_array().unwrap().len(), 2, "{body}");
 
     // Signed out, and in again: the code prompt, answered with pyotp's code.
-    let (status, _) = alice.send("POST", "/signout", None).await;
+    let (status, _) = alice.send("POST", "/signout", Some(json!({}))).await;
     assert_eq!(status, 204);
     assert_eq!(alice.send("GET", "/invoices", None).await.0, 401);
     let (status, body) = alice
@@ -156,9 +156,15 @@ async fn the_whole_story_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("billing.db").display());
     let clock = fixture::clock();
-    let app = billing::app(&url, "mfa", fixture::keys(), clock.clone())
-        .await
-        .unwrap();
+    let app = billing::app(
+        &url,
+        "mfa",
+        fixture::keys(),
+        clock.clone(),
+        billing::Cookies::LocalHttp,
+    )
+    .await
+    .unwrap();
     story(app, &clock).await;
     assert!(
         dir.path().join("billing-mfa.db").exists(),
@@ -182,9 +188,15 @@ async fn the_whole_story_on_postgres_on_one_pool() {
     let separator = if url.contains('?') { '&' } else { '?' };
     let scoped = format!("{url}{separator}options=-c%20search_path%3D{host}");
     let clock = fixture::clock();
-    let app = billing::app(&scoped, &mfa, fixture::keys(), clock.clone())
-        .await
-        .unwrap();
+    let app = billing::app(
+        &scoped,
+        &mfa,
+        fixture::keys(),
+        clock.clone(),
+        billing::Cookies::LocalHttp,
+    )
+    .await
+    .unwrap();
     story(app, &clock).await;
     // The host's own migrations table and MFA's, each in its own schema, untouched by the other.
     let host_migrations: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
@@ -209,4 +221,105 @@ async fn the_whole_story_on_postgres_on_one_pool() {
         .await
         .unwrap();
     }
+}
+
+/// One request straight to the app: status, headers and the JSON body (`Null` if none).
+async fn raw(
+    app: &Router,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: impl Into<Body>,
+) -> (u16, axum::http::HeaderMap, Value) {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(content_type) = content_type {
+        request = request.header(header::CONTENT_TYPE, content_type);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(body.into()).unwrap())
+        .await
+        .unwrap();
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+/// The host's own routes refuse what a browser form or a script from another site sends, in the
+/// same JSON shape as MFA's routes; nothing it answers is cached; the session cookie is HttpOnly,
+/// SameSite=Strict, and Secure unless the host serves plain HTTP on this machine.
+#[tokio::test]
+async fn the_hosts_own_routes_refuse_hostile_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("billing.db").display());
+    let app = billing::app(
+        &url,
+        "mfa",
+        fixture::keys(),
+        fixture::clock(),
+        billing::Cookies::Secure,
+    )
+    .await
+    .unwrap();
+    let good =
+        json!({"email": billing::DEMO_EMAIL, "password": billing::DEMO_PASSWORD}).to_string();
+    let refused = [
+        // A cross-site form post: a "simple" request that needs no CORS preflight.
+        ("/signin", Some("text/plain"), good.clone(), 415),
+        ("/signin", Some("application/x-www-form-urlencoded"), good.clone(), 415),
+        ("/signin", None, good.clone(), 415),
+        ("/signin", Some("application/json"), "{\"email\": ".to_owned(), 400),
+        ("/signin", Some("application/json"), "[]".to_owned(), 422),
+        (
+            "/signin",
+            Some("application/json"),
+            json!({"email": billing::DEMO_EMAIL, "password": billing::DEMO_PASSWORD, "admin": true}).to_string(),
+            422,
+        ),
+        ("/signin", Some("application/json"), format!("{{\"email\": \"{}\"}}", "a".repeat(5000)), 413),
+        ("/signout", Some("text/plain"), "x".to_owned(), 415),
+    ];
+    for (path, content_type, body, status) in refused {
+        let (got, headers, answer) = raw(&app, "POST", path, content_type, body.clone()).await;
+        assert_eq!(got, status, "{path} {content_type:?} {body:.60}: {answer}");
+        assert!(
+            answer["error"].is_string(),
+            "{path} {content_type:?}: {answer}"
+        );
+        assert!(
+            !headers.contains_key(header::SET_COOKIE),
+            "{path} {content_type:?}: a refused request starts no session"
+        );
+    }
+
+    let (status, headers, _) = raw(&app, "POST", "/signin", Some("application/json"), good).await;
+    assert_eq!(status, 200);
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    for path in ["/invoices", "/mfa"] {
+        let (_, headers, _) = raw(&app, "GET", path, None, Body::empty()).await;
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store", "{path}");
+    }
+
+    let local = billing::app(
+        &format!("sqlite://{}", dir.path().join("local.db").display()),
+        "mfa",
+        fixture::keys(),
+        fixture::clock(),
+        billing::Cookies::LocalHttp,
+    )
+    .await
+    .unwrap();
+    let good =
+        json!({"email": billing::DEMO_EMAIL, "password": billing::DEMO_PASSWORD}).to_string();
+    let (_, headers, _) = raw(&local, "POST", "/signin", Some("application/json"), good).await;
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
 }
