@@ -22,9 +22,9 @@ use crate::proof::Mint;
 use crate::{
     Actor, BackupAttempt, BackupCode, BackupCodeSet, BackupError, BackupHashParams, BackupOwner,
     Code, CustomerId, Event, EventKind, Factor, FactorPassed, Failures, Fault, KeyId, KeyRing,
-    KeyUri, MfaError, MfaPassed, MfaSession, OrgId, OrgPolicy, Pass, PassedBy, RECENT_FACTOR_SECS,
-    Refusal, Rejection, SealError, SealedSecret, Secret, SessionCheck, Settings, Totp, UnixTime,
-    VerifyError, Window,
+    KeyUri, MfaError, MfaPassed, MfaSession, OrgId, OrgPolicy, Pass, PassedBy, Purpose, Refusal,
+    Rejection, SealError, SealedSecret, Secret, SessionCheck, Settings, StepUpCheck, Totp,
+    UnixTime, VerifyError, Window,
 };
 
 /// The most steps of clock drift that drift learning remembers (RFC 6238 section 6).
@@ -53,11 +53,37 @@ impl Context<'_> {
 
     /// The pass of `session` by `method` now, for the factors of `generation`.
     fn passed(&self, session: &MfaSession, generation: u64, method: PassedBy) -> Pass {
-        Pass::new(
-            self.org.clone(),
-            self.customer.clone(),
-            session.passed_at(generation, method, self.now),
-        )
+        self.pass(session, generation, method, None)
+    }
+
+    /// The pass of `session` by `method` now, for the factors of `generation`: at sign-in, or at
+    /// a step-up for `purpose`.
+    fn pass(
+        &self,
+        session: &MfaSession,
+        generation: u64,
+        method: PassedBy,
+        purpose: Option<Purpose>,
+    ) -> Pass {
+        let session = match purpose {
+            None => session.passed_at(generation, method, self.now),
+            Some(purpose) => session.stepped_up(generation, method, purpose, self.now),
+        };
+        Pass::new(self.org.clone(), self.customer.clone(), session)
+    }
+
+    /// The events of an accepted code: the acceptance, then, for a step-up, what it was for.
+    fn accepted(
+        &self,
+        acceptance: EventKind,
+        factor: Factor,
+        purpose: Option<Purpose>,
+    ) -> Vec<Event> {
+        let mut events = vec![self.event(acceptance)];
+        if let Some(purpose) = purpose {
+            events.push(self.event(EventKind::StepUpPassed { purpose, factor }));
+        }
+        events
     }
 }
 
@@ -521,6 +547,25 @@ impl CustomerRecord {
         }
     }
 
+    /// Whether a sensitive action for `purpose` may go ahead in `session` at `now`.
+    pub fn check_step_up(
+        &self,
+        policy: &OrgPolicy,
+        session: &MfaSession,
+        purpose: Purpose,
+        now: UnixTime,
+    ) -> StepUpCheck {
+        let max_age_secs = policy.settings().step_up_max_age_secs;
+        match self.check_session(policy, session) {
+            SessionCheck::Complete(passed) if !passed.is_second_factor() => StepUpCheck::NoFactor,
+            SessionCheck::Complete(_) if session.fresh_for(purpose, max_age_secs, now) => {
+                StepUpCheck::Fresh
+            }
+            SessionCheck::Complete(_) => StepUpCheck::Required { max_age_secs },
+            other => StepUpCheck::Session(other),
+        }
+    }
+
     /// Refuses a session from before the last reset or change of factor.
     fn current(&self, session: &MfaSession) -> Result<(), Refusal> {
         if session.generation() == self.generation {
@@ -626,9 +671,11 @@ impl CustomerRecord {
     /// A new set of backup codes, replacing every earlier one. The plaintext codes are returned once;
     /// the record keeps only their argon2id hashes.
     ///
-    /// A change of factor: only for a session in which a second factor passed within
-    /// [`RECENT_FACTOR_SECS`] (a password alone, or a session that needed no MFA, must not mint a
-    /// way around the second factor); every other session of the customer ends.
+    /// A change of factor: only for a session whose second factor is fresh for
+    /// [`Purpose::BACKUP_CODES`] (given at sign-in or at a step-up for it within the
+    /// organisation's [`Settings::step_up_max_age_secs`]: a password alone, or a session that
+    /// needed no MFA, must not mint a way around the second factor); every other session of the
+    /// customer ends.
     pub fn generate_backup_codes<R: CryptoRng + ?Sized>(
         &self,
         session: &MfaSession,
@@ -636,7 +683,7 @@ impl CustomerRecord {
         ctx: &Context<'_>,
         rng: &mut R,
     ) -> Decision<BackupCodesIssued<Pass>> {
-        if let Err(error) = self.may_change_factors(session, ctx) {
+        if let Err(error) = self.may_change_factors(session, policy, ctx) {
             return Decision::refuse(error);
         }
         let settings = policy.settings();
@@ -649,7 +696,7 @@ impl CustomerRecord {
         ) {
             Ok((set, codes)) => {
                 let (next, events, outcome) = self
-                    .install_backup_codes(session, set, ctx, rng)
+                    .install_backup_codes(session, set, policy, ctx, rng)
                     .into_parts();
                 Decision {
                     next,
@@ -669,10 +716,11 @@ impl CustomerRecord {
         &self,
         session: &MfaSession,
         set: BackupCodeSet,
+        policy: &OrgPolicy,
         ctx: &Context<'_>,
         rng: &mut R,
     ) -> Decision<Pass> {
-        let passed = match self.may_change_factors(session, ctx) {
+        let passed = match self.may_change_factors(session, policy, ctx) {
             Ok(passed) => passed,
             Err(error) => return Decision::refuse(error),
         };
@@ -702,20 +750,21 @@ impl CustomerRecord {
         )
     }
 
-    /// Whether `session` may change the customer's factors now: current, with a second factor that
-    /// passed within [`RECENT_FACTOR_SECS`], of a configured customer. The factor, if so.
+    /// Whether `session` may change the customer's factors now: current, with a second factor
+    /// fresh for [`Purpose::BACKUP_CODES`], of a configured customer. The factor, if so.
     pub(crate) fn may_change_factors(
         &self,
         session: &MfaSession,
+        policy: &OrgPolicy,
         ctx: &Context<'_>,
     ) -> Result<FactorPassed, Refusal> {
         self.current(session)?;
+        let max_age_secs = policy.settings().step_up_max_age_secs;
         let passed = session
             .passed()
-            .filter(|_| session.second_factor_within(RECENT_FACTOR_SECS, ctx.now))
-            .ok_or(Refusal::SecondFactorRequired {
-                max_age_secs: RECENT_FACTOR_SECS,
-            })?;
+            .filter(|passed| passed.is_second_factor())
+            .filter(|_| session.fresh_for(Purpose::BACKUP_CODES, max_age_secs, ctx.now))
+            .ok_or(Refusal::SecondFactorRequired { max_age_secs })?;
         match self.mfa {
             CustomerMfa::Configured(_) => Ok(passed),
             _ => Err(Refusal::NotConfigured),
@@ -727,6 +776,34 @@ impl CustomerRecord {
         &self,
         session: &MfaSession,
         typed: &str,
+        policy: &OrgPolicy,
+        keys: &KeyRing,
+        ctx: &Context<'_>,
+    ) -> Decision<TotpAccepted<Pass>> {
+        self.check_totp(session, typed, None, policy, keys, ctx)
+    }
+
+    /// A step-up for `purpose` with a TOTP code: checked, consumed and counted toward lockout as
+    /// at sign-in (a code used for one never serves again, for any purpose); the pass's session
+    /// then counts as fresh for `purpose` ([`MfaSession::fresh_for`]). Also passes a session
+    /// that had not given its code yet.
+    pub fn step_up_totp(
+        &self,
+        session: &MfaSession,
+        purpose: Purpose,
+        typed: &str,
+        policy: &OrgPolicy,
+        keys: &KeyRing,
+        ctx: &Context<'_>,
+    ) -> Decision<TotpAccepted<Pass>> {
+        self.check_totp(session, typed, Some(purpose), policy, keys, ctx)
+    }
+
+    fn check_totp(
+        &self,
+        session: &MfaSession,
+        typed: &str,
+        purpose: Option<Purpose>,
         policy: &OrgPolicy,
         keys: &KeyRing,
         ctx: &Context<'_>,
@@ -750,11 +827,15 @@ impl CustomerRecord {
                     generation: self.generation,
                 };
                 let accepted = TotpAccepted {
-                    passed: ctx.passed(session, self.generation, PassedBy::Totp),
+                    passed: ctx.pass(session, self.generation, PassedBy::Totp, purpose),
                     backup_codes_remaining: next.status(ctx.now).backup_codes_remaining,
                 };
-                let event = ctx.event(EventKind::TotpAccepted { step, offset });
-                Decision::write(next, vec![event], Ok(accepted))
+                let events = ctx.accepted(
+                    EventKind::TotpAccepted { step, offset },
+                    Factor::Totp,
+                    purpose,
+                );
+                Decision::write(next, events, Ok(accepted))
             }
             Err(refused) => self.refused(refused, Factor::Totp, policy, ctx),
         }
@@ -768,6 +849,30 @@ impl CustomerRecord {
         &self,
         session: &MfaSession,
         attempt: &mut BackupAttempt<'_>,
+        policy: &OrgPolicy,
+        ctx: &Context<'_>,
+    ) -> Decision<BackupAccepted<Pass>> {
+        self.check_backup_code(session, attempt, None, policy, ctx)
+    }
+
+    /// A step-up for `purpose` with a backup code, which is used up as at sign-in: see
+    /// [`CustomerRecord::step_up_totp`].
+    pub fn step_up_backup_code(
+        &self,
+        session: &MfaSession,
+        purpose: Purpose,
+        attempt: &mut BackupAttempt<'_>,
+        policy: &OrgPolicy,
+        ctx: &Context<'_>,
+    ) -> Decision<BackupAccepted<Pass>> {
+        self.check_backup_code(session, attempt, Some(purpose), policy, ctx)
+    }
+
+    fn check_backup_code(
+        &self,
+        session: &MfaSession,
+        attempt: &mut BackupAttempt<'_>,
+        purpose: Option<Purpose>,
         policy: &OrgPolicy,
         ctx: &Context<'_>,
     ) -> Decision<BackupAccepted<Pass>> {
@@ -787,12 +892,16 @@ impl CustomerRecord {
                     failures: Failures::default(),
                     generation: self.generation,
                 };
-                let event = ctx.event(EventKind::BackupCodeAccepted { remaining });
+                let events = ctx.accepted(
+                    EventKind::BackupCodeAccepted { remaining },
+                    Factor::BackupCode,
+                    purpose,
+                );
                 let accepted = BackupAccepted {
-                    passed: ctx.passed(session, self.generation, PassedBy::BackupCode),
+                    passed: ctx.pass(session, self.generation, PassedBy::BackupCode, purpose),
                     remaining,
                 };
-                Decision::write(next, vec![event], Ok(accepted))
+                Decision::write(next, events, Ok(accepted))
             }
             Err(refused) => self.refused(refused, Factor::BackupCode, policy, ctx),
         }

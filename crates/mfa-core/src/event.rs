@@ -37,6 +37,7 @@ impl Event {
             EventKind::Reset { .. } => "reset",
             EventKind::SecretResealed { .. } => "secret_resealed",
             EventKind::RejectionsCoalesced { .. } => "rejections_coalesced",
+            EventKind::StepUpPassed { .. } => "step_up_passed",
         }
     }
 
@@ -155,6 +156,13 @@ pub enum EventKind {
         /// When the last counted one came.
         to: UnixTime,
     },
+    /// A step-up passed: the acceptance event just before it says which code; this one, what for.
+    StepUpPassed {
+        /// What the host asked the fresh factor for.
+        purpose: crate::Purpose,
+        /// The factor given.
+        factor: Factor,
+    },
 }
 
 /// Which factor an attempt used.
@@ -239,6 +247,10 @@ mod tests {
                 from: UnixTime::from_secs(10),
                 to: UnixTime::from_secs(69),
             },
+            EventKind::StepUpPassed {
+                purpose: crate::Purpose::new("payment_method").unwrap(),
+                factor: Factor::BackupCode,
+            },
         ];
         let mut names = alloc::collections::BTreeSet::new();
         for kind in kinds {
@@ -251,7 +263,7 @@ mod tests {
             assert_eq!(Event::from_bytes(&event.to_bytes()), Ok(event.clone()));
             names.insert(event.kind_name());
         }
-        assert_eq!(names.len(), 13, "every kind has its own name");
+        assert_eq!(names.len(), 14, "every kind has its own name");
         let mut bytes = Event {
             at: UnixTime::EPOCH,
             org: OrgId::new("a").unwrap(),

@@ -67,7 +67,10 @@ pub use proof::{MfaPassed, PassedBy};
 pub use seal::{KeyId, KeyRing, SealingKey};
 #[cfg(feature = "std")]
 pub use service::{DEFAULT_MAX_ATTEMPTS, Service, ServiceError, StatusReport};
-pub use session::{FactorPassed, MfaSession, RECENT_FACTOR_SECS, SessionCheck};
+pub use session::{
+    FactorPassed, MAX_PURPOSE_LEN, MfaSession, Purpose, PurposeError, RECENT_FACTOR_SECS,
+    SessionCheck, StepUp, StepUpCheck,
+};
 pub use store::Store;
 pub use time::UnixTime;
 
@@ -106,7 +109,8 @@ pub mod machine {
     };
     pub use crate::lockout::{Failures, LockoutRule};
     pub use crate::policy::{
-        MAX_ENROLLMENT_LIFETIME_SECS, MAX_FAILURES_PER_HOUR, MAX_FREE_FAILURES,
+        MAX_ENROLLMENT_LIFETIME_SECS, MAX_FAILURES_PER_HOUR, MAX_FREE_FAILURES, MAX_STEP_UP_SECS,
+        MIN_STEP_UP_SECS,
     };
     pub use crate::proof::Pass;
 }

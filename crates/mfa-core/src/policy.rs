@@ -9,6 +9,14 @@ use crate::{BackupHashParams, Failures, LockoutRule, Totp, UnixTime, Window};
 /// The longest allowed enrollment lifetime: a pending secret must not linger (one day).
 pub const MAX_ENROLLMENT_LIFETIME_SECS: u64 = 86_400;
 
+/// The shortest step-up age an organisation may set: one TOTP step (a code is not fresher).
+pub const MIN_STEP_UP_SECS: u64 = 30;
+/// The longest step-up age an organisation may set: one day (past that a step-up is no check).
+pub const MAX_STEP_UP_SECS: u64 = 86_400;
+
+/// The byte format of policies: 2 added [`Settings::step_up_max_age_secs`]; 1 is still read.
+const POLICY_FORMAT: u8 = 2;
+
 /// How an organisation runs MFA. Every field has a safe default ([`Settings::default`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -31,6 +39,64 @@ pub struct Settings {
     pub lockout: LockoutRule,
     /// The name authenticator apps show above the code.
     pub issuer: String,
+    /// How long, in seconds, a second factor counts as fresh for a sensitive action (changing the
+    /// card on file, making new backup codes, replacing the authenticator): past it the customer
+    /// gives a fresh code ([`Service::step_up`](crate::Service::step_up)) without signing out.
+    /// Ten minutes by default ([`RECENT_FACTOR_SECS`](crate::RECENT_FACTOR_SECS)), from
+    /// [`MIN_STEP_UP_SECS`] to [`MAX_STEP_UP_SECS`].
+    pub step_up_max_age_secs: u64,
+}
+
+/// [`Settings`] as format 1 wrote them, before step-up had a setting of its own.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct SettingsV1 {
+    totp: Totp,
+    window: Window,
+    drift_learning: bool,
+    enrollment_lifetime_secs: u64,
+    backup_code_count: u8,
+    backup_hash: BackupHashParams,
+    lockout: LockoutRule,
+    issuer: String,
+}
+
+/// [`OrgPolicy`] as format 1 wrote it.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct OrgPolicyV1 {
+    enabled: bool,
+    settings: SettingsV1,
+}
+
+impl From<OrgPolicyV1> for OrgPolicy {
+    fn from(old: OrgPolicyV1) -> Self {
+        let SettingsV1 {
+            totp,
+            window,
+            drift_learning,
+            enrollment_lifetime_secs,
+            backup_code_count,
+            backup_hash,
+            lockout,
+            issuer,
+        } = old.settings;
+        Self {
+            enabled: old.enabled,
+            settings: Settings {
+                totp,
+                window,
+                drift_learning,
+                enrollment_lifetime_secs,
+                backup_code_count,
+                backup_hash,
+                lockout,
+                issuer,
+                // What format 1 enforced for changing factors, before it was a setting.
+                step_up_max_age_secs: crate::RECENT_FACTOR_SECS,
+            },
+        }
+    }
 }
 
 impl Default for Settings {
@@ -44,6 +110,7 @@ impl Default for Settings {
             backup_hash: BackupHashParams::DEFAULT,
             lockout: LockoutRule::default(),
             issuer: String::from("Customer Portal"),
+            step_up_max_age_secs: crate::RECENT_FACTOR_SECS,
         }
     }
 }
@@ -66,6 +133,9 @@ impl Settings {
         let issuer = self.issuer.trim();
         if issuer.is_empty() || issuer.contains(':') || issuer.len() > crate::MAX_ID_LEN {
             return Err(SettingsError::Issuer);
+        }
+        if !(MIN_STEP_UP_SECS..=MAX_STEP_UP_SECS).contains(&self.step_up_max_age_secs) {
+            return Err(SettingsError::StepUpMaxAge);
         }
         let lockout = &self.lockout;
         if lockout.base_delay_secs == 0
@@ -117,6 +187,9 @@ pub enum SettingsError {
     /// capped below the first one.
     #[error("the lockout rule must allow at most 100 failures an hour, with positive delays")]
     Lockout,
+    /// The step-up age is not between [`MIN_STEP_UP_SECS`] and [`MAX_STEP_UP_SECS`].
+    #[error("the step-up age must be between 30 seconds and 1 day")]
+    StepUpMaxAge,
 }
 
 /// An organisation's MFA policy: switched on or off, with its settings.
@@ -176,15 +249,20 @@ impl OrgPolicy {
     /// The byte form stores keep.
     #[must_use]
     pub fn to_bytes(&self) -> alloc::vec::Vec<u8> {
-        crate::encoding::encode(crate::encoding::FORMAT, self)
+        crate::encoding::encode(POLICY_FORMAT, self)
     }
 
-    /// Reads the byte form back.
+    /// Reads the byte form back: format 2, or format 1 as earlier versions wrote it (with the
+    /// step-up age they enforced, ten minutes).
     ///
     /// # Errors
     /// [`DecodeError`](crate::DecodeError) for bytes this version did not write.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, crate::DecodeError> {
-        let policy: Self = crate::encoding::decode_current(bytes)?;
+        let policy: Self = match crate::encoding::format_of(bytes)? {
+            (POLICY_FORMAT, body) => crate::encoding::decode(body)?,
+            (1, body) => crate::encoding::decode::<OrgPolicyV1>(body)?.into(),
+            (other, _) => return Err(crate::DecodeError::UnknownFormat(other)),
+        };
         // Stored settings obey the same bounds as new ones: a tampered row cannot switch lockout off.
         policy
             .settings
@@ -206,6 +284,72 @@ impl OrgPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_format_1_policy_reads_with_the_step_up_age_it_enforced() {
+        let old = OrgPolicyV1 {
+            enabled: true,
+            settings: SettingsV1 {
+                totp: Totp::default(),
+                window: Window::default(),
+                drift_learning: true,
+                enrollment_lifetime_secs: 300,
+                backup_code_count: 8,
+                backup_hash: BackupHashParams::DEFAULT,
+                lockout: LockoutRule::default(),
+                issuer: String::from("Acme"),
+            },
+        };
+        let bytes = crate::encoding::encode(1, &old);
+        let policy = OrgPolicy::from_bytes(&bytes).unwrap();
+        assert!(policy.enabled());
+        let settings = policy.settings();
+        assert_eq!(settings.step_up_max_age_secs, crate::RECENT_FACTOR_SECS);
+        assert_eq!(
+            (
+                settings.backup_code_count,
+                settings.enrollment_lifetime_secs
+            ),
+            (8, 300)
+        );
+        assert!(settings.drift_learning);
+        assert_eq!(settings.issuer, "Acme");
+        // Written back, it is format 2, and reads the same.
+        let again = policy.to_bytes();
+        assert_eq!(again.first(), Some(&POLICY_FORMAT));
+        assert_eq!(OrgPolicy::from_bytes(&again), Ok(policy));
+        // A format from a newer version is refused, not misread.
+        let mut newer = again.clone();
+        newer[0] = POLICY_FORMAT + 1;
+        assert_eq!(
+            OrgPolicy::from_bytes(&newer),
+            Err(crate::DecodeError::UnknownFormat(POLICY_FORMAT + 1))
+        );
+    }
+
+    #[test]
+    fn step_up_ages_outside_30_seconds_to_a_day_are_refused() {
+        for (secs, ok) in [
+            (0, false),
+            (29, false),
+            (30, true),
+            (600, true),
+            (86_400, true),
+            (86_401, false),
+            (u64::MAX, false),
+        ] {
+            let settings = Settings {
+                step_up_max_age_secs: secs,
+                ..Settings::default()
+            };
+            let expected = if ok {
+                Ok(())
+            } else {
+                Err(SettingsError::StepUpMaxAge)
+            };
+            assert_eq!(settings.validate(), expected, "{secs}");
+        }
+    }
 
     #[test]
     fn lockout_rules_that_allow_more_than_100_failures_an_hour_are_refused() {

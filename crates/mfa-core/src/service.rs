@@ -14,9 +14,9 @@ use crate::proof::Mint;
 use crate::{
     Actor, AuditQuery, BackupAccepted, BackupAttempt, BackupCodesIssued, Context, CorruptRecord,
     CustomerId, CustomerRecord, CustomerStatus, Decision, Encoded, Enrollment, Event, EventKind,
-    Fault, KeyRing, LoginStep, MfaError, MfaPassed, MfaSession, OrgId, OrgMfa, OrgPolicy, Refusal,
-    Resealed, SessionCheck, Settings, Store, StoredEvent, TotpAccepted, Version, Versioned,
-    Written,
+    Fault, KeyRing, LoginStep, MfaError, MfaPassed, MfaSession, OrgId, OrgMfa, OrgPolicy, Purpose,
+    Refusal, Resealed, SessionCheck, Settings, StepUpCheck, Store, StoredEvent, TotpAccepted,
+    Version, Versioned, Written,
 };
 
 /// How many times an operation re-reads and re-decides after losing a compare-and-swap race.
@@ -385,10 +385,10 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
     }
 
     /// A new set of backup codes (the old set stops working); the plaintext is returned only here.
-    /// Only for a session in which a second factor passed within
-    /// [`RECENT_FACTOR_SECS`](crate::RECENT_FACTOR_SECS). A change of factor: every other session
-    /// of the customer ends; keep the answer's [`MfaPassed::session`] in this one. Costs one
-    /// argon2id evaluation per code, within the bound on concurrent hashing.
+    /// Only for a session whose second factor is fresh for [`Purpose::BACKUP_CODES`]
+    /// (see [`Service::check_step_up`]). A change of factor: every other session of the customer
+    /// ends; keep the answer's [`MfaPassed::session`] in this one. Costs one argon2id evaluation
+    /// per code, within the bound on concurrent hashing.
     ///
     /// # Errors
     /// [`Refusal::NotConfigured`], [`Refusal::SecondFactorRequired`], [`Refusal::SessionEnded`];
@@ -408,7 +408,7 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
             customer,
             now: self.clock.now(),
         };
-        record.may_change_factors(session, &ctx)?;
+        record.may_change_factors(session, &policy, &ctx)?;
         // Hashed once, under the bound on concurrent hashing; a lost race installs the same set
         // again rather than hashing a new one.
         let settings = policy.settings();
@@ -427,8 +427,8 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
             generated
         };
         let passed = self
-            .run_with_rng(org, customer, |record, _, ctx, rng| {
-                record.install_backup_codes(session, set.clone(), ctx, rng)
+            .run_with_rng(org, customer, |record, policy, ctx, rng| {
+                record.install_backup_codes(session, set.clone(), policy, ctx, rng)
             })
             .await?;
         Ok(BackupCodesIssued { codes, passed })
@@ -452,6 +452,65 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         .await
     }
 
+    /// Whether a sensitive action for `purpose` (changing the card on file, say) may go ahead in
+    /// `session` now (one read): [`StepUpCheck::Fresh`] when the code given at sign-in, or at a
+    /// step-up for `purpose`, is within the organisation's
+    /// [`Settings::step_up_max_age_secs`](crate::Settings::step_up_max_age_secs);
+    /// [`StepUpCheck::Required`] when the customer should give a fresh one
+    /// ([`Service::step_up_totp`], [`Service::step_up_backup_code`]) without signing out.
+    ///
+    /// # Errors
+    /// [`ServiceError::Store`] or [`ServiceError::Corrupt`].
+    pub async fn check_step_up(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        session: &MfaSession,
+        purpose: Purpose,
+    ) -> Result<StepUpCheck, S::Error> {
+        let (policy, loaded) = self.load_both(org, customer).await?;
+        let (record, _) = split(loaded);
+        Ok(record.check_step_up(&policy, session, purpose, self.clock.now()))
+    }
+
+    /// A step-up for `purpose` with a TOTP code: checked and consumed like a sign-in code (lockout
+    /// and replay rules included: a code used once serves no other purpose), logged as
+    /// `totp_accepted` and `step_up_passed`. Keep the answer's session: it now counts as fresh for
+    /// `purpose` ([`Service::check_step_up`]).
+    ///
+    /// # Errors
+    /// As [`Service::verify_totp`].
+    pub async fn step_up_totp(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        session: &MfaSession,
+        purpose: Purpose,
+        code: &str,
+    ) -> Result<TotpAccepted, S::Error> {
+        self.run(org, customer, |record, policy, ctx| {
+            record.step_up_totp(session, purpose, code, policy, &self.keys, ctx)
+        })
+        .await
+    }
+
+    /// A step-up for `purpose` with a backup code, which is used up: see
+    /// [`Service::step_up_totp`] and [`Service::verify_backup_code`].
+    ///
+    /// # Errors
+    /// As [`Service::verify_backup_code`].
+    pub async fn step_up_backup_code(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        session: &MfaSession,
+        purpose: Purpose,
+        code: &str,
+    ) -> Result<BackupAccepted, S::Error> {
+        self.backup_code(org, customer, session, Some(purpose), code)
+            .await
+    }
+
     /// Checks a backup code. This costs one argon2id evaluation (about 15 ms with the default
     /// parameters) on the calling task, for a wrong code as for a right one, once per call however
     /// often a lost race makes it re-read the record, and within the bound on concurrent hashing.
@@ -466,11 +525,26 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         session: &MfaSession,
         code: &str,
     ) -> Result<BackupAccepted, S::Error> {
+        self.backup_code(org, customer, session, None, code).await
+    }
+
+    /// A backup code at sign-in, or at a step-up for `purpose`.
+    async fn backup_code(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        session: &MfaSession,
+        purpose: Option<Purpose>,
+        code: &str,
+    ) -> Result<BackupAccepted, S::Error> {
         let _permit = self.kdf_permits.acquire().await;
         let mut attempt = BackupAttempt::new(code);
         let result = self
-            .run(org, customer, |record, policy, ctx| {
-                record.verify_backup_code(session, &mut attempt, policy, ctx)
+            .run(org, customer, |record, policy, ctx| match purpose {
+                None => record.verify_backup_code(session, &mut attempt, policy, ctx),
+                Some(purpose) => {
+                    record.step_up_backup_code(session, purpose, &mut attempt, policy, ctx)
+                }
             })
             .await;
         self.kdf_evaluations

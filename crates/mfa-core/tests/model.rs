@@ -1,6 +1,7 @@
 //! Model-based property test: random sequences of every operation (organisation toggles, password
 //! sign-ins, enrollment, confirmation, sign-ins with right, wrong, old, replayed and malformed codes,
-//! backup codes, resets and clock jumps backwards and forwards) run through the service on the
+//! backup codes, step-ups for two purposes with either factor, resets and clock jumps backwards
+//! and forwards) run through the service on the
 //! in-memory store, each customer with two sessions of their own, and each outcome is checked
 //! against a small reference model of the rules in DESIGN.md and REQUIREMENTS.md.
 //!
@@ -9,13 +10,14 @@
 //! never gets past `login_step`; a configured customer is always challenged, whatever the policy;
 //! after every operation, `check_session` of every session agrees with the model (a session from
 //! before a reset or a change of factor is over, and only a session with a second factor, or one
-//! that needs none, is let in).
+//! that needs none, is let in), and `check_step_up` of every session, for every purpose, agrees
+//! with the model (fresh only within the age of the sign-in code or of a step-up for that purpose).
 
 use std::collections::BTreeSet;
 
 use mfa_core::{
     Actor, CustomerId, FactorPassed, LoginStep, MemoryStore, MfaSession, OrgId, OrgMfa, PassedBy,
-    RECENT_FACTOR_SECS, Refusal, ServiceError, SessionCheck, Store, UnixTime,
+    Purpose, RECENT_FACTOR_SECS, Refusal, ServiceError, SessionCheck, StepUpCheck, Store, UnixTime,
     machine::LockoutRule,
     otp::{Digits, Period, Totp, Window},
     uri::KeyUri,
@@ -27,6 +29,14 @@ const CUSTOMERS: [&str; 2] = ["alice@acme.test", "bob@acme.test"];
 /// Sessions per customer (say, a laptop and a phone).
 const SESSIONS: usize = 2;
 const LIFETIME: u64 = 600;
+
+/// The purposes step-ups are asked for: a host's own, and making backup codes.
+fn purposes() -> [Purpose; 2] {
+    [
+        Purpose::new("payment_method").unwrap(),
+        Purpose::BACKUP_CODES,
+    ]
+}
 
 #[derive(Clone, Copy, Debug)]
 enum Typed {
@@ -53,6 +63,10 @@ enum Op {
     Start(Who),
     Confirm(Who, Typed),
     SignIn(Who, Typed),
+    /// A step-up for purpose `n` (of [`purposes`]) with a TOTP code.
+    StepUp(Who, usize, Typed),
+    /// A step-up for purpose `n` with backup code `m` of the current set, or of the previous one.
+    StepUpBackup(Who, usize, usize, bool),
     GenerateBackup(Who),
     /// Use backup code `n` of the current set, or of the previous set.
     UseBackup(Who, usize, bool),
@@ -83,6 +97,9 @@ fn op() -> impl Strategy<Value = Op> {
         3 => who.clone().prop_map(Op::Start),
         3 => (who.clone(), typed()).prop_map(|(w, t)| Op::Confirm(w, t)),
         5 => (who.clone(), typed()).prop_map(|(w, t)| Op::SignIn(w, t)),
+        3 => (who.clone(), 0usize..2, typed()).prop_map(|(w, p, t)| Op::StepUp(w, p, t)),
+        1 => (who.clone(), 0usize..2, 0usize..5, any::<bool>())
+            .prop_map(|(w, p, n, old)| Op::StepUpBackup(w, p, n, old)),
         1 => who.clone().prop_map(Op::GenerateBackup),
         2 => (who, 0usize..5, any::<bool>()).prop_map(|(w, n, old)| Op::UseBackup(w, n, old)),
         1 => (0..CUSTOMERS.len()).prop_map(Op::Reset),
@@ -117,6 +134,8 @@ struct SessionModel {
     signed_in_at: u64,
     /// How and when a factor passed in it (`NotRequired` at sign-in when none was needed).
     passed: Option<(PassedBy, u64)>,
+    /// The latest step-up: for which of [`purposes`], and when.
+    step_up: Option<(usize, u64)>,
 }
 
 impl SessionModel {
@@ -125,6 +144,43 @@ impl SessionModel {
         self.passed.is_some_and(|(by, at)| {
             by != PassedBy::NotRequired && at <= now && now - at <= RECENT_FACTOR_SECS
         })
+    }
+
+    /// A second factor fresh for purpose `p`: the sign-in's, or a step-up's for `p`.
+    fn fresh(&self, p: usize, now: u64) -> bool {
+        self.recent(now)
+            || self.step_up.is_some_and(|(purpose, at)| {
+                purpose == p && at <= now && now - at <= RECENT_FACTOR_SECS
+            })
+    }
+
+    /// A code of `by` accepted now: at sign-in, or at a step-up for `purpose`, which keeps the
+    /// sign-in's second factor if there was one.
+    fn pass(&mut self, by: PassedBy, now: u64, purpose: Option<usize>) {
+        match purpose {
+            None => self.passed = Some((by, now)),
+            Some(p) => {
+                if !self
+                    .passed
+                    .is_some_and(|(by, _)| by != PassedBy::NotRequired)
+                {
+                    self.passed = Some((by, now));
+                }
+                self.step_up = Some((p, now));
+            }
+        }
+    }
+
+    /// What `check_step_up` must say of this session for purpose `p`.
+    fn step_up_check(&self, model: &Model, org: OrgMfa, p: usize, now: u64) -> StepUpCheck {
+        match self.check(model, org) {
+            SessionCheck::Complete(passed) if !passed.is_second_factor() => StepUpCheck::NoFactor,
+            SessionCheck::Complete(_) if self.fresh(p, now) => StepUpCheck::Fresh,
+            SessionCheck::Complete(_) => StepUpCheck::Required {
+                max_age_secs: RECENT_FACTOR_SECS,
+            },
+            other => StepUpCheck::Session(other),
+        }
     }
 
     /// What `check_session` must say of this session.
@@ -279,6 +335,7 @@ fn run(switch: OrgMfa, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     generation: 0,
                     signed_in_at: T0,
                     passed: (!on).then_some((PassedBy::NotRequired, T0)),
+                    step_up: None,
                 };
                 SESSIONS
             ];
@@ -316,6 +373,7 @@ fn run(switch: OrgMfa, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         generation: models[c].generation,
                         signed_in_at: now,
                         passed: (got == "done").then_some((PassedBy::NotRequired, now)),
+                        step_up: None,
                     };
                 }
                 Op::Start((c, s)) => {
@@ -399,9 +457,19 @@ fn run(switch: OrgMfa, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         (c, s)
                     );
                 }
-                Op::SignIn((c, s), typed) => {
+                Op::SignIn((c, s), typed) | Op::StepUp((c, s), _, typed) => {
+                    let purpose = match op {
+                        Op::StepUp(_, p, _) => Some(p),
+                        _ => None,
+                    };
                     let code = text(&models[c], typed, now);
-                    let got = refusal(mfa.verify_totp(&org, &ids[c], &sessions[c][s], &code).await);
+                    let got = refusal(match purpose {
+                        None => mfa.verify_totp(&org, &ids[c], &sessions[c][s], &code).await,
+                        Some(p) => {
+                            mfa.step_up_totp(&org, &ids[c], &sessions[c][s], purposes()[p], &code)
+                                .await
+                        }
+                    });
                     let model = &mut models[c];
                     let current = session_models[c][s].generation == model.generation;
                     let want = match model.state.clone() {
@@ -440,7 +508,7 @@ fn run(switch: OrgMfa, ops: Vec<Op>) -> Result<(), TestCaseError> {
                                         uri,
                                         last_step: step,
                                     };
-                                    session_models[c][s].passed = Some((PassedBy::Totp, now));
+                                    session_models[c][s].pass(PassedBy::Totp, now, purpose);
                                     Ok(())
                                 }
                             }
@@ -468,7 +536,7 @@ fn run(switch: OrgMfa, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     // The service refuses a session before it looks at the customer's state.
                     if session.generation != model.generation {
                         prop_assert_eq!(got.unwrap_err(), Refusal::SessionEnded);
-                    } else if !session.recent(now) {
+                    } else if !session.fresh(1, now) {
                         prop_assert_eq!(
                             got.unwrap_err(),
                             Refusal::SecondFactorRequired {
@@ -493,7 +561,11 @@ fn run(switch: OrgMfa, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         prop_assert_eq!(got.unwrap_err(), Refusal::NotConfigured);
                     }
                 }
-                Op::UseBackup((c, s), n, old) => {
+                Op::UseBackup((c, s), n, old) | Op::StepUpBackup((c, s), _, n, old) => {
+                    let purpose = match op {
+                        Op::StepUpBackup(_, p, _, _) => Some(p),
+                        _ => None,
+                    };
                     let model = &mut models[c];
                     let list: Vec<String> = if old {
                         model.old_backup.clone()
@@ -504,10 +576,14 @@ fn run(switch: OrgMfa, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         .get(n)
                         .cloned()
                         .unwrap_or_else(|| "ZZZZ-ZZZZ-ZZZZ".into());
-                    let got = refusal(
-                        mfa.verify_backup_code(&org, &ids[c], &sessions[c][s], &code)
-                            .await,
-                    );
+                    let session = &sessions[c][s];
+                    let got = refusal(match purpose {
+                        None => mfa.verify_backup_code(&org, &ids[c], session, &code).await,
+                        Some(p) => {
+                            mfa.step_up_backup_code(&org, &ids[c], session, purposes()[p], &code)
+                                .await
+                        }
+                    });
                     let want = if session_models[c][s].generation != model.generation {
                         Err(Refusal::SessionEnded)
                     } else if !matches!(model.state, State::Configured { .. }) {
@@ -525,7 +601,7 @@ fn run(switch: OrgMfa, ops: Vec<Op>) -> Result<(), TestCaseError> {
                                     "backup code accepted twice"
                                 );
                                 model.succeed();
-                                session_models[c][s].passed = Some((PassedBy::BackupCode, now));
+                                session_models[c][s].pass(PassedBy::BackupCode, now, purpose);
                                 Ok(())
                             }
                             Some((_, true)) => {
@@ -603,6 +679,19 @@ fn run(switch: OrgMfa, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         .await
                         .unwrap();
                     prop_assert_eq!(got, session.check(model, org_mfa), "session {:?}", (c, s));
+                    for (p, purpose) in purposes().into_iter().enumerate() {
+                        let got = mfa
+                            .check_step_up(&org, &ids[c], &sessions[c][s], purpose)
+                            .await
+                            .unwrap();
+                        prop_assert_eq!(
+                            got,
+                            session.step_up_check(model, org_mfa, p, now),
+                            "step-up of session {:?} for {}",
+                            (c, s),
+                            purpose
+                        );
+                    }
                     // The invariant on its own: a session is let in without a second factor only
                     // while the customer has none and the organisation requires none.
                     if let SessionCheck::Complete(passed) = got
