@@ -762,9 +762,14 @@ impl CustomerRecord {
         let max_age_secs = policy.settings().step_up_max_age_secs;
         let passed = session
             .passed()
-            .filter(|passed| passed.is_second_factor())
-            .filter(|_| session.fresh_for(Purpose::BACKUP_CODES, max_age_secs, ctx.now))
+            .filter(FactorPassed::is_second_factor)
             .ok_or(Refusal::SecondFactorRequired { max_age_secs })?;
+        if !session.fresh_for(Purpose::BACKUP_CODES, max_age_secs, ctx.now) {
+            return Err(Refusal::StepUpRequired {
+                purpose: Purpose::BACKUP_CODES,
+                max_age_secs,
+            });
+        }
         match self.mfa {
             CustomerMfa::Configured(_) => Ok(passed),
             _ => Err(Refusal::NotConfigured),

@@ -61,9 +61,20 @@ pub enum Refusal {
     /// the customer signs in again.
     #[error("this session ended when the customer's MFA changed; sign in again")]
     SessionEnded,
-    /// Changing factors needs a second factor that passed in this session within `max_age_secs`.
+    /// Changing factors needs a second factor that passed in this session within `max_age_secs`,
+    /// and none has (a password-only session, or one that needed no MFA).
     #[error("give a second factor in this session first (within the last {max_age_secs} seconds)")]
     SecondFactorRequired {
+        /// How recent it must be.
+        max_age_secs: u64,
+    },
+    /// The session passed a second factor, but not within `max_age_secs` for `purpose`: give a
+    /// fresh code for it ([`Service::step_up_totp`](crate::Service::step_up_totp)) and try again,
+    /// without signing out.
+    #[error("give a fresh code for {purpose} (the last one is older than {max_age_secs} seconds)")]
+    StepUpRequired {
+        /// What the fresh code is for.
+        purpose: crate::Purpose,
         /// How recent it must be.
         max_age_secs: u64,
     },

@@ -391,8 +391,9 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
     /// per code, within the bound on concurrent hashing.
     ///
     /// # Errors
-    /// [`Refusal::NotConfigured`], [`Refusal::SecondFactorRequired`], [`Refusal::SessionEnded`];
-    /// store errors.
+    /// [`Refusal::NotConfigured`], [`Refusal::SecondFactorRequired`] (no second factor in this
+    /// session), [`Refusal::StepUpRequired`] (one, but stale: step up for
+    /// [`Purpose::BACKUP_CODES`]), [`Refusal::SessionEnded`]; store errors.
     pub async fn generate_backup_codes(
         &self,
         org: &OrgId,

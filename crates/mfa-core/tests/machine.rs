@@ -367,10 +367,7 @@ fn backup_codes_need_a_recent_second_factor_and_pass_once_each() {
     let old = passed_session(record.generation(), now);
     let later = now + RECENT_FACTOR_SECS + 1;
     let stale = record.generate_backup_codes(&old, &w.on, &w.at(later), &mut *w.rng.borrow_mut());
-    assert!(matches!(
-        refusal(&stale),
-        Refusal::SecondFactorRequired { .. }
-    ));
+    assert!(matches!(refusal(&stale), Refusal::StepUpRequired { .. }));
     assert!(stale.next().is_none() && stale.events().is_empty());
     // A fresh factor: a new set, a new generation, and every other session ends.
     let issue = record.generate_backup_codes(&old, &w.on, &w.at(now), &mut *w.rng.borrow_mut());

@@ -536,10 +536,21 @@ fn run(switch: OrgMfa, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     // The service refuses a session before it looks at the customer's state.
                     if session.generation != model.generation {
                         prop_assert_eq!(got.unwrap_err(), Refusal::SessionEnded);
-                    } else if !session.fresh(1, now) {
+                    } else if !session
+                        .passed
+                        .is_some_and(|(by, _)| by != PassedBy::NotRequired)
+                    {
                         prop_assert_eq!(
                             got.unwrap_err(),
                             Refusal::SecondFactorRequired {
+                                max_age_secs: RECENT_FACTOR_SECS
+                            }
+                        );
+                    } else if !session.fresh(1, now) {
+                        prop_assert_eq!(
+                            got.unwrap_err(),
+                            Refusal::StepUpRequired {
+                                purpose: Purpose::BACKUP_CODES,
                                 max_age_secs: RECENT_FACTOR_SECS
                             }
                         );

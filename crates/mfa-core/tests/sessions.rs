@@ -259,7 +259,10 @@ async fn backup_codes_need_a_recent_second_factor_in_this_session() {
     assert_ne!(after, before);
     assert_eq!(
         mfa_error(mfa.generate_backup_codes(&acme(), &alice, &enrolled).await),
-        refused
+        Refusal::StepUpRequired {
+            purpose: mfa_core::Purpose::BACKUP_CODES,
+            max_age_secs: RECENT_FACTOR_SECS,
+        }
     );
     assert_eq!(
         stored(&mfa, &alice).await.version,

@@ -240,7 +240,8 @@ async fn new_backup_codes_need_a_factor_fresh_for_them() {
             mfa.generate_backup_codes(&acme(), &alice.id, &session)
                 .await
         ),
-        Refusal::SecondFactorRequired {
+        Refusal::StepUpRequired {
+            purpose: Purpose::BACKUP_CODES,
             max_age_secs: RECENT_FACTOR_SECS
         }
     );
@@ -261,7 +262,7 @@ async fn new_backup_codes_need_a_factor_fresh_for_them() {
             mfa.generate_backup_codes(&acme(), &alice.id, &for_card)
                 .await
         ),
-        Refusal::SecondFactorRequired { .. }
+        Refusal::StepUpRequired { .. }
     ));
     clock.advance(30);
     let for_codes = mfa
@@ -311,7 +312,10 @@ async fn the_organisation_sets_the_age() {
             mfa.generate_backup_codes(&acme(), &alice.id, &session)
                 .await
         ),
-        Refusal::SecondFactorRequired { max_age_secs: 60 }
+        Refusal::StepUpRequired {
+            purpose: Purpose::BACKUP_CODES,
+            max_age_secs: 60
+        }
     );
     for bad in [0, 29, 86_401] {
         settings.step_up_max_age_secs = bad;

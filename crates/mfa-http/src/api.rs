@@ -11,7 +11,10 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
-use mfa_core::{Clock, CustomerId, LoginStep, OrgId, Service, ServiceError, Store};
+use mfa_core::{
+    Clock, CustomerId, LoginStep, MfaSession, OrgId, Purpose, Service, ServiceError, StepUpCheck,
+    Store,
+};
 use rand_core::CryptoRng;
 use utoipa::openapi::path::HttpMethod;
 use utoipa::openapi::{OpenApi, Paths};
@@ -113,7 +116,8 @@ where
     /// state type works: the API carries its own.
     ///
     /// Customer routes: `GET /mfa`, `POST /mfa/enrollment`, `POST /mfa/enrollment/confirm`,
-    /// `POST /mfa/backup-codes`, `POST /mfa/verify`. Administrator routes: `GET` and
+    /// `POST /mfa/backup-codes`, `POST /mfa/verify`, `POST /mfa/step-up`,
+    /// `GET /mfa/step-up/{purpose}`. Administrator routes: `GET` and
     /// `PUT /admin/mfa`, `GET /admin/customers/{id}/mfa`, `POST /admin/customers/{id}/mfa/reset`,
     /// `GET /admin/audit`. And `GET /openapi.json`, the description of them all. Unknown paths
     /// and methods under the mount point answer with the JSON error shape too (so `merge` it only
@@ -171,6 +175,43 @@ where
             .await
             .map_err(|error| self.inner.refusal(&error))
     }
+
+    /// For the host's own sensitive routes (changing the card on file, say): whether `session` may
+    /// do what `purpose` names now, with this crate's error answers. Call it before the action, on
+    /// every request: it reads the customer's record, so a reset or a change of factor elsewhere
+    /// takes effect at once.
+    ///
+    /// `Ok` when a second factor is fresh for `purpose` ([`Service::check_step_up`]), and when
+    /// the customer has none to give (the organisation has MFA off and they never set it up: a
+    /// host that wants more, such as the password again, asks for it itself).
+    ///
+    /// # Errors
+    /// 403 `step_up_required` (answer it by asking for a code and sending it to
+    /// `POST /mfa/step-up` with this purpose, then retry); 403 `mfa_required` for a session that
+    /// has not passed MFA; 401 `session_ended`; 503 or 500 when the store fails.
+    pub async fn require_step_up(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        session: &MfaSession,
+        purpose: Purpose,
+    ) -> Result<(), Error> {
+        let check = self
+            .inner
+            .service
+            .check_step_up(org, customer, session, purpose)
+            .await
+            .map_err(|error| self.inner.refusal(&error))?;
+        match check {
+            StepUpCheck::Fresh | StepUpCheck::NoFactor => Ok(()),
+            StepUpCheck::Required { max_age_secs } => {
+                Err(crate::error::step_up_required(purpose, max_age_secs))
+            }
+            StepUpCheck::Session(check) => Err(crate::customer::session_refusal(check)),
+            // A check this version does not know: refused, not guessed at.
+            _ => Err(Error::new(ErrorKind::Forbidden, "the request is refused")),
+        }
+    }
 }
 
 /// Every route and its documentation, from one list: each handler's `#[utoipa::path]` gives both
@@ -183,6 +224,8 @@ fn table<A: Backend>() -> (Router<Arc<A>>, OpenApi) {
         .add::<customer::__path_confirm_enrollment, _, _>(customer::confirm_enrollment::<A>)
         .add::<customer::__path_generate_backup_codes, _, _>(customer::generate_backup_codes::<A>)
         .add::<customer::__path_verify, _, _>(customer::verify::<A>)
+        .add::<customer::__path_step_up, _, _>(customer::step_up::<A>)
+        .add::<customer::__path_step_up_status, _, _>(customer::step_up_status::<A>)
         .add::<admin::__path_org_mfa, _, _>(admin::org_mfa::<A>)
         .add::<admin::__path_set_org_mfa, _, _>(admin::set_org_mfa::<A>)
         .add::<admin::__path_customer_mfa, _, _>(admin::customer_mfa::<A>)

@@ -9,16 +9,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use mfa_core::{MfaPassed, SessionCheck, StateName};
+use mfa_core::{MfaPassed, Purpose, SessionCheck, StateName, StepUpCheck};
 
 use crate::api::Backend;
-use crate::extract::CustomerCaller;
+use crate::extract::{CustomerCaller, PurposePath};
 use crate::json::{self, JsonBody, NoFields, NoInput};
 use crate::model::{
-    BackupCodes, CodeRequest, EnrollmentStarted, MfaStatus, Next, StateChanged, Verified,
-    VerifyRequest,
+    BackupCodes, CodeRequest, EnrollmentStarted, MfaStatus, Next, StateChanged, StepUpRequest,
+    StepUpState, StepUpStatus, SteppedUp, Verified, VerifyRequest,
 };
-use crate::{Error, ErrorBody, MfaHost};
+use crate::{Error, ErrorBody, ErrorKind, MfaHost};
 
 /// The signed-in customer's MFA, and what the session must do next.
 ///
@@ -272,6 +272,139 @@ pub(crate) async fn verify<A: Backend>(
         json::response(StatusCode::OK, &verified),
     )
     .await
+}
+
+/// Gives a fresh code for a sensitive action without signing out (step-up).
+///
+/// The code is checked and used up as at sign-in (a code used once serves no other purpose, and
+/// failures count toward the lockout); the session then counts as fresh for `purpose` for the
+/// organisation's step-up age (ten minutes by default), and the host re-marks it (its headers come
+/// with this answer). The code given at sign-in counts for every purpose while it is fresh; a
+/// step-up, for its own. `backup_codes` is the purpose `POST /mfa/backup-codes` asks for.
+#[utoipa::path(
+    post,
+    path = "/mfa/step-up",
+    tag = "customer",
+    request_body(content = StepUpRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The code was accepted; the session is fresh for the purpose.", body = SteppedUp),
+        (status = 400, description = "`malformed_json`.", body = ErrorBody),
+        (status = 401, description = "`invalid_code`: wrong, malformed, replayed or used; `unauthenticated`; `session_ended`.", body = ErrorBody),
+        (status = 403, description = "`forbidden`.", body = ErrorBody),
+        (status = 409, description = "`not_configured`: the customer has no second factor.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`.", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: no valid `purpose`, or not exactly one of `code` and `backup_code`.", body = ErrorBody),
+        (status = 429, description = "`locked`: too many failures.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until attempts are accepted again."))),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+        (status = 503, description = "`unavailable`.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn step_up<A: Backend>(
+    State(app): State<Arc<A>>,
+    caller: CustomerCaller,
+    head: Parts,
+    JsonBody(body): JsonBody<StepUpRequest>,
+) -> Result<Response, Error> {
+    let service = app.service();
+    let (name, factor) = match &body {
+        StepUpRequest::Code(request) => (&request.purpose, Ok(&request.code)),
+        StepUpRequest::BackupCode(request) => (&request.purpose, Err(&request.backup_code)),
+    };
+    let purpose = Purpose::new(name)
+        .map_err(|error| Error::new(ErrorKind::InvalidBody, format!("purpose: {error}")))?;
+    let (passed, backup_codes_remaining) = match factor {
+        Ok(code) => {
+            let accepted = service
+                .step_up_totp(
+                    &caller.org,
+                    &caller.customer,
+                    &caller.session,
+                    purpose,
+                    code,
+                )
+                .await
+                .map_err(|error| app.refusal(&error))?;
+            (accepted.passed, accepted.backup_codes_remaining)
+        }
+        Err(backup_code) => {
+            let accepted = off_the_workers(service.step_up_backup_code(
+                &caller.org,
+                &caller.customer,
+                &caller.session,
+                purpose,
+                backup_code,
+            ))
+            .await
+            .map_err(|error| app.refusal(&error))?;
+            (accepted.passed, accepted.remaining)
+        }
+    };
+    let stepped_up = SteppedUp {
+        purpose: purpose.as_str().to_owned(),
+        backup_codes_remaining,
+    };
+    passed_to_host(
+        &*app,
+        head,
+        passed,
+        json::response(StatusCode::OK, &stepped_up),
+    )
+    .await
+}
+
+/// Whether an action for `purpose` may go ahead in this session now, or needs a fresh code first.
+#[utoipa::path(
+    get,
+    path = "/mfa/step-up/{purpose}",
+    tag = "customer",
+    params(("purpose" = String, Path, description = "The purpose: 1 to 32 characters of a-z, 0-9, `_`, `-` and `.`.")),
+    responses(
+        (status = 200, description = "`fresh`, `required` (with `max_age_secs`) or `no_factor`.", body = StepUpStatus),
+        (status = 401, description = "`unauthenticated`; `session_ended`.", body = ErrorBody),
+        (status = 403, description = "`mfa_required`: the session has not passed MFA; `forbidden`.", body = ErrorBody),
+        (status = 404, description = "`not_found`: not a purpose name.", body = ErrorBody),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+        (status = 503, description = "`unavailable`.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn step_up_status<A: Backend>(
+    State(app): State<Arc<A>>,
+    caller: CustomerCaller,
+    PurposePath(purpose): PurposePath,
+) -> Result<Response, Error> {
+    let check = app
+        .service()
+        .check_step_up(&caller.org, &caller.customer, &caller.session, purpose)
+        .await
+        .map_err(|error| app.refusal(&error))?;
+    let (status, max_age_secs) = match check {
+        StepUpCheck::Fresh => (StepUpState::Fresh, None),
+        StepUpCheck::Required { max_age_secs } => (StepUpState::Required, Some(max_age_secs)),
+        StepUpCheck::NoFactor => (StepUpState::NoFactor, None),
+        StepUpCheck::Session(check) => return Err(session_refusal(check)),
+        _ => return Err(Error::new(ErrorKind::Forbidden, "the request is refused")),
+    };
+    Ok(json::response(
+        StatusCode::OK,
+        &StepUpStatus {
+            purpose: purpose.as_str().to_owned(),
+            status,
+            max_age_secs,
+        },
+    ))
+}
+
+/// The answer for a session that is not signed in to MFA (or is over), on a route that needs it.
+pub(crate) fn session_refusal(check: SessionCheck) -> Error {
+    match check {
+        SessionCheck::Ended => crate::error::session_ended(),
+        _ => Error::new(
+            ErrorKind::MfaRequired,
+            "give the second factor in this session first",
+        ),
+    }
 }
 
 /// Runs a step that hashes backup codes with argon2id (about 15 ms of CPU per code with the default

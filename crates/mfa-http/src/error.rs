@@ -21,9 +21,11 @@ pub enum ErrorKind {
     /// 403: the caller may not use this route (not an administrator, not a customer, or refused by
     /// the host).
     Forbidden,
-    /// 403: the session must pass MFA first (generating backup codes needs a second factor that
-    /// passed in this session within the last ten minutes).
+    /// 403: the session must pass MFA first (it has given no second factor yet).
     MfaRequired,
+    /// 403: the session passed MFA, but this action needs a fresh code for its purpose (the last
+    /// one is older than the organisation's step-up age): `POST /mfa/step-up`, then try again.
+    StepUpRequired,
     /// 401: the session ended when the customer's MFA was reset or their factors changed; sign in
     /// again.
     SessionEnded,
@@ -74,7 +76,9 @@ impl ErrorKind {
             Self::Unauthenticated | Self::InvalidCode | Self::SessionEnded => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::Forbidden | Self::MfaRequired | Self::MfaDisabled => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::MfaRequired | Self::StepUpRequired | Self::MfaDisabled => {
+                StatusCode::FORBIDDEN
+            }
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::MalformedJson | Self::InvalidQuery | Self::InvalidCustomerId => {
@@ -100,6 +104,7 @@ impl ErrorKind {
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::MfaRequired => "mfa_required",
+            Self::StepUpRequired => "step_up_required",
             Self::SessionEnded => "session_ended",
             Self::MfaDisabled => "mfa_disabled",
             Self::NotFound => "not_found",
@@ -279,6 +284,10 @@ impl Error {
                     max_age_secs.div_ceil(60)
                 ),
             ),
+            Refusal::StepUpRequired {
+                purpose,
+                max_age_secs,
+            } => step_up_required(purpose, max_age_secs),
             Refusal::NotFound => Self::new(
                 ErrorKind::NotFound,
                 "no MFA is stored for this customer: nothing to reset",
@@ -359,3 +368,18 @@ impl fmt::Display for Error {
 }
 
 impl core::error::Error for Error {}
+
+/// 403 `step_up_required`: a fresh code for `purpose` first.
+pub(crate) fn step_up_required(purpose: mfa_core::Purpose, max_age_secs: u64) -> Error {
+    let age = if max_age_secs.is_multiple_of(60) {
+        format!("{} minutes", max_age_secs / 60)
+    } else {
+        format!("{max_age_secs} seconds")
+    };
+    Error::new(
+        ErrorKind::StepUpRequired,
+        format!(
+            "give a fresh code for {purpose} (POST /mfa/step-up): the last one is older than {age}"
+        ),
+    )
+}

@@ -118,6 +118,28 @@ impl<S: Send + Sync> FromRequestParts<S> for CustomerPath {
     }
 }
 
+/// The `{purpose}` of `/mfa/step-up/{purpose}`: a purpose name, or 404 (there is no such resource).
+pub(crate) struct PurposePath(pub(crate) mfa_core::Purpose);
+
+impl<S: Send + Sync> FromRequestParts<S> for PurposePath {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let not_a_purpose = || {
+            Error::new(
+                ErrorKind::NotFound,
+                "a purpose is 1 to 32 characters of a-z, 0-9, '_', '-' and '.'",
+            )
+        };
+        let Path(name) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| not_a_purpose())?;
+        mfa_core::Purpose::new(&name)
+            .map(Self)
+            .map_err(|_| not_a_purpose())
+    }
+}
+
 /// The checked query of `GET /admin/audit`.
 pub(crate) struct AuditQuery(pub(crate) mfa_core::audit::AuditQuery);
 

@@ -105,7 +105,86 @@ macro_rules! redacted {
     )*};
 }
 
-redacted!(CodeRequest.code, BackupCodeRequest.backup_code);
+/// `POST /mfa/step-up` with a TOTP code.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpCodeRequest {
+    /// What the fresh code is for: a name the host chooses (`payment_method`; `backup_codes` for
+    /// `POST /mfa/backup-codes`).
+    #[schema(example = "payment_method", pattern = "^[a-z0-9_.-]{1,32}$")]
+    pub purpose: String,
+    /// The code, as typed: spaces are ignored.
+    #[schema(example = "123456", max_length = 64)]
+    pub code: String,
+}
+
+/// `POST /mfa/step-up` with a backup code.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpBackupCodeRequest {
+    /// What the fresh code is for.
+    #[schema(example = "payment_method", pattern = "^[a-z0-9_.-]{1,32}$")]
+    pub purpose: String,
+    /// The backup code, as typed: case and dashes do not matter. It is used up.
+    #[schema(example = "7K2M-Q9XD-4TRW", max_length = 64)]
+    pub backup_code: String,
+}
+
+redacted!(
+    CodeRequest.code,
+    BackupCodeRequest.backup_code,
+    StepUpCodeRequest.code,
+    StepUpBackupCodeRequest.backup_code
+);
+
+/// `POST /mfa/step-up`: a purpose, and a TOTP code or a backup code, exactly one of them.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(
+    clippy::exhaustive_enums,
+    reason = "a factor the route does not take is refused as an invalid body, not matched"
+)]
+pub enum StepUpRequest {
+    /// `{"purpose": "payment_method", "code": "123456"}`.
+    Code(StepUpCodeRequest),
+    /// `{"purpose": "payment_method", "backup_code": "7K2M-Q9XD-4TRW"}`.
+    BackupCode(StepUpBackupCodeRequest),
+}
+
+/// `POST /mfa/step-up`: the fresh code was accepted; the session counts as fresh for `purpose`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SteppedUp {
+    /// What it is fresh for.
+    pub purpose: String,
+    /// Unused backup codes left.
+    pub backup_codes_remaining: u32,
+}
+
+/// `GET /mfa/step-up/{purpose}`: whether an action for `purpose` may go ahead now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StepUpStatus {
+    /// The purpose asked about.
+    pub purpose: String,
+    /// `fresh`: go ahead; `required`: `POST /mfa/step-up` first; `no_factor`: the customer has
+    /// no second factor (MFA is off for the organisation and they never set it up), so the host
+    /// decides.
+    pub status: StepUpState,
+    /// With `required`: how recent the code must be, in seconds.
+    pub max_age_secs: Option<u64>,
+}
+
+/// [`StepUpStatus::status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StepUpState {
+    /// A second factor is fresh for the purpose.
+    Fresh,
+    /// A fresh code is needed first.
+    Required,
+    /// The customer has no second factor to give.
+    NoFactor,
+}
 
 /// `POST /mfa/verify`: a TOTP code or a backup code, exactly one of them.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

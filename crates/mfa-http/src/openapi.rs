@@ -17,7 +17,9 @@ use crate::api::Backend;
 use crate::json::{self, NoFields};
 use crate::model::{
     AuditEvent, AuditPage, BackupCodeRequest, BackupCodes, CodeRequest, CustomerMfa,
-    EnrollmentStarted, MfaStatus, Next, OrgMfa, StateChanged, Verified, VerifyRequest,
+    EnrollmentStarted, MfaStatus, Next, OrgMfa, StateChanged, StepUpBackupCodeRequest,
+    StepUpCodeRequest, StepUpRequest, StepUpState, StepUpStatus, SteppedUp, Verified,
+    VerifyRequest,
 };
 use crate::{ErrorBody, ErrorKind};
 
@@ -30,12 +32,15 @@ use crate::{ErrorBody, ErrorKind};
 mounted by a billing service in its own router. The host's own sessions say who is calling: these \
 routes never see a password. State-changing requests must be sent with `Content-Type: \
 application/json`. Every error is `{\"error\": \"<kind>\", \"message\": \"...\"}`. Times are seconds \
-since the Unix epoch."
+since the Unix epoch, but for an audit event's `at` (RFC 3339, as `mfa admin audit` writes it). A \
+sensitive action asks for a code fresh for its purpose: `403 step_up_required`, then \
+`POST /mfa/step-up`."
     ),
     components(schemas(
         ErrorBody, ErrorKind, MfaStatus, EnrollmentStarted, CodeRequest, BackupCodeRequest,
         VerifyRequest, Verified, Next, StateChanged, BackupCodes, OrgMfa, CustomerMfa, AuditPage,
-        AuditEvent, NoFields
+        AuditEvent, NoFields, StepUpRequest, StepUpCodeRequest, StepUpBackupCodeRequest, SteppedUp,
+        StepUpStatus, StepUpState
     )),
     tags(
         (name = "customer", description = "The signed-in customer's own MFA."),

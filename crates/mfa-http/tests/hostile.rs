@@ -72,6 +72,8 @@ fn routes() -> Vec<(Method, &'static str, bool)> {
         (Method::POST, "/mfa/enrollment/confirm", false),
         (Method::POST, "/mfa/backup-codes", true),
         (Method::POST, "/mfa/verify", false),
+        (Method::POST, "/mfa/step-up", false),
+        (Method::GET, "/mfa/step-up/payment_method", true),
         (Method::GET, "/admin/mfa", true),
         (Method::PUT, "/admin/mfa", false),
         (Method::GET, "/admin/customers/alice%40acme.test/mfa", true),
@@ -127,6 +129,11 @@ fn junk_bodies() -> Vec<Vec<u8>> {
         b"{\"Enabled\":true}",
         b"[{\"code\":\"123456\"}]",
         b"{\"x\":1}",
+        b"{\"purpose\":\"Pay\",\"code\":\"123456\"}",
+        b"{\"purpose\":\"\",\"backup_code\":\"AAAA-AAAA-AAAA\"}",
+        b"{\"purpose\":[\"payment_method\"],\"code\":\"123456\"}",
+        b"{\"purpose\":\"payment_method\"}",
+        b"{\"purpose\":\"payment_method\",\"code\":\"1\",\"backup_code\":\"2\"}",
     ]
     .iter()
     .map(|b| b.to_vec())

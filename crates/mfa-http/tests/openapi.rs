@@ -19,6 +19,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("POST", "/mfa/backup-codes"),
     ("POST", "/mfa/enrollment"),
     ("POST", "/mfa/enrollment/confirm"),
+    ("POST", "/mfa/step-up"),
+    ("GET", "/mfa/step-up/{purpose}"),
     ("POST", "/mfa/verify"),
     ("GET", "/openapi.json"),
 ];
@@ -34,7 +36,9 @@ const METHODS: [Method; 7] = [
 ];
 
 fn concrete(template: &str) -> String {
-    template.replace("{id}", "bob%40acme.test")
+    template
+        .replace("{id}", "bob%40acme.test")
+        .replace("{purpose}", "payment_method")
 }
 
 #[tokio::test]

@@ -96,11 +96,12 @@ async fn a_session_that_never_gave_a_factor_cannot_mint_backup_codes() {
         .await
         .expect(401, Some("session_ended"));
 
-    // A factor that passed more than ten minutes ago is not recent enough to change factors.
+    // A factor that passed more than ten minutes ago is not recent enough to change factors: the
+    // session must step up (a fresh code, without signing out).
     h.clock.advance(11 * 60);
     h.call(backup_codes(BOB, "bob"))
         .await
-        .expect(403, Some("mfa_required"));
+        .expect(403, Some("step_up_required"));
     // A fresh code in that session makes it recent again.
     h.call(
         Req::post("/mfa/verify")
