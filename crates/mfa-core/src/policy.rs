@@ -41,7 +41,7 @@ pub struct Settings {
     pub issuer: String,
     /// How long, in seconds, a second factor counts as fresh for a sensitive action (changing the
     /// card on file, making new backup codes, replacing the authenticator): past it the customer
-    /// gives a fresh code ([`Service::step_up`](crate::Service::step_up)) without signing out.
+    /// gives a fresh code ([`Service::step_up_totp`](crate::Service::step_up_totp)) without signing out.
     /// Ten minutes by default ([`RECENT_FACTOR_SECS`](crate::RECENT_FACTOR_SECS)), from
     /// [`MIN_STEP_UP_SECS`] to [`MAX_STEP_UP_SECS`].
     pub step_up_max_age_secs: u64,

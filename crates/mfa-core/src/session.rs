@@ -46,6 +46,10 @@ impl Purpose {
     /// [`Service::generate_backup_codes`]: crate::Service::generate_backup_codes
     pub const BACKUP_CODES: Self = Self::known(b"backup_codes");
 
+    /// Changing the card (or any payment method) on file: the step-up a billing portal asks for
+    /// most.
+    pub const PAYMENT_METHOD: Self = Self::known(b"payment_method");
+
     /// Reads a purpose name.
     ///
     /// # Errors

@@ -429,6 +429,10 @@ fn purposes_are_short_plain_names() {
     }
     assert_eq!(Purpose::BACKUP_CODES, Purpose::new("backup_codes").unwrap());
     assert_eq!(
+        Purpose::PAYMENT_METHOD,
+        Purpose::new("payment_method").unwrap()
+    );
+    assert_eq!(
         serde_json::to_string(&payment()).unwrap(),
         "\"payment_method\""
     );

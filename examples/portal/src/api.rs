@@ -12,7 +12,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mfa_core::{SessionCheck, Store};
+use mfa_core::{Purpose, SessionCheck, Store};
 use mfa_http::model::Next;
 use mfa_http::{Error, ErrorKind, JsonBody, NoInput};
 use serde::{Deserialize, Serialize};
@@ -146,6 +146,118 @@ pub(crate) async fn me<S: Store + 'static, C: PortalClock>(
         email: user.email.as_str(),
     })
     .into_response())
+}
+
+/// `POST /api/billing/payment-method`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CardBody {
+    card_number: String,
+    expiry: String,
+}
+
+impl fmt::Debug for CardBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CardBody").finish_non_exhaustive()
+    }
+}
+
+impl Drop for CardBody {
+    fn drop(&mut self) {
+        self.card_number.zeroize();
+    }
+}
+
+#[derive(Serialize)]
+struct CardSaved {
+    card: String,
+}
+
+/// `POST /api/billing/payment-method` `{"card_number", "expiry"}` (a demo: nothing is charged;
+/// only the last four digits are kept): 200 `{"card": "ending in 4242"}` once a second factor is
+/// fresh for `payment_method`; 403 `step_up_required` when the session must give a fresh code
+/// first (`POST /api/mfa/step-up`); 422 `invalid_body` for a number that fails its check digit or
+/// an expiry that is not `MM/YY`.
+pub(crate) async fn save_payment_method<S: Store + 'static, C: PortalClock>(
+    State(portal): State<Arc<Portal<S, C>>>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<CardBody>,
+) -> Result<Response, Error> {
+    let (id, session) = portal
+        .sessions
+        .lookup(&headers, portal.now())
+        .ok_or_else(|| Error::new(ErrorKind::Unauthenticated, "sign in first"))?;
+    let user = session
+        .user
+        .filter(|user| user.role == Role::Customer)
+        .ok_or_else(|| Error::new(ErrorKind::Unauthenticated, "sign in as a customer first"))?;
+    let Some(mfa) = user.mfa else {
+        return Err(Error::new(ErrorKind::Unauthenticated, "sign in first"));
+    };
+    if let Err(error) = portal
+        .mfa
+        .require_step_up(&user.org, &user.email, &mfa, Purpose::PAYMENT_METHOD)
+        .await
+    {
+        if error.kind() == ErrorKind::SessionEnded {
+            portal.sessions.remove(&id);
+        }
+        return Err(error);
+    }
+    let last4 = card_last4(&body.card_number).ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidBody,
+            "the card number is not valid: 12 to 19 digits with a good check digit",
+        )
+    })?;
+    if !expiry_ok(&body.expiry) {
+        return Err(Error::new(
+            ErrorKind::InvalidBody,
+            "the expiry is not valid: MM/YY",
+        ));
+    }
+    let card = format!("ending in {last4}");
+    if let Ok(mut cards) = portal.cards.lock() {
+        cards.insert(user.email.clone(), card.clone());
+    }
+    Ok(Json(CardSaved { card }).into_response())
+}
+
+/// The last four digits of a card number that passes the Luhn check (spaces and dashes allowed
+/// between digits), or `None`.
+fn card_last4(number: &str) -> Option<String> {
+    let digits: Vec<u32> = number
+        .chars()
+        .filter(|c| *c != ' ' && *c != '-')
+        .map(|c| c.to_digit(10))
+        .collect::<Option<_>>()?;
+    if !(12..=19).contains(&digits.len()) {
+        return None;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| match (i % 2, d * 2) {
+            (0, _) => d,
+            (_, doubled) if doubled > 9 => doubled - 9,
+            (_, doubled) => doubled,
+        })
+        .sum();
+    sum.is_multiple_of(10).then(|| {
+        digits
+            .iter()
+            .skip(digits.len() - 4)
+            .filter_map(|d| char::from_digit(*d, 10))
+            .collect()
+    })
+}
+
+/// `MM/YY` with a month from 01 to 12.
+fn expiry_ok(expiry: &str) -> bool {
+    let bytes = expiry.trim().as_bytes();
+    matches!(bytes, [m1, m2, b'/', y1, y2] if [m1, m2, y1, y2].iter().all(|b| b.is_ascii_digit())
+        && (1..=12).contains(&((m1 - b'0') * 10 + (m2 - b'0'))))
 }
 
 /// A method the portal's JSON routes do not take: the JSON error shape, as `mfa-http`'s own.

@@ -23,8 +23,8 @@ use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use mfa_core::{
-    Actor, CustomerStatus, OrgMfa, Refusal, ServiceError, SessionCheck, StateName, Store,
-    audit::AuditQuery,
+    Actor, CustomerStatus, OrgMfa, Purpose, Refusal, ServiceError, SessionCheck, StateName,
+    StepUpCheck, Store, audit::AuditQuery,
 };
 use mfa_http::ErrorKind;
 use mfa_http::model::{AuditEvent, Next};
@@ -631,7 +631,9 @@ pub(crate) async fn account<S: Store + 'static, C: PortalClock>(
             r#"<p class="error" id="backup-error" role="alert" hidden></p>
 <p class="muted small">Lost them, or used most? A new set replaces the old one.</p>
 <div class="actions"><button type="button" id="generate-backup-codes">Generate Backup Codes</button></div>
+{}
 {}"#,
+            step_up_panel(Purpose::BACKUP_CODES, "Making new backup codes", true),
             backup_codes_step(false)
         ),
         (_, true) => r#"<p class="notice">Acme Billing now requires MFA.</p>
@@ -660,8 +662,9 @@ pub(crate) async fn account<S: Store + 'static, C: PortalClock>(
 </section>
 <section class="card" id="billing">
 <h2>Billing</h2>
-<p class="muted">Invoices and payment methods would be here. This page, and <code>GET /api/me</code>,
-answer only once the session has passed every required sign-in step.</p>
+<p class="muted">Invoices would be here. This page, and <code>GET /api/me</code>, answer only once the
+session has passed every required sign-in step.</p>
+<div class="actions"><a class="button" id="payment-method-link" href="/billing/payment-method">Payment method</a></div>
 </section>"#,
         email = escape(user.email.as_str()),
         state = state_label(&status),
@@ -672,6 +675,93 @@ answer only once the session has passed every required sign-in step.</p>
         StatusCode::OK,
         "Your account",
         "account",
+        header.as_ref(),
+        &body,
+    )
+}
+
+/// "Confirm it's you": a fresh code for `purpose`, from the app or a backup code, without
+/// signing out (`/static/app.js` sends it to `POST /api/mfa/step-up`). `action` names what it
+/// unlocks, for the customer.
+fn step_up_panel(purpose: Purpose, action: &str, hidden: bool) -> String {
+    format!(
+        r#"<div id="step-up" class="step-up" data-purpose="{purpose}"{hidden}>
+<h2>Confirm it's you</h2>
+<p>{action} needs a fresh code. Open your authenticator app and enter the code for Acme Billing, or
+enter one of your backup codes.</p>
+<label for="step-up-code">Code</label>
+<input id="step-up-code" type="text" autocomplete="one-time-code" maxlength="40" placeholder="123456" spellcheck="false">
+<div class="actions"><button type="button" id="step-up-verify" class="primary">Confirm</button></div>
+<p class="error" id="step-up-error" role="alert" hidden></p>
+</div>"#,
+        purpose = escape(purpose.as_str()),
+        action = escape(action),
+        hidden = if hidden { " hidden" } else { "" },
+    )
+}
+
+/// `GET /billing/payment-method`: the card on file, and a form to change it (a demo: nothing is
+/// charged). Changing it needs a second factor fresh for `payment_method`: past the organisation's
+/// step-up age the page asks for a code first.
+pub(crate) async fn payment_method<S: Store + 'static, C: PortalClock>(
+    State(portal): Shared<S, C>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::of(&portal, &headers);
+    let user = match customer_of(&portal, &visit).await {
+        Ok((user, SessionCheck::Complete(_))) => user,
+        Ok((_, check)) => return route_customer(&portal, &visit, check),
+        Err(response) => return response,
+    };
+    let Some(session) = user.mfa else {
+        return see_other("/signin");
+    };
+    let check = match portal
+        .service()
+        .check_step_up(&user.org, &user.email, &session, Purpose::PAYMENT_METHOD)
+        .await
+    {
+        Ok(check) => check,
+        Err(error) => return failed(&portal, &error),
+    };
+    let card = portal
+        .cards
+        .lock()
+        .ok()
+        .and_then(|cards| cards.get(&user.email).cloned())
+        .unwrap_or_else(|| "none".to_owned());
+    let form = r#"<div id="card-form">
+<label for="card-number">Card number</label>
+<input id="card-number" type="text" inputmode="numeric" autocomplete="cc-number" maxlength="23" placeholder="4242 4242 4242 4242" spellcheck="false">
+<label for="card-expiry">Expiry (MM/YY)</label>
+<input id="card-expiry" type="text" inputmode="numeric" autocomplete="cc-exp" maxlength="5" placeholder="12/30" spellcheck="false">
+<div class="actions"><button type="button" id="save-card" class="primary">Save card</button></div>
+<p class="error" id="card-error" role="alert" hidden></p>
+<p class="success" id="card-saved" role="status" hidden></p>
+</div>"#;
+    let action = match check {
+        StepUpCheck::Fresh | StepUpCheck::NoFactor => form.to_owned(),
+        StepUpCheck::Required { .. } => {
+            step_up_panel(Purpose::PAYMENT_METHOD, "Changing the card on file", false)
+        }
+        StepUpCheck::Session(check) => return route_customer(&portal, &visit, check),
+        _ => return see_other("/account"),
+    };
+    let body = format!(
+        r#"<section class="card narrow" id="payment">
+<h1>Payment method</h1>
+<p>Card on file: <strong id="card-on-file">{card}</strong></p>
+{action}
+<p class="muted small">A demo: nothing is charged, and only the card's last four digits are kept.</p>
+<p><a href="/account" id="back-to-account">Back to your account</a></p>
+</section>"#,
+        card = escape(&card),
+    );
+    let header = visit.header();
+    html::page(
+        StatusCode::OK,
+        "Payment method",
+        "payment",
         header.as_ref(),
         &body,
     )
@@ -821,6 +911,10 @@ pub(crate) async fn admin<S: Store + 'static, C: PortalClock>(
 <label class="check"><input type="checkbox" id="mfa-enabled" name="mfa_enabled" value="on"{checked}> Enable multi-factor authentication (MFA)</label>
 <p class="muted small">Every customer then sets up an authenticator app at their next sign-in. Switching it
 off again does not remove MFA from customers who set it up: reset them below.</p>
+<label for="step-up-minutes">Ask for a fresh code before sensitive changes after (minutes)</label>
+<input id="step-up-minutes" name="step_up_minutes" type="number" min="1" max="1440" required value="{step_up_minutes}">
+<p class="muted small">Changing the card on file or making new backup codes needs a code from the
+last this many minutes; customers give a fresh one without signing out.</p>
 <div class="actions"><button type="submit" id="save" class="primary">Save</button></div>
 </form>
 </section>
@@ -842,6 +936,7 @@ off again does not remove MFA from customers who set it up: reset them below.</p
 </table>
 </section>"#,
         checked = if policy.enabled() { " checked" } else { "" },
+        step_up_minutes = policy.settings().step_up_max_age_secs.div_ceil(60),
     );
     let header = visit.header();
     html::page(StatusCode::OK, "Settings", "admin", header.as_ref(), &body)
@@ -853,6 +948,8 @@ pub(crate) struct SettingsForm {
     #[serde(default)]
     csrf: String,
     mfa_enabled: Option<String>,
+    /// Absent from forms of before the setting: the age is left as it is.
+    step_up_minutes: Option<String>,
 }
 
 /// Checks that the visit is an administrator's and the form's token is the session's.
@@ -913,11 +1010,37 @@ pub(crate) async fn admin_settings<S: Store + 'static, C: PortalClock>(
             return unreadable_form();
         }
     };
+    let step_up_secs = match form.step_up_minutes.as_deref().map(str::trim) {
+        None => None,
+        Some(minutes) => match minutes.parse::<u64>() {
+            Ok(minutes @ 1..=1440) => Some(minutes * 60),
+            _ => {
+                return message_page(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Not saved",
+                    "The step-up age must be a whole number of minutes from 1 to 1440.",
+                );
+            }
+        },
+    };
     let service = portal.service();
-    let current = match service.org_policy(&admin.org).await {
-        Ok(policy) => policy.enabled(),
+    let policy = match service.org_policy(&admin.org).await {
+        Ok(policy) => policy,
         Err(error) => return failed(&portal, &error),
     };
+    let current = policy.enabled();
+    if let Some(secs) = step_up_secs
+        && secs != policy.settings().step_up_max_age_secs
+    {
+        let mut settings = policy.settings().clone();
+        settings.step_up_max_age_secs = secs;
+        if let Err(error) = service
+            .update_settings(&admin.org, settings, &Actor::from(&admin.email))
+            .await
+        {
+            return failed(&portal, &error);
+        }
+    }
     if current != enabled
         && let Err(error) = service
             .set_org_mfa(

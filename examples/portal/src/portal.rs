@@ -117,6 +117,9 @@ pub struct Portal<S, C> {
     pub(crate) throttle: Throttle,
     pub(crate) config: Config,
     pub(crate) clock: C,
+    /// The demo's card on file per customer: its last four digits, in memory (nothing is charged,
+    /// and no card number is kept).
+    pub(crate) cards: std::sync::Mutex<std::collections::HashMap<CustomerId, String>>,
 }
 
 impl<S, C> fmt::Debug for Portal<S, C> {
@@ -165,6 +168,7 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
             throttle: Throttle::new(config.password_lockout, throttle::MAX_TRACKED),
             config,
             clock,
+            cards: std::sync::Mutex::default(),
         };
         let created = portal.seed().await?;
         Ok((Arc::new(portal), created))
@@ -207,6 +211,10 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
                 post(api::create_session::<S, C>).delete(api::delete_session::<S, C>),
             )
             .route("/me", get(api::me::<S, C>))
+            .route(
+                "/billing/payment-method",
+                post(api::save_payment_method::<S, C>),
+            )
             .method_not_allowed_fallback(api::method_not_allowed)
             .with_state(Arc::clone(self))
             .merge(self.mfa.router());
@@ -220,6 +228,10 @@ impl<S: Store + 'static, C: PortalClock> Portal<S, C> {
             .route("/mfa/setup", get(pages::setup::<S, C>))
             .route("/mfa/verify", get(pages::verify::<S, C>))
             .route("/account", get(pages::account::<S, C>))
+            .route(
+                "/billing/payment-method",
+                get(pages::payment_method::<S, C>),
+            )
             .route("/admin", get(pages::admin::<S, C>))
             .route("/admin/settings", post(pages::admin_settings::<S, C>))
             .route("/admin/customers/reset", post(pages::admin_reset::<S, C>))

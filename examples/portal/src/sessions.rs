@@ -28,6 +28,9 @@ use subtle::ConstantTimeEq;
 
 use crate::accounts::Role;
 
+/// The answer header that gives a page the new CSRF token of a session whose id changed under it.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
 /// Random bytes in a session id or a CSRF token (256 bits).
 const TOKEN_BYTES: usize = 32;
 /// Their length in base64url without padding.
@@ -316,6 +319,15 @@ impl Sessions {
             || session.created > now.saturating_add(self.limits.idle_secs)
     }
 
+    /// The CSRF token of the session stored under `id`.
+    #[must_use]
+    pub fn csrf_of(&self, id: &SessionId) -> Option<String> {
+        self.lock()
+            .map
+            .get(id)
+            .map(|stored| stored.session.csrf.clone())
+    }
+
     /// The session the request's cookie names, if it is live; its last use becomes `now`. Every
     /// cookie of the right name is tried (a browser may send two after a subdomain set one), and
     /// values that are not tokens are not looked up.
@@ -393,6 +405,8 @@ impl Sessions {
     /// Moves a session to a fresh id with a fresh CSRF token, after `change` accepted it (returned
     /// `true`) and changed it; the old id stops working. `None` if the session is gone or `change`
     /// refused (it must then leave the session as it was: it stays under its old id).
+    ///
+    /// The session's CSRF token changes with its id.
     pub fn rotate(
         &self,
         id: &SessionId,
@@ -523,6 +537,16 @@ impl<C: Clock + 'static> MfaHost for PortalHost<C> {
             .ok_or(HostError::Forbidden)?;
         let mut headers = HeaderMap::new();
         headers.insert(header::SET_COOKIE, self.sessions.set_cookie(&new_id));
+        // The page that made the call stays open (a step-up, new backup codes): its forms' token
+        // was the old session's, so it gets the new one to put in their place (`/static/app.js`).
+        // Only this origin's script can read an answer's headers.
+        if let Some(csrf) = self
+            .sessions
+            .csrf_of(&new_id)
+            .and_then(|csrf| HeaderValue::from_str(&csrf).ok())
+        {
+            headers.insert(CSRF_HEADER, csrf);
+        }
         Ok(headers)
     }
 }

@@ -20,6 +20,12 @@
     } catch (_) {
       return { status: 0, ok: false, json: {}, retryAfter: null };
     }
+    // A call that changed the session's id (a step-up, new backup codes) changed its CSRF token
+    // too: the page's forms (Sign out) get the new one.
+    const csrf = response.headers.get('X-CSRF-Token');
+    if (csrf) {
+      for (const field of document.querySelectorAll('input[name="csrf"]')) field.value = csrf;
+    }
     let json = {};
     try {
       json = await response.json();
@@ -45,7 +51,10 @@
       case 'mfa_disabled':
         return 'Your organisation has switched MFA off, so there is nothing to set up.';
       case 'unauthenticated':
+      case 'session_ended':
         return 'Your session has ended. Sign in again.';
+      case 'step_up_required':
+        return 'Confirm it is you first: enter a fresh code.';
       case 'invalid_body':
       case 'malformed_json':
         return 'Enter the code first.';
@@ -148,10 +157,40 @@
     backupCodes(() => step('step-backup'));
   }
 
+  // "Confirm it's you": a fresh code for the panel's purpose (from the app, or a backup code, told
+  // apart by its letters), sent to POST /api/mfa/step-up; then `passed` runs.
+  function stepUp(passed) {
+    const panel = $('step-up');
+    const confirm = $('step-up-verify');
+    if (!panel || !confirm) return;
+    const send = () =>
+      busy(confirm, async () => {
+        say('step-up-error', '');
+        const typed = $('step-up-code').value.trim();
+        const body = /[A-Za-z-]/.test(typed)
+          ? { purpose: panel.dataset.purpose, backup_code: typed }
+          : { purpose: panel.dataset.purpose, code: typed };
+        const result = await api('/mfa/step-up', body);
+        if (result.ok) {
+          $('step-up-code').value = '';
+          panel.hidden = true;
+          await passed();
+        } else if (result.json.error === 'unauthenticated' || result.json.error === 'session_ended') {
+          location.assign('/signin');
+        } else {
+          say('step-up-error', explain(result));
+        }
+      });
+    confirm.addEventListener('click', send);
+    onEnter($('step-up-code'), send);
+  }
+
   // "Generate Backup Codes", then Download and Copy.
   function backupCodes(reveal) {
     const generate = $('generate-backup-codes');
     if (!generate) return;
+    // A stale session confirms it is the customer, then the codes are made.
+    stepUp(async () => generate.click());
     let codes = [];
     const text = () =>
       'Acme Billing backup codes for ' +
@@ -176,6 +215,9 @@
           if (remaining) remaining.textContent = String(codes.length);
           say('copy-status', '');
           reveal();
+        } else if (result.json.error === 'step_up_required' && $('step-up')) {
+          $('step-up').hidden = false;
+          $('step-up-code').focus();
         } else {
           say('backup-error', explain(result));
         }
@@ -245,7 +287,39 @@
     });
   }
 
-  const pages = { setup: setupPage, verify: verifyPage, account: accountPage };
+  function paymentPage() {
+    // Past the step-up age the page shows "Confirm it's you" instead of the form.
+    stepUp(async () => location.reload());
+    const save = $('save-card');
+    if (!save) return;
+    const send = () =>
+      busy(save, async () => {
+        say('card-error', '');
+        say('card-saved', '');
+        const result = await api('/billing/payment-method', {
+          card_number: $('card-number').value,
+          expiry: $('card-expiry').value,
+        });
+        if (result.ok) {
+          $('card-on-file').textContent = result.json.card;
+          $('card-number').value = '';
+          $('card-expiry').value = '';
+          say('card-saved', 'Saved: the card ' + result.json.card + ' is on file.');
+        } else if (result.json.error === 'step_up_required') {
+          location.reload();
+        } else if (result.json.error === 'unauthenticated' || result.json.error === 'session_ended') {
+          location.assign('/signin');
+        } else if (result.json.error === 'invalid_body') {
+          say('card-error', 'Check the card number and the expiry (MM/YY).');
+        } else {
+          say('card-error', explain(result));
+        }
+      });
+    save.addEventListener('click', send);
+    onEnter($('card-expiry'), send);
+  }
+
+  const pages = { setup: setupPage, verify: verifyPage, account: accountPage, payment: paymentPage };
   const start = pages[document.body.dataset.page];
   if (start) start();
 })();

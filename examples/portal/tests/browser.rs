@@ -1,8 +1,14 @@
 //! The whole story in a real browser: headless Chromium driven over WebDriver (chromedriver), clicking
 //! the pages as a person would. The administrator switches MFA on; Alice is led to set it up, types
 //! the key shown on the page into "her app" (`mfa-core` computing the code), confirms it, saves her
-//! backup codes, signs in again with a code and then with a backup code; the administrator resets her
-//! and she is asked to set MFA up again.
+//! backup codes, signs in again with a code, changes the card on file (and, once her code is older
+//! than the step-up age the administrator set, confirms it is her with a fresh code first, without
+//! signing out; the same for a new set of backup codes), signs in with a backup code; the
+//! administrator resets her and she is asked to set MFA up again.
+//!
+//! The portal runs on a manual clock that starts at the real time: the test moves it on 30 s before
+//! each code the app shows (so every code is of a step of its own) and jumps it past the step-up
+//! age, which a browser living in real time could not wait for.
 //!
 //! Every page is saved as a PNG under `target/browser-screenshots/NN-name.png`.
 //!
@@ -23,7 +29,7 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use mfa_core::{
-    Clock, Settings, SystemClock, UnixTime,
+    Clock, ManualClock, SystemClock,
     otp::{Secret, Totp},
     uri::KeyUri,
 };
@@ -330,43 +336,27 @@ impl Browser {
     }
 }
 
-/// Alice's authenticator app: the key she typed in, with the parameters of the QR code's URI.
+/// Alice's authenticator app: the key she typed in, with the parameters of the QR code's URI, on
+/// the portal's clock.
 struct App {
     secret: Secret,
     totp: Totp,
-    /// The newest step a code of this app was accepted for: the portal takes each step once.
-    used: Option<u64>,
+    clock: ManualClock,
 }
 
 impl App {
-    /// The code to type now: the current step's, or, when that one was already used, the next
-    /// step's, which the verifier accepts as well (the window reaches a step ahead), instead of
-    /// waiting up to 30 s for the clock to move on.
-    fn code(&mut self) -> String {
-        let now = SystemClock.now();
-        let current = self.totp.step_at(now).unwrap();
-        let step = match self.used {
-            Some(used) if used >= current => {
-                assert!(
-                    Settings::default().window.ahead() >= 1 && used == current,
-                    "the verifier accepts no step ahead: this test would have to wait"
-                );
-                current + 1
-            }
-            _ => current,
-        };
-        self.used = Some(step);
+    /// The code to type now, after the clock moves on a step: the portal takes each step once.
+    fn code(&self) -> String {
+        self.clock.advance(30);
+        let step = self.totp.step_at(self.clock.now()).unwrap();
         self.totp.generate_at_step(&self.secret, step).to_string()
     }
 
     /// A code the verifier accepts at no step near now.
     fn wrong_code(&self) -> String {
-        let now = SystemClock.now().as_secs();
-        let near: Vec<String> = (0..=4)
-            .map(|i| {
-                let at = UnixTime::from_secs(now + i * 30 - 60);
-                self.totp.generate(&self.secret, at).unwrap().to_string()
-            })
+        let step = self.totp.step_at(self.clock.now()).unwrap();
+        let near: Vec<String> = (step - 2..=step + 2)
+            .map(|s| self.totp.generate_at_step(&self.secret, s).to_string())
             .collect();
         (0..1_000_000)
             .map(|n| format!("{n:06}"))
@@ -374,6 +364,9 @@ impl App {
             .unwrap()
     }
 }
+
+/// The step-up age the administrator sets in the test, in minutes.
+const STEP_UP_MINUTES: u64 = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_story_in_a_browser() {
@@ -400,13 +393,14 @@ async fn the_whole_story_in_a_browser() {
     let (profile, downloads) = (dir.path().join("profile"), dir.path().join("downloads"));
     std::fs::create_dir_all(&downloads).unwrap();
 
-    // The portal, on a fresh SQLite file, on the system clock (the browser lives in real time).
+    // The portal, on a fresh SQLite file, on a manual clock that starts now.
     let database = dir.path().join("portal.db");
     portal::database::create_private(&database).unwrap();
     let store = SqliteStore::open(&database).await.unwrap();
     let accounts = Accounts::sqlite(&database).await.unwrap();
     let keys = mfa_store_tests::fixture::keys();
-    let (portal, created) = Portal::start(store, accounts, SystemClock, keys, common::config())
+    let clock = ManualClock::new(SystemClock.now());
+    let (portal, created) = Portal::start(store, accounts, clock.clone(), keys, common::config())
         .await
         .unwrap();
     assert!(created);
@@ -429,9 +423,33 @@ async fn the_whole_story_in_a_browser() {
     assert!(!checkbox.is_selected().await.unwrap(), "MFA starts off");
     browser.shot("admin-mfa-off").await;
     checkbox.click().await.unwrap();
+    assert_eq!(
+        browser
+            .visible("step-up-minutes")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("10"),
+        "ten minutes by default"
+    );
+    browser
+        .type_into("step-up-minutes", &STEP_UP_MINUTES.to_string())
+        .await;
     browser.click("save").await;
     browser.page("admin").await;
     assert!(browser.text("flash").await.starts_with("Saved: MFA is on."));
+    assert_eq!(
+        portal
+            .service()
+            .org_policy(&mfa_core::OrgId::new("acme").unwrap())
+            .await
+            .unwrap()
+            .settings()
+            .step_up_max_age_secs,
+        STEP_UP_MINUTES * 60
+    );
     let checkbox = browser.visible("mfa-enabled").await;
     assert!(checkbox.is_selected().await.unwrap());
     browser.shot("admin-mfa-on").await;
@@ -472,10 +490,10 @@ async fn the_whole_story_in_a_browser() {
     let uri = KeyUri::parse(&link).unwrap();
     assert_eq!(uri.secret(), &secret, "the QR code's key is the one shown");
     assert_eq!(uri.account(), ALICE);
-    let mut app = App {
+    let app = App {
         secret,
         totp: uri.as_totp().unwrap(),
-        used: None,
+        clock: clock.clone(),
     };
     browser.shot("setup-scan").await;
 
@@ -496,12 +514,12 @@ async fn the_whole_story_in_a_browser() {
         .find_all(Locator::Css("#backup-codes li"))
         .await
         .unwrap();
-    let mut codes = Vec::new();
+    let mut first_codes = Vec::new();
     for item in items {
-        codes.push(item.text().await.unwrap());
+        first_codes.push(item.text().await.unwrap());
     }
-    assert_eq!(codes.len(), 5, "{codes:?}");
-    assert!(codes.iter().all(|code| !code.is_empty()));
+    assert_eq!(first_codes.len(), 5, "{first_codes:?}");
+    assert!(first_codes.iter().all(|code| !code.is_empty()));
     browser.click("download").await;
     browser.click("copy").await;
     let status = browser.text("copy-status").await;
@@ -519,7 +537,7 @@ async fn the_whole_story_in_a_browser() {
     }
     let file = std::fs::read_to_string(&saved).unwrap();
     assert!(
-        codes.iter().all(|code| file.contains(code.as_str())),
+        first_codes.iter().all(|code| file.contains(code.as_str())),
         "{file}"
     );
 
@@ -545,11 +563,85 @@ async fn the_whole_story_in_a_browser() {
     browser.page("account").await;
     assert_eq!(browser.text("account-email").await, ALICE);
     browser.shot("account-after-code").await;
+
+    // The card on file: the code she signed in with is fresh, so the form is there.
+    browser.click("payment-method-link").await;
+    browser.page("payment").await;
+    assert_eq!(browser.text("card-on-file").await, "none");
+    browser
+        .type_into("card-number", "4242 4242 4242 4242")
+        .await;
+    browser.type_into("card-expiry", "12/30").await;
+    browser.click("save-card").await;
+    assert_eq!(
+        browser.text("card-saved").await,
+        "Saved: the card ending in 4242 is on file."
+    );
+    assert_eq!(browser.text("card-on-file").await, "ending in 4242");
+    browser.shot("payment-saved").await;
+
+    // Past the step-up age: "Confirm it's you", a wrong code, then a fresh one; the form is back.
+    clock.advance(STEP_UP_MINUTES * 60 + 1);
+    browser
+        .goto(&format!("{base}/billing/payment-method"))
+        .await;
+    browser.page("payment").await;
+    browser.visible("step-up").await;
+    assert!(
+        browser
+            .client
+            .find(Locator::Id("card-number"))
+            .await
+            .is_err(),
+        "no form before the fresh code"
+    );
+    browser.shot("payment-step-up").await;
+    browser.type_into("step-up-code", &app.wrong_code()).await;
+    browser.click("step-up-verify").await;
+    let error = browser.text("step-up-error").await;
+    assert!(error.starts_with("That code is not valid."), "{error}");
+    browser.type_into("step-up-code", &app.code()).await;
+    browser.click("step-up-verify").await;
+    browser.visible("card-number").await;
+    browser
+        .type_into("card-number", "5555 5555 5555 4444")
+        .await;
+    browser.type_into("card-expiry", "01/31").await;
+    browser.click("save-card").await;
+    assert_eq!(browser.text("card-on-file").await, "ending in 4444");
+    browser.shot("payment-after-step-up").await;
+
+    // New backup codes, once the code is stale again: the same confirmation, inline.
+    clock.advance(STEP_UP_MINUTES * 60 + 1);
+    browser.click("back-to-account").await;
+    browser.page("account").await;
+    browser.click("generate-backup-codes").await;
+    browser.visible("step-up").await;
+    browser.shot("account-step-up").await;
+    browser.type_into("step-up-code", &app.code()).await;
+    browser.click("step-up-verify").await;
+    browser.visible("step-backup").await;
+    let mut codes = Vec::new();
+    for item in browser
+        .client
+        .find_all(Locator::Css("#backup-codes li"))
+        .await
+        .unwrap()
+    {
+        codes.push(item.text().await.unwrap());
+    }
+    assert_eq!(codes.len(), 5, "a new set: {codes:?}");
+    browser.shot("account-new-backup-codes").await;
     browser.sign_out().await;
 
     // And again, with a backup code instead.
     browser.sign_in(&base, ALICE, "alice-pass", "verify").await;
     browser.click("use-backup-code").await;
+    // The first set was replaced: its codes are no longer good.
+    browser.type_into("backup-code", &first_codes[1]).await;
+    browser.click("verify-backup").await;
+    let error = browser.text("error").await;
+    assert!(error.starts_with("That code is not valid."), "{error}");
     browser.type_into("backup-code", &codes[0]).await;
     browser.shot("verify-backup-code").await;
     browser.click("verify-backup").await;

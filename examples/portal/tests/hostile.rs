@@ -201,6 +201,7 @@ fn routes() -> Vec<(Method, &'static str)> {
         (Method::GET, "/mfa/setup"),
         (Method::GET, "/mfa/verify"),
         (Method::GET, "/account"),
+        (Method::GET, "/billing/payment-method"),
         (Method::GET, "/admin"),
         (Method::POST, "/admin/settings"),
         (Method::POST, "/admin/customers/reset"),
@@ -214,6 +215,9 @@ fn routes() -> Vec<(Method, &'static str)> {
         (Method::POST, "/api/mfa/enrollment/confirm"),
         (Method::POST, "/api/mfa/backup-codes"),
         (Method::POST, "/api/mfa/verify"),
+        (Method::POST, "/api/mfa/step-up"),
+        (Method::GET, "/api/mfa/step-up/payment_method"),
+        (Method::POST, "/api/billing/payment-method"),
         (Method::GET, "/api/admin/mfa"),
         (Method::PUT, "/api/admin/mfa"),
         (Method::GET, "/api/admin/customers/alice%40acme.test/mfa"),
@@ -254,6 +258,12 @@ fn junk_json() -> Vec<Vec<u8>> {
         b"{\"enabled\":false,\"x\":1}",
         b"{\"x\":1}",
         b"NaN",
+        b"{\"purpose\":\"Payment\",\"code\":\"123456\"}",
+        b"{\"purpose\":\"payment_method\"}",
+        b"{\"card_number\":4242424242424242,\"expiry\":\"12/30\"}",
+        b"{\"card_number\":\"4242424242424242\"}",
+        b"{\"card_number\":\"4242424242424242\",\"expiry\":\"12/30\",\"cvc\":\"123\"}",
+        b"{\"card_number\":\"4242424242424241\",\"expiry\":\"12/30\"}",
     ]
     .iter()
     .map(|body| body.to_vec())

@@ -783,3 +783,157 @@ async fn a_corrupt_record_is_a_500_that_says_so_and_lets_no_one_in() {
         .unwrap();
     assert_eq!(stored, garbage, "nothing was written over the record");
 }
+
+/// The payment method page: the form while the sign-in code is fresh; past the step-up age,
+/// "Confirm it's you" first, a fresh code without signing out, then the form again. The JSON route
+/// behind the form refuses a stale session as the page does, and cards that fail their check.
+#[tokio::test]
+async fn changing_the_card_needs_a_fresh_code() {
+    let t = common::sqlite().await;
+    let (_, mut alice, uri) = alice_configured(&t).await;
+    let account = alice.get("/account").await;
+    account.expect(200, None);
+    has_ids(
+        &account.text(),
+        &[
+            "payment-method-link",
+            "step-up",
+            "step-up-code",
+            "step-up-verify",
+        ],
+    );
+
+    let page = alice.get("/billing/payment-method").await;
+    page.expect(200, None);
+    has_ids(
+        &page.text(),
+        &["card-on-file", "card-number", "card-expiry", "save-card"],
+    );
+    assert!(
+        !page.text().contains(r#"id="step-up""#),
+        "fresh: no step-up"
+    );
+    let card = json!({"card_number": "4242 4242 4242 4242", "expiry": "12/30"});
+    let saved = alice.post("/api/billing/payment-method", &card).await;
+    saved.expect(200, None);
+    assert_eq!(saved.json(), json!({"card": "ending in 4242"}));
+    for bad in [
+        json!({"card_number": "4242 4242 4242 4241", "expiry": "12/30"}),
+        json!({"card_number": "4242", "expiry": "12/30"}),
+        json!({"card_number": "4242 4242 4242 4242", "expiry": "13/30"}),
+        json!({"card_number": "4242 4242 4242 4242", "expiry": "1230"}),
+        json!({"card_number": "４２４２４２４２４２４２４２４２", "expiry": "12/30"}),
+        json!({"card_number": "4242 4242 4242 4242"}),
+    ] {
+        alice
+            .post("/api/billing/payment-method", &bad)
+            .await
+            .expect(422, Some("invalid_body"));
+    }
+
+    // Eleven minutes on: the page asks for a code, the route refuses, the session stays.
+    t.clock.advance(11 * 60);
+    let stale = alice.get("/billing/payment-method").await;
+    stale.expect(200, None);
+    has_ids(
+        &stale.text(),
+        &["step-up", "step-up-code", "step-up-verify", "step-up-error"],
+    );
+    assert!(stale.text().contains(r#"data-purpose="payment_method""#));
+    assert!(!stale.text().contains(r#"id="card-number""#));
+    alice
+        .post("/api/billing/payment-method", &card)
+        .await
+        .expect(403, Some("step_up_required"));
+    alice.get("/account").await.expect(200, None);
+
+    // The fresh code, through mfa-http's route under /api: the form comes back. The session got a
+    // new id, and the page that stays open gets its new CSRF token (for Sign out).
+    let stepped = alice
+        .post(
+            "/api/mfa/step-up",
+            &json!({"purpose": "payment_method", "code": t.code(&uri)}),
+        )
+        .await;
+    stepped.expect(200, None);
+    let token = stepped.header("x-csrf-token").unwrap().to_owned();
+    let fresh = alice.get("/billing/payment-method").await;
+    assert_eq!(
+        fresh.csrf(),
+        token,
+        "the forms' token is the one the answer gave"
+    );
+    assert!(fresh.text().contains(r#"id="card-number""#));
+    assert!(
+        fresh.text().contains("ending in 4242"),
+        "the card on file is shown"
+    );
+    alice
+        .post("/api/billing/payment-method", &card)
+        .await
+        .expect(200, None);
+
+    // Signed out, the route is closed.
+    let mut stranger = t.client();
+    stranger
+        .post("/api/billing/payment-method", &card)
+        .await
+        .expect(401, Some("unauthenticated"));
+    assert_eq!(
+        stranger.get("/billing/payment-method").await.location(),
+        Some("/signin")
+    );
+}
+
+/// The administrator sets how fresh a code must be; out-of-range values are refused unchanged.
+#[tokio::test]
+async fn the_administrator_sets_the_step_up_age() {
+    let t = common::sqlite().await;
+    let mut admin = t.admin_switches_mfa_on().await;
+    let page = admin.get("/admin").await;
+    has_ids(&page.text(), &["step-up-minutes"]);
+    assert!(
+        page.text().contains(r#"value="10""#),
+        "ten minutes by default"
+    );
+    let age = |t: &TestPortal<_>| {
+        let service = std::sync::Arc::clone(t.portal.service());
+        async move {
+            service
+                .org_policy(&OrgId::new("acme").unwrap())
+                .await
+                .unwrap()
+                .settings()
+                .step_up_max_age_secs
+        }
+    };
+    for bad in ["0", "1441", "ten", "-5", ""] {
+        let csrf = admin.get("/admin").await.csrf();
+        admin
+            .form(
+                "/admin/settings",
+                &[
+                    ("csrf", &csrf),
+                    ("mfa_enabled", "on"),
+                    ("step_up_minutes", bad),
+                ],
+            )
+            .await
+            .expect(422, None);
+        assert_eq!(age(&t).await, 600, "{bad:?} changed nothing");
+    }
+    let csrf = admin.get("/admin").await.csrf();
+    admin
+        .form(
+            "/admin/settings",
+            &[
+                ("csrf", &csrf),
+                ("mfa_enabled", "on"),
+                ("step_up_minutes", "2"),
+            ],
+        )
+        .await
+        .expect(303, None);
+    assert_eq!(age(&t).await, 120);
+    assert!(enabled(&t).await);
+}
