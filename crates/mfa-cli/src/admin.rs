@@ -445,6 +445,7 @@ struct OrgJson<'a> {
     enrollment_lifetime_secs: u64,
     backup_code_count: u8,
     lockout: LockoutJson,
+    step_up_max_age_secs: u64,
 }
 
 #[derive(Serialize)]
@@ -522,6 +523,7 @@ async fn org_show<S: Store>(
                 base_delay_secs: lockout.base_delay_secs,
                 max_delay_secs: lockout.max_delay_secs,
             },
+            step_up_max_age_secs: settings.step_up_max_age_secs,
         })?,
         Format::Table => out!(
             "{}",
@@ -568,6 +570,13 @@ async fn org_show<S: Store>(
                     format!(
                         "after {} failures, {} s doubling to {} s",
                         lockout.free_failures, lockout.base_delay_secs, lockout.max_delay_secs
+                    )
+                ),
+                (
+                    "step-up",
+                    format!(
+                        "a code from the last {} s before sensitive changes",
+                        settings.step_up_max_age_secs
                     )
                 ),
             ])

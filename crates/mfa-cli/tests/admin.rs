@@ -363,6 +363,7 @@ fn org_switch_shows_in_org_show<S: Store + 'static>(db: &Db<S>) {
         (true.into(), true.into())
     );
     assert_eq!(on["backup_code_count"], 5);
+    assert_eq!(on["step_up_max_age_secs"], 600);
     assert!(
         db.block_on(db.service(ring(1, &[1; 32])).org_policy(&org("acme")))
             .unwrap()
