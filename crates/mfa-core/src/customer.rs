@@ -357,6 +357,10 @@ impl Mint for BackupAccepted<Pass> {
     }
 }
 
+/// A configured customer with this many unused backup codes or fewer should make a new set: one
+/// more lost phone and they need an administrator.
+pub const LOW_BACKUP_CODES: u32 = 1;
+
 /// A customer's MFA at a glance (no secrets).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerStatus {
@@ -370,6 +374,15 @@ pub struct CustomerStatus {
     pub locked_until: Option<UnixTime>,
     /// Consecutive failures.
     pub failures: u32,
+}
+
+impl CustomerStatus {
+    /// Whether the customer is configured and has [`LOW_BACKUP_CODES`] unused backup codes or
+    /// fewer (none made, or nearly all used): time to make a new set.
+    #[must_use]
+    pub fn backup_codes_low(&self) -> bool {
+        self.state == StateName::Configured && self.backup_codes_remaining <= LOW_BACKUP_CODES
+    }
 }
 
 /// The result of an operation: the record and events to write (atomically, only if the record is

@@ -55,8 +55,8 @@ mod totp;
 #[cfg(feature = "std")]
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use customer::{
-    BackupAccepted, BackupCodesIssued, CustomerStatus, Enrollment, LoginStep, Resealed, StateName,
-    TotpAccepted,
+    BackupAccepted, BackupCodesIssued, CustomerStatus, Enrollment, LOW_BACKUP_CODES, LoginStep,
+    Resealed, StateName, TotpAccepted,
 };
 pub use error::{CorruptRecord, Fault, MfaError, Refusal};
 pub use ids::{Actor, CustomerId, IdError, MAX_ID_LEN, OrgId};

@@ -61,6 +61,7 @@ pub(crate) async fn status<A: Backend>(
             state: status.state,
             org_enabled,
             backup_codes_remaining: (next == Next::Done).then_some(status.backup_codes_remaining),
+            backup_codes_low: (next == Next::Done).then_some(status.backup_codes_low()),
             next,
         },
     ))
@@ -264,6 +265,8 @@ pub(crate) async fn verify<A: Backend>(
     let verified = Verified {
         next: Next::Done,
         backup_codes_remaining,
+        suggest_new_backup_codes: matches!(body, VerifyRequest::BackupCode(_))
+            || backup_codes_remaining <= mfa_core::LOW_BACKUP_CODES,
     };
     passed_to_host(
         &*app,

@@ -36,6 +36,10 @@ pub struct MfaStatus {
     /// learns no more than it needs to go on).
     #[schema(required = true)]
     pub backup_codes_remaining: Option<u32>,
+    /// Whether the customer should make a new set: configured with one unused backup code or
+    /// none. Only for a session that passed MFA, as `backup_codes_remaining`.
+    #[schema(required = true)]
+    pub backup_codes_low: Option<bool>,
     /// What the session must do next: `enroll`, `verify`, or `done` when it passed MFA (or needs
     /// none).
     pub next: Next,
@@ -261,6 +265,9 @@ pub struct Verified {
     pub next: Next,
     /// Unused backup codes left.
     pub backup_codes_remaining: u32,
+    /// Offer the customer a new set of backup codes now: they signed in with one (it is used up,
+    /// and the phone may be lost), or one or none is left.
+    pub suggest_new_backup_codes: bool,
 }
 
 /// `PUT /admin/mfa` and `GET /admin/mfa`: whether the organisation has MFA on.

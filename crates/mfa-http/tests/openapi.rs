@@ -156,17 +156,19 @@ async fn under_a_prefix_the_mount_point_is_the_server() {
 #[tokio::test]
 async fn the_schemas_tell_a_wrong_answer_from_a_right_one() {
     let h = Harness::new().await;
-    let status = json!({"state": "configured", "org_enabled": true, "backup_codes_remaining": 3, "next": "done"});
+    let status = json!({"state": "configured", "org_enabled": true, "backup_codes_remaining": 3, "backup_codes_low": false, "next": "done"});
     assert!(h.matches_document(Method::GET, "/mfa", 200, &status));
-    let pending = json!({"state": "configured", "org_enabled": true, "backup_codes_remaining": null, "next": "verify"});
+    let pending = json!({"state": "configured", "org_enabled": true, "backup_codes_remaining": null, "backup_codes_low": null, "next": "verify"});
     assert!(h.matches_document(Method::GET, "/mfa", 200, &pending));
     for wrong in [
-        json!({"state": "enabled", "org_enabled": true, "backup_codes_remaining": 3, "next": "done"}),
-        json!({"state": "configured", "org_enabled": "yes", "backup_codes_remaining": 3, "next": "done"}),
-        json!({"state": "configured", "org_enabled": true, "backup_codes_remaining": -1, "next": "done"}),
-        json!({"state": "configured", "org_enabled": true, "backup_codes_remaining": 3, "next": "later"}),
-        json!({"state": "configured", "org_enabled": true, "next": "done"}),
-        json!({"state": "configured", "org_enabled": true, "backup_codes_remaining": 3}),
+        json!({"state": "enabled", "org_enabled": true, "backup_codes_remaining": 3, "backup_codes_low": false, "next": "done"}),
+        json!({"state": "configured", "org_enabled": "yes", "backup_codes_remaining": 3, "backup_codes_low": false, "next": "done"}),
+        json!({"state": "configured", "org_enabled": true, "backup_codes_remaining": -1, "backup_codes_low": false, "next": "done"}),
+        json!({"state": "configured", "org_enabled": true, "backup_codes_remaining": 3, "backup_codes_low": false, "next": "later"}),
+        json!({"state": "configured", "org_enabled": true, "backup_codes_low": false, "next": "done"}),
+        json!({"state": "configured", "org_enabled": true, "backup_codes_remaining": 3, "backup_codes_low": false}),
+        json!({"state": "configured", "org_enabled": true, "backup_codes_remaining": 3, "next": "done"}),
+        json!({"state": "configured", "org_enabled": true, "backup_codes_remaining": 3, "backup_codes_low": "no", "next": "done"}),
         json!([]),
     ] {
         assert!(

@@ -83,7 +83,7 @@ async fn the_whole_story() {
     status.expect(200, None);
     assert_eq!(
         status.json,
-        json!({"state": "unconfigured", "org_enabled": false, "backup_codes_remaining": 0, "next": "done"})
+        json!({"state": "unconfigured", "org_enabled": false, "backup_codes_remaining": 0, "backup_codes_low": false, "next": "done"})
     );
     h.call(
         Req::post("/mfa/enrollment")
@@ -184,7 +184,7 @@ async fn the_whole_story() {
     verified.expect(200, None);
     assert_eq!(
         verified.json,
-        json!({"next": "done", "backup_codes_remaining": 5})
+        json!({"next": "done", "backup_codes_remaining": 5, "suggest_new_backup_codes": false})
     );
     assert!(verified.headers.contains_key(header::SET_COOKIE));
     let replayed = h.call(verify_code("s4", &code)).await;
@@ -289,7 +289,7 @@ async fn the_whole_story() {
     let sticky = h.call(Req::get("/mfa").customer(ALICE, "s8")).await;
     assert_eq!(
         sticky.json,
-        json!({"state": "configured", "org_enabled": false, "backup_codes_remaining": null, "next": "verify"})
+        json!({"state": "configured", "org_enabled": false, "backup_codes_remaining": null, "backup_codes_low": null, "next": "verify"})
     );
     h.clock.advance(30);
     h.call(verify_code("s8", &h.app_code(&uri)))

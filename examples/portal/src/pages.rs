@@ -23,8 +23,8 @@ use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use mfa_core::{
-    Actor, CustomerStatus, OrgMfa, Purpose, Refusal, ServiceError, SessionCheck, StateName,
-    StepUpCheck, Store, audit::AuditQuery,
+    Actor, CustomerStatus, OrgMfa, PassedBy, Purpose, Refusal, ServiceError, SessionCheck,
+    StateName, StepUpCheck, Store, audit::AuditQuery,
 };
 use mfa_http::ErrorKind;
 use mfa_http::model::{AuditEvent, Next};
@@ -525,7 +525,7 @@ pub(crate) async fn setup<S: Store + 'static, C: PortalClock>(
 <p class="success" id="enabled-message">Your app is verified and MFA is on for your account. From now on, signing in takes your password and a code from your app.</p>
 <p>Backup codes let you sign in when your phone is not at hand. Each works once.</p>
 <p class="error" id="backup-error" role="alert" hidden></p>
-<div class="actions"><button type="button" id="skip">Skip</button><button type="button" id="generate-backup-codes" class="primary">Generate Backup Codes</button></div>
+<div class="actions"><button type="button" id="generate-backup-codes" class="primary">Generate Backup Codes</button></div>
 </div>
 {backup}
 </section>"#,
@@ -544,8 +544,11 @@ pub(crate) async fn setup<S: Store + 'static, C: PortalClock>(
 
 /// The backup codes, filled in by the script once generated.
 fn backup_codes_step(continue_to_sign_in: bool) -> String {
+    // At set-up the customer goes on only once they say the codes are saved: without them, a lost
+    // phone means a support ticket.
     let finish = if continue_to_sign_in {
-        r#"<div class="actions"><button type="button" id="continue" class="primary">Continue to Sign In</button></div>"#
+        r#"<label class="check"><input type="checkbox" id="codes-saved"> I have saved my backup codes somewhere safe</label>
+<div class="actions"><button type="button" id="continue" class="primary" disabled>Continue to Sign In</button></div>"#
     } else {
         ""
     };
@@ -626,9 +629,29 @@ pub(crate) async fn account<S: Store + 'static, C: PortalClock>(
         Ok(report) => (report.customer, report.org_mfa == OrgMfa::On),
         Err(error) => return failed(&portal, &error),
     };
+    // A new set is offered when this session signed in with a backup code (used up now, and the
+    // phone may be gone), and whenever one or none is left.
+    let signed_in_with_backup_code = user
+        .mfa
+        .and_then(|mfa| mfa.passed())
+        .is_some_and(|passed| passed.by == PassedBy::BackupCode);
+    let renew = if signed_in_with_backup_code {
+        r#"<p class="notice" id="renew-backup-codes" role="status">You signed in with a backup code, which is now used up. If your phone is lost, generate a new set of codes and keep it safe.</p>"#.to_owned()
+    } else if status.backup_codes_low() {
+        format!(
+            r#"<p class="notice" id="backup-codes-low" role="status">{}</p>"#,
+            match status.backup_codes_remaining {
+                0 =>
+                    "You have no backup codes. Generate a set and keep it safe: without your phone, they are the only way in.",
+                _ => "You have one backup code left. Generate a new set and keep it safe.",
+            }
+        )
+    } else {
+        String::new()
+    };
     let action = match (status.state, org_enabled) {
         (StateName::Configured, _) => format!(
-            r#"<p class="error" id="backup-error" role="alert" hidden></p>
+            r#"{renew}<p class="error" id="backup-error" role="alert" hidden></p>
 <p class="muted small">Lost them, or used most? A new set replaces the old one.</p>
 <div class="actions"><button type="button" id="generate-backup-codes">Generate Backup Codes</button></div>
 {}

@@ -153,7 +153,6 @@
       });
     verify.addEventListener('click', confirm);
     onEnter($('code'), confirm);
-    $('skip').addEventListener('click', () => location.assign('/account'));
     backupCodes(() => step('step-backup'));
   }
 
@@ -247,7 +246,14 @@
       }
     });
     const proceed = $('continue');
-    if (proceed) proceed.addEventListener('click', () => location.assign('/account'));
+    if (proceed) {
+      // Continue only once the customer says the codes are saved.
+      const saved = $('codes-saved');
+      saved.addEventListener('change', () => {
+        proceed.disabled = !saved.checked;
+      });
+      proceed.addEventListener('click', () => location.assign('/account'));
+    }
   }
 
   function verifyPage() {

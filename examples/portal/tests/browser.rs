@@ -541,7 +541,17 @@ async fn the_whole_story_in_a_browser() {
         "{file}"
     );
 
-    // Continue to Sign In: the account.
+    // Continue to Sign In, once she says the codes are saved: the account.
+    assert!(
+        !browser
+            .visible("continue")
+            .await
+            .is_enabled()
+            .await
+            .unwrap(),
+        "no going on before the codes are saved"
+    );
+    browser.click("codes-saved").await;
     browser.click("continue").await;
     browser.page("account").await;
     assert_eq!(browser.text("account-email").await, ALICE);
@@ -647,6 +657,13 @@ async fn the_whole_story_in_a_browser() {
     browser.click("verify-backup").await;
     browser.page("account").await;
     assert_eq!(browser.text("backup-codes-remaining").await, "4");
+    assert!(
+        browser
+            .text("renew-backup-codes")
+            .await
+            .starts_with("You signed in with a backup code"),
+        "a new set is offered after a backup code"
+    );
     browser.shot("account-after-backup-code").await;
     browser.sign_out().await;
 

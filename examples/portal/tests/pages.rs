@@ -937,3 +937,38 @@ async fn the_administrator_sets_the_step_up_age() {
     assert_eq!(age(&t).await, 120);
     assert!(enabled(&t).await);
 }
+
+/// The account page offers a new set of backup codes when one or none is left, and after a sign-in
+/// with one; the set-up page no longer lets a customer skip saving them.
+#[tokio::test]
+async fn the_account_page_says_when_to_make_new_backup_codes() {
+    let t = common::sqlite().await;
+    let (_, mut alice, _) = alice_configured(&t).await;
+    let mut bob = t.client();
+    assert_eq!(bob.sign_in(common::BOB, "bob-pass").await, "enroll");
+    let setup_page = bob.get("/mfa/setup").await;
+    setup_page.expect(200, None);
+    has_ids(&setup_page.text(), &["generate-backup-codes", "codes-saved", "continue"]);
+    assert!(!setup_page.text().contains(r#"id="skip""#), "no skipping the codes");
+    assert!(setup_page.text().contains(r#"id="continue" class="primary" disabled"#));
+    let account = alice.get("/account").await;
+    has_ids(&account.text(), &["backup-codes-low"]);
+    assert!(account.text().contains("You have no backup codes."));
+    let codes = alice.post("/api/mfa/backup-codes", &json!({})).await;
+    codes.expect(201, None);
+    let codes: Vec<String> = serde_json::from_value(codes.json()["codes"].clone()).unwrap();
+    let account = alice.get("/account").await;
+    assert!(!account.text().contains(r#"id="backup-codes-low""#));
+    assert!(!account.text().contains(r#"id="renew-backup-codes""#));
+
+    // Signed in again with a backup code: the offer, whatever is left.
+    let mut again = t.client();
+    assert_eq!(again.sign_in(ALICE, "alice-pass").await, "verify");
+    let verified = again
+        .post("/api/mfa/verify", &json!({"backup_code": codes[0]}))
+        .await;
+    verified.expect(200, None);
+    assert_eq!(verified.json()["suggest_new_backup_codes"], true);
+    let account = again.get("/account").await;
+    has_ids(&account.text(), &["renew-backup-codes"]);
+}

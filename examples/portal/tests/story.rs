@@ -105,7 +105,7 @@ async fn story<S: Store + 'static>(t: &TestPortal<S>) {
     assert_eq!(me(&mut alice).await.as_deref(), Ok(ALICE));
     assert_eq!(
         status(&mut alice).await,
-        json!({"state": "unconfigured", "org_enabled": false, "backup_codes_remaining": 0, "next": "done"})
+        json!({"state": "unconfigured", "org_enabled": false, "backup_codes_remaining": 0, "backup_codes_low": false, "next": "done"})
     );
     alice
         .post("/api/mfa/enrollment", &json!({}))
@@ -196,7 +196,7 @@ async fn story<S: Store + 'static>(t: &TestPortal<S>) {
     reply.expect(200, None);
     assert_eq!(
         reply.json(),
-        json!({"next": "done", "backup_codes_remaining": 5})
+        json!({"next": "done", "backup_codes_remaining": 5, "suggest_new_backup_codes": false})
     );
     assert_eq!(me(&mut alice).await.as_deref(), Ok(ALICE));
 
@@ -234,7 +234,7 @@ async fn story<S: Store + 'static>(t: &TestPortal<S>) {
     assert_eq!(me(&mut bob).await.as_deref(), Ok(BOB));
     assert_eq!(
         status(&mut bob).await,
-        json!({"state": "unconfigured", "org_enabled": false, "backup_codes_remaining": 0, "next": "done"})
+        json!({"state": "unconfigured", "org_enabled": false, "backup_codes_remaining": 0, "backup_codes_low": false, "next": "done"})
     );
 
     // The administrator resets Alice (lost phone): with MFA off she is straight in; with MFA on
