@@ -15,7 +15,14 @@ use mfa_ops::keyfile::{self, KeyForm};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<(), billing::StartError> {
-    tracing_subscriber::fmt().with_target(false).init();
+    // `RUST_LOG` chooses what is logged (`RUST_LOG=debug`); `info` without it.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
     let mut args = std::env::args().skip(1);
     let (mut database_url, mut listen) = (
         "sqlite://billing.db".to_owned(),

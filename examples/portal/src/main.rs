@@ -60,7 +60,12 @@ const ORG: &str = "acme";
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `RUST_LOG` chooses what is logged (`RUST_LOG=debug`); `info` without it.
     tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
