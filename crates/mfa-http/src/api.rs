@@ -131,6 +131,10 @@ where
         router
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
+            .layer(middleware::from_fn_with_state(
+                Arc::clone(&self.inner),
+                ended_sessions::<Inner<S, C, R, H>>,
+            ))
             .layer(middleware::from_fn(no_store))
             .with_state(Arc::clone(&self.inner))
     }
@@ -296,6 +300,28 @@ async fn method_not_allowed() -> Error {
         ErrorKind::MethodNotAllowed,
         "this route does not take this method",
     )
+}
+
+/// Hands a session the router found over (401 `session_ended`) to the host to drop, and adds the
+/// host's headers (a cleared cookie) to the answer.
+async fn ended_sessions<A: Backend>(
+    axum::extract::State(app): axum::extract::State<Arc<A>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let mut head = parts.clone();
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    if response.extensions().get::<ErrorKind>() == Some(&ErrorKind::SessionEnded) {
+        match app.host().session_ended(&mut head).await {
+            Ok(headers) => response.headers_mut().extend(headers),
+            Err(error) => tracing::warn!(
+                error = &error as &dyn core::error::Error,
+                "mfa-http: the host could not drop an ended session"
+            ),
+        }
+    }
+    response
 }
 
 /// Every answer is about one caller's account (and some hold secrets): no cache may keep it, and no

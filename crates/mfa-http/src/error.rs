@@ -352,6 +352,9 @@ pub(crate) fn internal() -> Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let mut response = crate::json::response(self.status(), &self.body());
+        // The kind travels with the answer, for the router's own layers (an ended session is
+        // handed to the host to drop) and a host's.
+        response.extensions_mut().insert(self.kind);
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()

@@ -29,8 +29,9 @@ use mfa_core::{Actor, CustomerId, MfaPassed, MfaSession, OrgId};
 ///   [`MfaPassed::session`] each time [`mfa_passed`](Self::mfa_passed) is called. Keep it
 ///   server-side: whoever can write it can claim a factor passed. The router checks it against the
 ///   customer's record on every request, so a session from before an administrator's reset or a
-///   change of factor is refused (401 `session_ended`: end it), and generating backup codes needs a
-///   second factor that passed in this session within the last ten minutes (403 `mfa_required`).
+///   change of factor is refused (401 `session_ended`, and [`session_ended`](Self::session_ended)
+///   is called to drop it), and generating backup codes needs a second factor fresh for
+///   `backup_codes` (403 `step_up_required` past the step-up age; `POST /mfa/step-up`).
 /// - Check it on your own protected routes too, with
 ///   [`Service::check_session`](mfa_core::Service::check_session): it says whether to let the
 ///   session in, send it to enroll or to the code prompt (a session that needed no MFA, after the
@@ -70,6 +71,24 @@ pub trait MfaHost: Send + Sync + 'static {
         parts: &mut Parts,
         proof: MfaPassed,
     ) -> impl Future<Output = Result<HeaderMap, HostError>> + Send;
+
+    /// The calling session is over: the customer's MFA was reset or their factors changed since its
+    /// password check, and the router answers 401 `session_ended`. Drop it from the host's session
+    /// store, so the next request is simply not signed in; the headers returned go on that answer
+    /// (a cleared session cookie, say).
+    ///
+    /// The default does nothing: the session stays, useless (every route refuses it), until it
+    /// expires.
+    ///
+    /// # Errors
+    /// Any [`HostError`]: logged, and the answer stays 401 `session_ended`.
+    fn session_ended(
+        &self,
+        parts: &mut Parts,
+    ) -> impl Future<Output = Result<HeaderMap, HostError>> + Send {
+        let _ = parts;
+        async { Ok(HeaderMap::new()) }
+    }
 }
 
 /// Who is calling, as the host's session says: the organisation (one customer portal), and the

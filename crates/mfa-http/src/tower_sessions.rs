@@ -161,4 +161,13 @@ impl MfaHost for SessionHost {
         session.cycle_id().await.map_err(unavailable)?;
         Ok(HeaderMap::new())
     }
+
+    /// Flushes the session: its data goes from the store and the middleware clears the cookie.
+    async fn session_ended(&self, parts: &mut Parts) -> Result<HeaderMap, HostError> {
+        let session = Session::from_request_parts(parts, &())
+            .await
+            .map_err(|(_, why)| HostError::Unavailable(why.into()))?;
+        session.flush().await.map_err(unavailable)?;
+        Ok(HeaderMap::new())
+    }
 }

@@ -78,6 +78,19 @@ async fn a_session_that_never_gave_a_factor_cannot_mint_backup_codes() {
     .await
     .expect(401, Some("session_ended"));
     assert_eq!(h.snapshot().await, before, "refused calls change nothing");
+    // Each time, the host was told to drop the session, and its answer carried the host's headers.
+    assert_eq!(
+        h.host.ended(),
+        vec![(BOB.to_owned(), "stale".to_owned()); 3],
+        "session_ended was called for each"
+    );
+    let ended = h.call(Req::get("/mfa").customer(BOB, "stale")).await;
+    assert_eq!(ended.headers.get("set-cookie").unwrap(), "sid=; Max-Age=0");
+    // Other refusals are not an ended session.
+    h.call(Req::get("/mfa").customer(BOB, "nobody-knows"))
+        .await
+        .expect(200, None);
+    assert_eq!(h.host.ended().len(), 4);
 
     // A session with only the password checked (the attacker signing in again) may not either.
     h.call(backup_codes(BOB, "password-only"))

@@ -323,3 +323,73 @@ async fn the_hosts_own_routes_refuse_hostile_requests() {
     assert!(!cookie.contains("Secure"), "{cookie}");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
 }
+
+/// An administrator's reset (here through a second service on MFA's file, as `mfa admin` would)
+/// ends the customer's session on every route: MFA's routes answer 401 `session_ended` once and
+/// flush the tower-sessions session, so the next request is simply not signed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_ends_the_session_on_mfas_routes_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("billing.db");
+    let clock = fixture::clock();
+    let app = billing::app(
+        &format!("sqlite://{}", path.display()),
+        "mfa",
+        fixture::keys(),
+        clock.clone(),
+        billing::Cookies::LocalHttp,
+    )
+    .await
+    .unwrap();
+    let mut alice = Browser {
+        app: app.clone(),
+        cookie: None,
+    };
+    let credentials = json!({"email": billing::DEMO_EMAIL, "password": billing::DEMO_PASSWORD});
+    let (status, _) = alice.send("POST", "/signin", Some(credentials)).await;
+    assert_eq!(status, 200);
+    let (status, started) = alice.send("POST", "/mfa/enrollment", Some(json!({}))).await;
+    assert_eq!(status, 201);
+    let uri = mfa_core::uri::KeyUri::parse(started["otpauth_uri"].as_str().unwrap()).unwrap();
+    let code = fixture::SoftApp::scan(&uri).code_now(&clock, 0);
+    let (status, _) = alice
+        .send(
+            "POST",
+            "/mfa/enrollment/confirm",
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(alice.send("GET", "/invoices", None).await.0, 200);
+
+    // The reset, from outside the host.
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(mfa_sqlx::SqliteStore::connect_options(billing::mfa_file(
+            &path,
+        )))
+        .await
+        .unwrap();
+    let store = mfa_sqlx::SqliteStore::new(pool).await.unwrap();
+    let (admin, _) = fixture::service(store, T0, 9);
+    admin
+        .reset(
+            &mfa_core::OrgId::new(billing::ORG).unwrap(),
+            &mfa_core::CustomerId::new(billing::DEMO_EMAIL).unwrap(),
+            &mfa_core::Actor::new("ops").unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let (status, body) = alice.send("GET", "/mfa", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("session_ended"))
+    );
+    let (status, body) = alice.send("GET", "/invoices", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthenticated")),
+        "the session was flushed: {body}"
+    );
+}

@@ -549,6 +549,16 @@ impl<C: Clock + 'static> MfaHost for PortalHost<C> {
         }
         Ok(headers)
     }
+
+    /// A reset or a change of factor ended the session: it goes, and so does its cookie.
+    async fn session_ended(&self, parts: &mut Parts) -> Result<HeaderMap, HostError> {
+        if let Some((id, _)) = self.sessions.lookup(&parts.headers, self.now()) {
+            self.sessions.remove(&id);
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(header::SET_COOKIE, self.sessions.clear_cookie());
+        Ok(headers)
+    }
 }
 
 #[cfg(test)]

@@ -594,6 +594,30 @@ async fn a_reset_ends_the_customers_sessions_in_the_portal() {
     let page = alice.get("/account").await;
     page.expect(303, None);
     assert_eq!(page.location(), Some("/signin"));
+    // A session that meets its end on mfa-http's routes is dropped too (N3): a second thief
+    // session, signed in before the reset, asks /api/mfa first.
+    let mut second = t.client();
+    assert_eq!(second.sign_in(ALICE, "alice-pass").await, "enroll");
+    admin
+        .post(
+            "/api/admin/customers/alice%40acme.test/mfa/reset",
+            &json!({}),
+        )
+        .await
+        .expect(200, None);
+    let ended = second.get("/api/mfa").await;
+    ended.expect(401, Some("session_ended"));
+    assert!(
+        ended
+            .header("set-cookie")
+            .is_some_and(|cookie| cookie.contains("Max-Age=0")),
+        "the cookie is cleared: {:?}",
+        ended.header("set-cookie")
+    );
+    second
+        .post("/api/mfa/enrollment", &json!({}))
+        .await
+        .expect(401, Some("unauthenticated"));
     assert!(
         t.portal
             .sessions()
@@ -948,9 +972,19 @@ async fn the_account_page_says_when_to_make_new_backup_codes() {
     assert_eq!(bob.sign_in(common::BOB, "bob-pass").await, "enroll");
     let setup_page = bob.get("/mfa/setup").await;
     setup_page.expect(200, None);
-    has_ids(&setup_page.text(), &["generate-backup-codes", "codes-saved", "continue"]);
-    assert!(!setup_page.text().contains(r#"id="skip""#), "no skipping the codes");
-    assert!(setup_page.text().contains(r#"id="continue" class="primary" disabled"#));
+    has_ids(
+        &setup_page.text(),
+        &["generate-backup-codes", "codes-saved", "continue"],
+    );
+    assert!(
+        !setup_page.text().contains(r#"id="skip""#),
+        "no skipping the codes"
+    );
+    assert!(
+        setup_page
+            .text()
+            .contains(r#"id="continue" class="primary" disabled"#)
+    );
     let account = alice.get("/account").await;
     has_ids(&account.text(), &["backup-codes-low"]);
     assert!(account.text().contains("You have no backup codes."));

@@ -50,9 +50,17 @@ pub struct TestHost {
     /// (org, customer, session id) to the MFA session the host keeps.
     sessions: Arc<Mutex<HashMap<SessionKey, MfaSession>>>,
     proofs: Arc<Mutex<Vec<MfaPassed>>>,
+    /// Every (customer, session id) `session_ended` was told of, in order. The sessions stay known,
+    /// so that a test can send them again.
+    ended: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl TestHost {
+    /// Every (customer, session id) the router said had ended, in order.
+    pub fn ended(&self) -> Vec<(String, String)> {
+        self.ended.lock().unwrap().clone()
+    }
+
     /// Every proof `mfa_passed` received, in order.
     pub fn proofs(&self) -> Vec<MfaPassed> {
         self.proofs.lock().unwrap().clone()
@@ -151,6 +159,18 @@ impl MfaHost for TestHost {
         headers.insert(
             header::SET_COOKIE,
             HeaderValue::from_str(&format!("sid={session}-mfa; HttpOnly")).unwrap(),
+        );
+        Ok(headers)
+    }
+
+    async fn session_ended(&self, parts: &mut Parts) -> Result<HeaderMap, HostError> {
+        let session = text(parts, "x-session")?.unwrap_or_default().to_owned();
+        let customer = text(parts, "x-customer")?.unwrap_or_default().to_owned();
+        self.ended.lock().unwrap().push((customer, session));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::SET_COOKIE,
+            HeaderValue::from_static("sid=; Max-Age=0"),
         );
         Ok(headers)
     }
