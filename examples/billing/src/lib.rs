@@ -23,9 +23,11 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use mfa_core::{Actor, Clock, CustomerId, KeyRing, OrgId, OrgMfa, Service, SessionCheck, Store};
+use mfa_core::{
+    Actor, Clock, CustomerId, KeyRing, OrgId, OrgMfa, Purpose, Service, SessionCheck, Store,
+};
 use mfa_http::model::Next;
 use mfa_http::tower_sessions::SessionHost;
 use mfa_http::{Error, ErrorKind, JsonBody, MfaApi, NoInput};
@@ -244,6 +246,7 @@ async fn start<S: Store + 'static, C: Clock + 'static>(
         .route("/signin", post(sign_in::<S, C>))
         .route("/signout", post(sign_out))
         .route("/invoices", get(invoices::<S, C>))
+        .route("/billing-email", put(billing_email::<S, C>))
         // MFA's routes: /mfa/... for customers (and /admin/... for administrators, whom this
         // example has none of: SessionHost reports none).
         .merge(host.mfa.router())
@@ -337,6 +340,45 @@ async fn sign_in<S: Store + 'static, C: Clock + 'static>(
         .await
         .map_err(session_failed)?;
     Ok(Json(serde_json::json!({ "next": Next::from(&step) })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BillingEmail {
+    email: String,
+}
+
+/// `PUT /billing-email {"email"}`: where invoices go, a sensitive change (an attacker with a
+/// session would redirect them): it needs a second factor fresh for `billing_email`, which
+/// `mfa_http::MfaApi::require_step_up` checks. 403 `step_up_required` sends the client to
+/// `POST /mfa/step-up {"purpose": "billing_email", "code"}` and back. (A demo: the address is
+/// checked and echoed, not kept.)
+async fn billing_email<S: Store + 'static, C: Clock + 'static>(
+    State(host): State<Arc<Host<S, C>>>,
+    session: Session,
+    JsonBody(body): JsonBody<BillingEmail>,
+) -> Result<Response, Error> {
+    let signed_in = SessionHost::customer(&session)
+        .await
+        .map_err(session_failed)?
+        .ok_or_else(|| Error::new(ErrorKind::Unauthenticated, "sign in first"))?;
+    let purpose = Purpose::new("billing_email")
+        .map_err(|_| Error::new(ErrorKind::Internal, "the purpose name is not valid"))?;
+    if let Err(error) = host
+        .mfa
+        .require_step_up(&signed_in.org, &signed_in.customer, &signed_in.mfa, purpose)
+        .await
+    {
+        if error.kind() == ErrorKind::SessionEnded {
+            session.flush().await.map_err(session_failed)?;
+        }
+        return Err(error);
+    }
+    let email = CustomerId::new(body.email.trim())
+        .ok()
+        .filter(|email| email.as_str().contains('@'))
+        .ok_or_else(|| Error::new(ErrorKind::InvalidBody, "that is not an email address"))?;
+    Ok(Json(serde_json::json!({ "billing_email": email.as_str() })).into_response())
 }
 
 /// `POST /signout` (no body, or `{}` as JSON: a form posted from another site is refused).

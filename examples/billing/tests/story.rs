@@ -393,3 +393,94 @@ async fn a_reset_ends_the_session_on_mfas_routes_too() {
         "the session was flushed: {body}"
     );
 }
+
+/// A sensitive change of the host's own (where invoices go) asks for a code fresh for its purpose:
+/// `MfaApi::require_step_up`, then `POST /mfa/step-up` without signing out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sensitive_change_asks_for_a_fresh_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = fixture::clock();
+    let app = billing::app(
+        &format!("sqlite://{}", dir.path().join("billing.db").display()),
+        "mfa",
+        fixture::keys(),
+        clock.clone(),
+        billing::Cookies::LocalHttp,
+    )
+    .await
+    .unwrap();
+    let mut alice = Browser { app, cookie: None };
+    let credentials = json!({"email": billing::DEMO_EMAIL, "password": billing::DEMO_PASSWORD});
+    assert_eq!(
+        alice.send("POST", "/signin", Some(credentials)).await.0,
+        200
+    );
+    let (_, started) = alice.send("POST", "/mfa/enrollment", Some(json!({}))).await;
+    let uri = mfa_core::uri::KeyUri::parse(started["otpauth_uri"].as_str().unwrap()).unwrap();
+    let app = fixture::SoftApp::scan(&uri);
+    let code = app.code_now(&clock, 0);
+    let (status, _) = alice
+        .send(
+            "POST",
+            "/mfa/enrollment/confirm",
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let change = json!({"email": "accounts@billing.test"});
+    let (status, body) = alice
+        .send("PUT", "/billing-email", Some(change.clone()))
+        .await;
+    assert_eq!(
+        (status, &body["billing_email"]),
+        (200, &json!("accounts@billing.test"))
+    );
+    clock.advance(mfa_core::RECENT_FACTOR_SECS + 1);
+    let (status, body) = alice
+        .send("PUT", "/billing-email", Some(change.clone()))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("step_up_required")),
+        "{body}"
+    );
+    // A step-up for another purpose does not do.
+    let (status, _) = alice
+        .send(
+            "POST",
+            "/mfa/step-up",
+            Some(json!({"purpose": "payment_method", "code": app.code_now(&clock, 0)})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        alice
+            .send("PUT", "/billing-email", Some(change.clone()))
+            .await
+            .0,
+        403
+    );
+    clock.advance(30);
+    let (status, _) = alice
+        .send(
+            "POST",
+            "/mfa/step-up",
+            Some(json!({"purpose": "billing_email", "code": app.code_now(&clock, 0)})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = alice.send("PUT", "/billing-email", Some(change)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = alice
+        .send(
+            "PUT",
+            "/billing-email",
+            Some(json!({"email": "not an address"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("invalid_body"))
+    );
+}
