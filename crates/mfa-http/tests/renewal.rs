@@ -4,7 +4,6 @@
 mod common;
 
 use common::{ALICE, Harness, Req};
-use mfa_http::mfa_core::uri::KeyUri;
 use serde_json::json;
 
 async fn status(h: &Harness, session: &str) -> serde_json::Value {
@@ -16,28 +15,8 @@ async fn status(h: &Harness, session: &str) -> serde_json::Value {
 #[tokio::test]
 async fn the_api_says_when_to_make_new_backup_codes() {
     let h = Harness::new().await;
-    h.call(
-        Req::put("/admin/mfa")
-            .admin()
-            .json(&json!({"enabled": true})),
-    )
-    .await
-    .expect(200, None);
-    let started = h
-        .call(
-            Req::post("/mfa/enrollment")
-                .customer(ALICE, "s1")
-                .empty_json(),
-        )
-        .await;
-    let uri = KeyUri::parse(started.json["otpauth_uri"].as_str().unwrap()).unwrap();
-    h.call(
-        Req::post("/mfa/enrollment/confirm")
-            .customer(ALICE, "s1")
-            .json(&json!({ "code": h.app_code(&uri) })),
-    )
-    .await
-    .expect(200, None);
+    h.switch_on().await;
+    let uri = h.set_up(ALICE, "s1").await;
     // Configured without a set: low (none at all).
     assert_eq!(status(&h, "s1").await["backup_codes_low"], true);
     let codes = h

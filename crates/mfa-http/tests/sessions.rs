@@ -6,30 +6,10 @@
 mod common;
 
 use common::{BOB, Harness, Req, id, org};
-use mfa_http::mfa_core::{PassedBy, Store, uri::KeyUri};
+use mfa_http::mfa_core::{PassedBy, Store};
 use serde_json::json;
 
 /// Enrolls `customer` in `session`, confirms it with the app's code, and returns the key.
-async fn set_up(h: &Harness, customer: &str, session: &str) -> KeyUri {
-    let started = h
-        .call(
-            Req::post("/mfa/enrollment")
-                .customer(customer, session)
-                .empty_json(),
-        )
-        .await;
-    started.expect(201, None);
-    let uri = KeyUri::parse(started.json["otpauth_uri"].as_str().unwrap()).unwrap();
-    h.call(
-        Req::post("/mfa/enrollment/confirm")
-            .customer(customer, session)
-            .json(&json!({ "code": h.app_code(&uri) })),
-    )
-    .await
-    .expect(200, None);
-    uri
-}
-
 fn backup_codes(customer: &str, session: &str) -> Req {
     Req::post("/mfa/backup-codes")
         .customer(customer, session)
@@ -37,16 +17,6 @@ fn backup_codes(customer: &str, session: &str) -> Req {
 }
 
 /// Switches the organisation's MFA on through the admin route.
-async fn switch_on(h: &Harness) {
-    h.call(
-        Req::put("/admin/mfa")
-            .admin()
-            .json(&json!({ "enabled": true })),
-    )
-    .await
-    .expect(200, None);
-}
-
 /// Finding 1: with MFA off, an attacker with Bob's password keeps a session (`next: done`). The
 /// organisation switches MFA on and Bob sets it up. The old session must not mint backup codes (it
 /// used to get 201 and five codes that, with the password, sign in as Bob).
@@ -57,12 +27,12 @@ async fn a_session_that_never_gave_a_factor_cannot_mint_backup_codes() {
     let stale = h.call(Req::get("/mfa").customer(BOB, "stale")).await;
     stale.expect(200, None);
     assert_eq!(stale.json["next"], "done");
-    switch_on(&h).await;
+    h.switch_on().await;
     // Once MFA is on, that session is sent to enroll like any other.
     let asked = h.call(Req::get("/mfa").customer(BOB, "stale")).await;
     assert_eq!(asked.json["next"], "enroll");
     // Bob sets it up in his own session.
-    let uri = set_up(&h, BOB, "bob").await;
+    let uri = h.set_up(BOB, "bob").await;
     let before = h.snapshot().await;
     h.call(backup_codes(BOB, "stale"))
         .await
@@ -134,8 +104,8 @@ async fn a_session_that_never_gave_a_factor_cannot_mint_backup_codes() {
 #[tokio::test]
 async fn a_reset_ends_every_session_of_the_customer() {
     let h = Harness::new().await;
-    switch_on(&h).await;
-    let uri = set_up(&h, BOB, "bob").await;
+    h.switch_on().await;
+    let uri = h.set_up(BOB, "bob").await;
     // The thief's session passed with a code from the stolen phone.
     h.clock.advance(30);
     h.call(
@@ -170,7 +140,7 @@ async fn a_reset_ends_every_session_of_the_customer() {
         .expect(401, Some("session_ended"));
     }
     // Bob signs in again with his password and sets MFA up anew.
-    set_up(&h, BOB, "bob-again").await;
+    h.set_up(BOB, "bob-again").await;
 }
 
 /// Finding 9: a reset of a customer the store never saw (a typo, another case) is refused as not
@@ -178,8 +148,8 @@ async fn a_reset_ends_every_session_of_the_customer() {
 #[tokio::test]
 async fn a_reset_of_an_unknown_customer_is_not_found_and_writes_nothing() {
     let h = Harness::new().await;
-    switch_on(&h).await;
-    set_up(&h, BOB, "bob").await;
+    h.switch_on().await;
+    h.set_up(BOB, "bob").await;
     let before = h.snapshot().await;
     for path in [
         "/admin/customers/nobody%40typo.test/mfa/reset",
@@ -203,8 +173,8 @@ async fn a_reset_of_an_unknown_customer_is_not_found_and_writes_nothing() {
 #[tokio::test]
 async fn a_password_only_session_sees_no_backup_code_count() {
     let h = Harness::new().await;
-    switch_on(&h).await;
-    set_up(&h, BOB, "bob").await;
+    h.switch_on().await;
+    h.set_up(BOB, "bob").await;
     h.clock.advance(30);
     h.call(backup_codes(BOB, "bob")).await.expect(201, None);
     let passed = h.call(Req::get("/mfa").customer(BOB, "bob")).await;

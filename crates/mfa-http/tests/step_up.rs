@@ -13,29 +13,8 @@ use serde_json::json;
 /// MFA on, alice configured in session `s1` (which passed by the enrollment), with a set of
 /// backup codes made there.
 async fn configured(h: &Harness) -> (KeyUri, Vec<String>) {
-    h.call(
-        Req::put("/admin/mfa")
-            .admin()
-            .json(&json!({"enabled": true})),
-    )
-    .await
-    .expect(200, None);
-    let started = h
-        .call(
-            Req::post("/mfa/enrollment")
-                .customer(ALICE, "s1")
-                .empty_json(),
-        )
-        .await;
-    started.expect(201, None);
-    let uri = KeyUri::parse(started.json["otpauth_uri"].as_str().unwrap()).unwrap();
-    h.call(
-        Req::post("/mfa/enrollment/confirm")
-            .customer(ALICE, "s1")
-            .json(&json!({ "code": h.app_code(&uri) })),
-    )
-    .await
-    .expect(200, None);
+    h.switch_on().await;
+    let uri = h.set_up(ALICE, "s1").await;
     let codes = h
         .call(
             Req::post("/mfa/backup-codes")

@@ -324,14 +324,9 @@ async fn the_hosts_own_routes_refuse_hostile_requests() {
     assert!(cookie.contains("HttpOnly"), "{cookie}");
 }
 
-/// An administrator's reset (here through a second service on MFA's file, as `mfa admin` would)
-/// ends the customer's session on every route: MFA's routes answer 401 `session_ended` once and
-/// flush the tower-sessions session, so the next request is simply not signed in.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reset_ends_the_session_on_mfas_routes_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("billing.db");
-    let clock = fixture::clock();
+/// The host on a SQLite file at `path` on `clock`, and alice signed in and set up there with the
+/// kit's soft authenticator: her browser and her app.
+async fn alice_set_up(path: &std::path::Path, clock: &ManualClock) -> (Browser, fixture::SoftApp) {
     let app = billing::app(
         &format!("sqlite://{}", path.display()),
         "mfa",
@@ -341,17 +336,17 @@ async fn a_reset_ends_the_session_on_mfas_routes_too() {
     )
     .await
     .unwrap();
-    let mut alice = Browser {
-        app: app.clone(),
-        cookie: None,
-    };
+    let mut alice = Browser { app, cookie: None };
     let credentials = json!({"email": billing::DEMO_EMAIL, "password": billing::DEMO_PASSWORD});
-    let (status, _) = alice.send("POST", "/signin", Some(credentials)).await;
-    assert_eq!(status, 200);
+    assert_eq!(
+        alice.send("POST", "/signin", Some(credentials)).await.0,
+        200
+    );
     let (status, started) = alice.send("POST", "/mfa/enrollment", Some(json!({}))).await;
     assert_eq!(status, 201);
     let uri = mfa_core::uri::KeyUri::parse(started["otpauth_uri"].as_str().unwrap()).unwrap();
-    let code = fixture::SoftApp::scan(&uri).code_now(&clock, 0);
+    let app = fixture::SoftApp::scan(&uri);
+    let code = app.code_now(clock, 0);
     let (status, _) = alice
         .send(
             "POST",
@@ -360,6 +355,18 @@ async fn a_reset_ends_the_session_on_mfas_routes_too() {
         )
         .await;
     assert_eq!(status, 200);
+    (alice, app)
+}
+
+/// An administrator's reset (here through a second service on MFA's file, as `mfa admin` would)
+/// ends the customer's session on every route: MFA's routes answer 401 `session_ended` once and
+/// flush the tower-sessions session, so the next request is simply not signed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_ends_the_session_on_mfas_routes_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("billing.db");
+    let clock = fixture::clock();
+    let (mut alice, _) = alice_set_up(&path, &clock).await;
     assert_eq!(alice.send("GET", "/invoices", None).await.0, 200);
 
     // The reset, from outside the host.
@@ -400,33 +407,7 @@ async fn a_reset_ends_the_session_on_mfas_routes_too() {
 async fn a_sensitive_change_asks_for_a_fresh_code() {
     let dir = tempfile::tempdir().unwrap();
     let clock = fixture::clock();
-    let app = billing::app(
-        &format!("sqlite://{}", dir.path().join("billing.db").display()),
-        "mfa",
-        fixture::keys(),
-        clock.clone(),
-        billing::Cookies::LocalHttp,
-    )
-    .await
-    .unwrap();
-    let mut alice = Browser { app, cookie: None };
-    let credentials = json!({"email": billing::DEMO_EMAIL, "password": billing::DEMO_PASSWORD});
-    assert_eq!(
-        alice.send("POST", "/signin", Some(credentials)).await.0,
-        200
-    );
-    let (_, started) = alice.send("POST", "/mfa/enrollment", Some(json!({}))).await;
-    let uri = mfa_core::uri::KeyUri::parse(started["otpauth_uri"].as_str().unwrap()).unwrap();
-    let app = fixture::SoftApp::scan(&uri);
-    let code = app.code_now(&clock, 0);
-    let (status, _) = alice
-        .send(
-            "POST",
-            "/mfa/enrollment/confirm",
-            Some(json!({"code": code})),
-        )
-        .await;
-    assert_eq!(status, 200);
+    let (mut alice, app) = alice_set_up(&dir.path().join("billing.db"), &clock).await;
 
     let change = json!({"email": "accounts@billing.test"});
     let (status, body) = alice

@@ -539,6 +539,38 @@ impl Harness {
         }
     }
 
+    /// The administrator switches MFA on.
+    pub async fn switch_on(&self) {
+        self.call(
+            Req::put("/admin/mfa")
+                .admin()
+                .json(&json!({ "enabled": true })),
+        )
+        .await
+        .expect(200, None);
+    }
+
+    /// `customer` enrolls in `session` and confirms with the app's code: their key URI.
+    pub async fn set_up(&self, customer: &str, session: &str) -> KeyUri {
+        let started = self
+            .call(
+                Req::post("/mfa/enrollment")
+                    .customer(customer, session)
+                    .empty_json(),
+            )
+            .await;
+        started.expect(201, None);
+        let uri = KeyUri::parse(started.json["otpauth_uri"].as_str().unwrap()).unwrap();
+        self.call(
+            Req::post("/mfa/enrollment/confirm")
+                .customer(customer, session)
+                .json(&json!({ "code": self.app_code(&uri) })),
+        )
+        .await
+        .expect(200, None);
+        uri
+    }
+
     /// The code the app holding `uri` shows now.
     pub fn app_code(&self, uri: &KeyUri) -> String {
         SoftApp::scan(uri).code_now(&self.clock, 0)
