@@ -241,27 +241,11 @@ pub(crate) async fn verify<A: Backend>(
     head: Parts,
     JsonBody(body): JsonBody<VerifyRequest>,
 ) -> Result<Response, Error> {
-    let service = app.service();
-    let (passed, backup_codes_remaining) = match &body {
-        VerifyRequest::Code(CodeRequest { code }) => {
-            let accepted = service
-                .verify_totp(&caller.org, &caller.customer, &caller.session, code)
-                .await
-                .map_err(|error| app.refusal(&error))?;
-            (accepted.passed, accepted.backup_codes_remaining)
-        }
-        VerifyRequest::BackupCode(request) => {
-            let accepted = off_the_workers(service.verify_backup_code(
-                &caller.org,
-                &caller.customer,
-                &caller.session,
-                &request.backup_code,
-            ))
-            .await
-            .map_err(|error| app.refusal(&error))?;
-            (accepted.passed, accepted.remaining)
-        }
+    let given = match &body {
+        VerifyRequest::Code(CodeRequest { code }) => Given::Totp(code),
+        VerifyRequest::BackupCode(request) => Given::BackupCode(&request.backup_code),
     };
+    let (passed, backup_codes_remaining) = give(&*app, &caller, given, None).await?;
     let verified = Verified {
         next: Next::Done,
         backup_codes_remaining,
@@ -310,40 +294,15 @@ pub(crate) async fn step_up<A: Backend>(
     head: Parts,
     JsonBody(body): JsonBody<StepUpRequest>,
 ) -> Result<Response, Error> {
-    let service = app.service();
-    let (name, factor) = match &body {
-        StepUpRequest::Code(request) => (&request.purpose, Ok(&request.code)),
-        StepUpRequest::BackupCode(request) => (&request.purpose, Err(&request.backup_code)),
+    let (name, given) = match &body {
+        StepUpRequest::Code(request) => (&request.purpose, Given::Totp(&request.code)),
+        StepUpRequest::BackupCode(request) => {
+            (&request.purpose, Given::BackupCode(&request.backup_code))
+        }
     };
     let purpose = Purpose::new(name)
         .map_err(|error| Error::new(ErrorKind::InvalidBody, format!("purpose: {error}")))?;
-    let (passed, backup_codes_remaining) = match factor {
-        Ok(code) => {
-            let accepted = service
-                .step_up_totp(
-                    &caller.org,
-                    &caller.customer,
-                    &caller.session,
-                    purpose,
-                    code,
-                )
-                .await
-                .map_err(|error| app.refusal(&error))?;
-            (accepted.passed, accepted.backup_codes_remaining)
-        }
-        Err(backup_code) => {
-            let accepted = off_the_workers(service.step_up_backup_code(
-                &caller.org,
-                &caller.customer,
-                &caller.session,
-                purpose,
-                backup_code,
-            ))
-            .await
-            .map_err(|error| app.refusal(&error))?;
-            (accepted.passed, accepted.remaining)
-        }
-    };
+    let (passed, backup_codes_remaining) = give(&*app, &caller, given, Some(purpose)).await?;
     let stepped_up = SteppedUp {
         purpose: purpose.as_str().to_owned(),
         backup_codes_remaining,
@@ -408,6 +367,45 @@ pub(crate) fn session_refusal(check: SessionCheck) -> Error {
             "give the second factor in this session first",
         ),
     }
+}
+
+/// A code the customer gave.
+enum Given<'a> {
+    Totp(&'a str),
+    BackupCode(&'a str),
+}
+
+/// Checks a code the customer gave, at sign-in or at a step-up for `purpose`: the proof, and the
+/// backup codes left.
+async fn give<A: Backend>(
+    app: &A,
+    caller: &CustomerCaller,
+    given: Given<'_>,
+    purpose: Option<Purpose>,
+) -> Result<(MfaPassed, u32), Error> {
+    let service = app.service();
+    let (org, customer, session) = (&caller.org, &caller.customer, &caller.session);
+    match (given, purpose) {
+        (Given::Totp(code), None) => service
+            .verify_totp(org, customer, session, code)
+            .await
+            .map(|accepted| (accepted.passed, accepted.backup_codes_remaining)),
+        (Given::Totp(code), Some(purpose)) => service
+            .step_up_totp(org, customer, session, purpose, code)
+            .await
+            .map(|accepted| (accepted.passed, accepted.backup_codes_remaining)),
+        (Given::BackupCode(code), None) => {
+            off_the_workers(service.verify_backup_code(org, customer, session, code))
+                .await
+                .map(|accepted| (accepted.passed, accepted.remaining))
+        }
+        (Given::BackupCode(code), Some(purpose)) => {
+            off_the_workers(service.step_up_backup_code(org, customer, session, purpose, code))
+                .await
+                .map(|accepted| (accepted.passed, accepted.remaining))
+        }
+    }
+    .map_err(|error| app.refusal(&error))
 }
 
 /// Runs a step that hashes backup codes with argon2id (about 15 ms of CPU per code with the default
