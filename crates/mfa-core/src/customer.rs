@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::encoding::{DecodeError, decode, encode, format_of};
 
 /// The byte format of records this version writes.
-const RECORD_FORMAT: u8 = 2;
+const RECORD_FORMAT: u8 = 3;
 use crate::backup::LegacyBackupCodeSet;
 use crate::proof::Mint;
 use crate::{
@@ -111,6 +111,9 @@ pub struct Configured {
     /// The learnt clock drift in steps, when drift learning is on (RFC 6238 section 6).
     drift: i64,
     backup: Option<BackupCodeSet>,
+    /// A new authenticator being set up to replace this one (a new phone): the current one keeps
+    /// working until the new one is confirmed.
+    replacement: Option<Pending>,
 }
 
 /// A customer's MFA state.
@@ -170,6 +173,52 @@ impl Default for CustomerRecord {
     }
 }
 
+/// The record as format 2 stored it: before an authenticator could be replaced.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct RecordV2 {
+    mfa: CustomerMfaV2,
+    failures: Failures,
+    generation: u64,
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+enum CustomerMfaV2 {
+    Unconfigured(Unconfigured),
+    Pending(Pending),
+    Configured(ConfiguredV2),
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct ConfiguredV2 {
+    sealed: SealedSecret,
+    totp: Totp,
+    configured_at: UnixTime,
+    last_step: u64,
+    drift: i64,
+    backup: Option<BackupCodeSet>,
+}
+
+impl From<CustomerMfaV2> for CustomerMfa {
+    fn from(old: CustomerMfaV2) -> Self {
+        match old {
+            CustomerMfaV2::Unconfigured(state) => Self::Unconfigured(state),
+            CustomerMfaV2::Pending(state) => Self::Pending(state),
+            CustomerMfaV2::Configured(old) => Self::Configured(Configured {
+                sealed: old.sealed,
+                totp: old.totp,
+                configured_at: old.configured_at,
+                last_step: old.last_step,
+                drift: old.drift,
+                backup: old.backup,
+                replacement: None,
+            }),
+        }
+    }
+}
+
 /// The record as format 1 stored it: before sessions had a generation to be checked against, and
 /// before backup-code hashes were bound to their owner.
 #[derive(Deserialize)]
@@ -213,6 +262,7 @@ impl TryFrom<CustomerMfaV1> for CustomerMfa {
                     .map(BackupCodeSet::try_from)
                     .transpose()
                     .map_err(|_| DecodeError::Corrupt)?,
+                replacement: None,
             }),
         })
     }
@@ -681,6 +731,100 @@ impl CustomerRecord {
         }
     }
 
+    /// Starts replacing a configured customer's authenticator (a new phone) without an
+    /// administrator: a fresh secret to show as for an enrollment, pending beside the current
+    /// one, which keeps working until the new one is confirmed
+    /// ([`CustomerRecord::confirm_replacement`]) and after the new one expires unconfirmed. A second
+    /// start replaces the pending secret.
+    ///
+    /// Only for a session whose second factor is fresh for [`Purpose::REPLACE_AUTHENTICATOR`]: the
+    /// customer proves the current factor (a TOTP code, or a backup code when the old phone is
+    /// gone) with a step-up first.
+    pub fn start_replacement<R: CryptoRng + ?Sized>(
+        &self,
+        session: &MfaSession,
+        policy: &OrgPolicy,
+        keys: &KeyRing,
+        ctx: &Context<'_>,
+        rng: &mut R,
+    ) -> Decision<Enrollment> {
+        if let Err(error) =
+            self.fresh_for_change(session, Purpose::REPLACE_AUTHENTICATOR, policy, ctx)
+        {
+            return Decision::refuse(error);
+        }
+        let CustomerMfa::Configured(configured) = &self.mfa else {
+            return Decision::refuse(Refusal::NotConfigured);
+        };
+        match issue(policy, keys, ctx, rng) {
+            Ok((pending, enrollment)) => {
+                let event = ctx.event(EventKind::ReplacementStarted {
+                    expires_at: pending.expires_at,
+                });
+                let next = Self {
+                    mfa: CustomerMfa::Configured(Configured {
+                        replacement: Some(pending),
+                        ..configured.clone()
+                    }),
+                    failures: self.failures,
+                    generation: self.generation,
+                };
+                Decision::write(next, vec![event], Ok(enrollment))
+            }
+            Err(error) => Decision::refuse(error),
+        }
+    }
+
+    /// Confirms the replacement authenticator with a code from it: the new secret takes the old
+    /// one's place in one write (its confirming step counts as used), the backup codes stay, and
+    /// every other session of the customer ends (a thief's session on the old phone included); the
+    /// proof carries this one on. Refused, changing nothing, when no replacement is pending or it
+    /// has expired (the old authenticator keeps working). Wrong codes count toward the lockout.
+    pub fn confirm_replacement<R: CryptoRng + ?Sized>(
+        &self,
+        session: &MfaSession,
+        typed: &str,
+        policy: &OrgPolicy,
+        keys: &KeyRing,
+        ctx: &Context<'_>,
+        rng: &mut R,
+    ) -> Decision<Pass> {
+        if let Err(error) = self.current(session) {
+            return Decision::refuse(error);
+        }
+        let CustomerMfa::Configured(configured) = &self.mfa else {
+            return Decision::refuse(Refusal::NotConfigured);
+        };
+        let Some(pending) = &configured.replacement else {
+            return Decision::refuse(Refusal::NotPending);
+        };
+        if let Some(locked) = self.locked(Factor::Enrollment, ctx) {
+            return locked;
+        }
+        if ctx.now >= pending.expires_at {
+            let event = self.rejected(Factor::Enrollment, Rejection::Expired, ctx);
+            return Decision::log(event, Refusal::EnrollmentExpired);
+        }
+        match pending.confirm(typed, policy.settings().window, keys, ctx) {
+            Ok(replaced) => {
+                let step = replaced.last_step;
+                let generation = self.next_generation(rng);
+                let next = Self {
+                    mfa: CustomerMfa::Configured(Configured {
+                        backup: configured.backup.clone(),
+                        ..replaced
+                    }),
+                    failures: Failures::default(),
+                    generation,
+                };
+                let event = ctx.event(EventKind::AuthenticatorReplaced { step });
+                let passed = ctx.passed(session, generation, PassedBy::Enrollment);
+                Decision::write(next, vec![event], Ok(passed))
+            }
+            Err(refused) => self.refused(refused, Factor::Enrollment, policy, ctx),
+        }
+    }
+
     /// A new set of backup codes, replacing every earlier one. The plaintext codes are returned once;
     /// the record keeps only their argon2id hashes.
     ///
@@ -771,22 +915,35 @@ impl CustomerRecord {
         policy: &OrgPolicy,
         ctx: &Context<'_>,
     ) -> Result<FactorPassed, Refusal> {
+        let passed = self.fresh_for_change(session, Purpose::BACKUP_CODES, policy, ctx)?;
+        match self.mfa {
+            CustomerMfa::Configured(_) => Ok(passed),
+            _ => Err(Refusal::NotConfigured),
+        }
+    }
+
+    /// Whether `session` is current and its second factor fresh for `purpose`: the factor, or the
+    /// refusal (a session that never gave one, or one that must step up first).
+    fn fresh_for_change(
+        &self,
+        session: &MfaSession,
+        purpose: Purpose,
+        policy: &OrgPolicy,
+        ctx: &Context<'_>,
+    ) -> Result<FactorPassed, Refusal> {
         self.current(session)?;
         let max_age_secs = policy.settings().step_up_max_age_secs;
         let passed = session
             .passed()
             .filter(FactorPassed::is_second_factor)
             .ok_or(Refusal::SecondFactorRequired { max_age_secs })?;
-        if !session.fresh_for(Purpose::BACKUP_CODES, max_age_secs, ctx.now) {
+        if !session.fresh_for(purpose, max_age_secs, ctx.now) {
             return Err(Refusal::StepUpRequired {
-                purpose: Purpose::BACKUP_CODES,
+                purpose,
                 max_age_secs,
             });
         }
-        match self.mfa {
-            CustomerMfa::Configured(_) => Ok(passed),
-            _ => Err(Refusal::NotConfigured),
-        }
+        Ok(passed)
     }
 
     /// Checks a sign-in TOTP code: accepted only for a step newer than the last accepted one.
@@ -980,7 +1137,15 @@ impl CustomerRecord {
         let Some(sealed) = self.sealed_secret() else {
             return Ok(None);
         };
-        if !keys.needs_reseal(sealed) {
+        // A replacement under way is sealed again with the secret it replaces, so that a rotation
+        // that finds the record (by the current secret's key) leaves neither on the old key.
+        let replacement = match &self.mfa {
+            CustomerMfa::Configured(c) => c.replacement.as_ref(),
+            _ => None,
+        };
+        if !keys.needs_reseal(sealed)
+            && !replacement.is_some_and(|pending| keys.needs_reseal(&pending.sealed))
+        {
             return Ok(None);
         }
         let resealed = keys.reseal(sealed, ctx.org, ctx.customer, rng)?;
@@ -991,6 +1156,13 @@ impl CustomerRecord {
             }),
             CustomerMfa::Configured(c) => CustomerMfa::Configured(Configured {
                 sealed: resealed,
+                replacement: match &c.replacement {
+                    Some(pending) => Some(Pending {
+                        sealed: keys.reseal(&pending.sealed, ctx.org, ctx.customer, rng)?,
+                        ..pending.clone()
+                    }),
+                    None => None,
+                },
                 ..c.clone()
             }),
             CustomerMfa::Unconfigured(_) => return Ok(None),
@@ -1002,20 +1174,29 @@ impl CustomerRecord {
         }))
     }
 
-    /// The byte form stores keep (format 2: format 1 and the factor generation).
+    /// The byte form stores keep (format 3: format 2 and a replacement authenticator).
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
         encode(RECORD_FORMAT, self)
     }
 
-    /// Reads the byte form back: format 2, or format 1 as earlier versions wrote it (factor
-    /// generation 0, which is what sessions signed in with before it existed).
+    /// Reads the byte form back: format 3; format 2 as earlier versions wrote it (no replacement
+    /// under way); or format 1 (factor generation 0, which is what sessions signed in with before
+    /// it existed).
     ///
     /// # Errors
     /// [`DecodeError`] for bytes this version did not write.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         match format_of(bytes)? {
             (RECORD_FORMAT, body) => decode(body),
+            (2, body) => {
+                let old: RecordV2 = decode(body)?;
+                Ok(Self {
+                    mfa: old.mfa.into(),
+                    failures: old.failures,
+                    generation: old.generation,
+                })
+            }
             (1, body) => {
                 let old: RecordV1 = decode(body)?;
                 Ok(Self {
@@ -1189,6 +1370,7 @@ impl Pending {
             last_step: matched.step,
             drift: 0,
             backup: None,
+            replacement: None,
         })
     }
 }
@@ -1320,4 +1502,50 @@ pub enum Resealed {
     AlreadyCurrent(KeyId),
     /// Nothing to do: the customer has no secret (never enrolled, or reset).
     NoSecret,
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_core::SeedableRng;
+
+    use super::*;
+    use crate::{KeyId, OrgId, SealingKey};
+
+    /// A configured record as format 2 wrote it reads in format 3 with no replacement under way,
+    /// every other field as it was.
+    #[test]
+    fn a_format_2_configured_record_reads_with_no_replacement() {
+        let keys = KeyRing::new(SealingKey::new(KeyId::new(1), [1; 32]));
+        let (org, customer) = (
+            OrgId::new("acme").unwrap(),
+            CustomerId::new("alice").unwrap(),
+        );
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        let secret = Secret::generate(crate::Algorithm::Sha1, &mut rng);
+        let sealed = keys.seal(&secret, &org, &customer, &mut rng);
+        let old = RecordV2 {
+            mfa: CustomerMfaV2::Configured(ConfiguredV2 {
+                sealed: sealed.clone(),
+                totp: Totp::default(),
+                configured_at: UnixTime::from_secs(5),
+                last_step: 7,
+                drift: -1,
+                backup: None,
+            }),
+            failures: Failures::default(),
+            generation: 42,
+        };
+        let record = CustomerRecord::from_bytes(&encode(2, &old)).unwrap();
+        assert_eq!(record.generation(), 42);
+        let CustomerMfa::Configured(configured) = record.mfa() else {
+            panic!("configured: {record:?}");
+        };
+        assert_eq!(configured.sealed, sealed);
+        assert_eq!((configured.last_step, configured.drift), (7, -1));
+        assert_eq!(configured.replacement, None);
+        // Written again it is format 3, and reads the same.
+        let again = record.to_bytes();
+        assert_eq!(again.first(), Some(&RECORD_FORMAT));
+        assert_eq!(CustomerRecord::from_bytes(&again), Ok(record));
+    }
 }

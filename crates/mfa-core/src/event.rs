@@ -38,6 +38,8 @@ impl Event {
             EventKind::SecretResealed { .. } => "secret_resealed",
             EventKind::RejectionsCoalesced { .. } => "rejections_coalesced",
             EventKind::StepUpPassed { .. } => "step_up_passed",
+            EventKind::ReplacementStarted { .. } => "replacement_started",
+            EventKind::AuthenticatorReplaced { .. } => "authenticator_replaced",
         }
     }
 
@@ -156,6 +158,16 @@ pub enum EventKind {
         /// When the last counted one came.
         to: UnixTime,
     },
+    /// A configured customer started replacing their authenticator; the current one keeps working.
+    ReplacementStarted {
+        /// Until when the new one can be confirmed.
+        expires_at: UnixTime,
+    },
+    /// The new authenticator was confirmed and took the old one's place.
+    AuthenticatorReplaced {
+        /// The time step of the confirming code (of the new secret), which now counts as used.
+        step: u64,
+    },
     /// A step-up passed: the acceptance event just before it says which code; this one, what for.
     StepUpPassed {
         /// What the host asked the fresh factor for.
@@ -251,6 +263,10 @@ mod tests {
                 purpose: crate::Purpose::new("payment_method").unwrap(),
                 factor: Factor::BackupCode,
             },
+            EventKind::ReplacementStarted {
+                expires_at: UnixTime::from_secs(600),
+            },
+            EventKind::AuthenticatorReplaced { step: 9 },
         ];
         let mut names = alloc::collections::BTreeSet::new();
         for kind in kinds {
@@ -263,7 +279,7 @@ mod tests {
             assert_eq!(Event::from_bytes(&event.to_bytes()), Ok(event.clone()));
             names.insert(event.kind_name());
         }
-        assert_eq!(names.len(), 14, "every kind has its own name");
+        assert_eq!(names.len(), 16, "every kind has its own name");
         let mut bytes = Event {
             at: UnixTime::EPOCH,
             org: OrgId::new("a").unwrap(),

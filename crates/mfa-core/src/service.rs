@@ -384,6 +384,48 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
         .await
     }
 
+    /// Starts replacing the customer's authenticator (a new phone), without an administrator: a
+    /// fresh secret to show as at enrollment ([`Enrollment::uri`]), pending beside the current one,
+    /// which keeps working until the new one is confirmed ([`Service::confirm_replacement`]). Only
+    /// for a session whose second factor is fresh for [`Purpose::REPLACE_AUTHENTICATOR`] (step up
+    /// with the current authenticator's code, or a backup code when the old phone is gone).
+    ///
+    /// # Errors
+    /// [`Refusal::StepUpRequired`], [`Refusal::SecondFactorRequired`], [`Refusal::NotConfigured`],
+    /// [`Refusal::SessionEnded`]; store errors.
+    pub async fn start_replacement(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        session: &MfaSession,
+    ) -> Result<Enrollment, S::Error> {
+        self.run_with_rng(org, customer, |record, policy, ctx, rng| {
+            record.start_replacement(session, policy, &self.keys, ctx, rng)
+        })
+        .await
+    }
+
+    /// Confirms the replacement with a code from the new authenticator: it takes the old one's
+    /// place in one write, the backup codes stay, and every other session of the customer ends;
+    /// keep the answer's [`MfaPassed::session`] in this one. Logged as `authenticator_replaced`.
+    ///
+    /// # Errors
+    /// [`Refusal::NotPending`] (nothing to confirm), [`Refusal::EnrollmentExpired`] (start again;
+    /// the old authenticator still works), [`Refusal::WrongCode`], [`Refusal::InvalidCode`],
+    /// [`Refusal::Locked`], [`Refusal::NotConfigured`], [`Refusal::SessionEnded`]; store errors.
+    pub async fn confirm_replacement(
+        &self,
+        org: &OrgId,
+        customer: &CustomerId,
+        session: &MfaSession,
+        code: &str,
+    ) -> Result<MfaPassed, S::Error> {
+        self.run_with_rng(org, customer, |record, policy, ctx, rng| {
+            record.confirm_replacement(session, code, policy, &self.keys, ctx, rng)
+        })
+        .await
+    }
+
     /// A new set of backup codes (the old set stops working); the plaintext is returned only here.
     /// Only for a session whose second factor is fresh for [`Purpose::BACKUP_CODES`]
     /// (see [`Service::check_step_up`]). A change of factor: every other session of the customer

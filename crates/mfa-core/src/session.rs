@@ -50,6 +50,10 @@ impl Purpose {
     /// most.
     pub const PAYMENT_METHOD: Self = Self::known(b"payment_method");
 
+    /// Replacing the authenticator (a new phone): what
+    /// [`Service::start_replacement`](crate::Service::start_replacement) asks a fresh factor for.
+    pub const REPLACE_AUTHENTICATOR: Self = Self::known(b"replace_authenticator");
+
     /// Reads a purpose name.
     ///
     /// # Errors
