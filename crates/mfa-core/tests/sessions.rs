@@ -1045,16 +1045,24 @@ async fn records_of_format_1_still_read() {
     let (mfa, clock) = service(MemoryStore::new());
     let alice = customer("alice");
     settle(&mfa, OrgMfa::On).await;
-    /// The bytes format 1 wrote for `record`, from the bytes format 2 writes: the same but for
-    /// the format byte, and without the generation at the end (a postcard varint, 7 bits a byte).
+    /// The bytes format 1 wrote for `record`, from the bytes format 3 writes: the same but for
+    /// the format byte, without format 3's replacement (none: one 0x00 byte closing a configured
+    /// state, before the failures), and without format 2's generation at the end (a postcard
+    /// varint, 7 bits a byte).
     fn format_1(record: &CustomerRecord) -> Vec<u8> {
         let mut bytes = record.to_bytes();
-        assert_eq!(bytes[0], 2, "this version writes format 2");
+        assert_eq!(bytes[0], 3, "this version writes format 3");
         bytes[0] = 1;
         let varint = (64 - record.generation().leading_zeros())
             .div_ceil(7)
-            .max(1);
-        bytes.truncate(bytes.len() - varint as usize);
+            .max(1) as usize;
+        if record.state() == mfa_core::StateName::Configured {
+            let failures = postcard::to_allocvec(record.failures()).unwrap().len();
+            let at = bytes.len() - varint - failures - 1;
+            assert_eq!(bytes[at], 0x00, "no replacement under way");
+            bytes.remove(at);
+        }
+        bytes.truncate(bytes.len() - varint);
         bytes
     }
 
@@ -1084,9 +1092,9 @@ async fn records_of_format_1_still_read() {
     }
 
     // A configured record (generation 1, after the confirmation): format 1 reads as generation 0,
-    // with every other field as it was, and is written back as format 2. (A backup-code set is left
+    // with every other field as it was, and is written back in this version's format. (A backup-code set is left
     // out: this version's sets are stored in a form of their own, so format 1's set cannot be cut
-    // out of format 2's bytes.)
+    // out of this version's bytes.)
     let passed = mfa
         .confirm_enrollment(
             &acme(),
@@ -1105,10 +1113,9 @@ async fn records_of_format_1_still_read() {
         (read.mfa(), read.failures(), read.generation()),
         (confirmed.mfa(), confirmed.failures(), 0)
     );
-    let mut rewritten = old.clone();
-    rewritten[0] = 2;
-    rewritten.push(0x00); // generation 0
-    assert_eq!(read.to_bytes(), rewritten);
+    // Written back, it is this version's format, and holds exactly what format 1 held.
+    assert_eq!(read.to_bytes()[0], 3);
+    assert_eq!(format_1(&read), old);
     // A session of generation 0 (signed in before the upgrade) goes on with the record read from
     // format 1, and not with this version's record, whose generation moved on at confirmation.
     let policy = mfa.org_policy(&acme()).await.unwrap();

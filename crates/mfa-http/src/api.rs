@@ -117,7 +117,8 @@ where
     ///
     /// Customer routes: `GET /mfa`, `POST /mfa/enrollment`, `POST /mfa/enrollment/confirm`,
     /// `POST /mfa/backup-codes`, `POST /mfa/verify`, `POST /mfa/step-up`,
-    /// `GET /mfa/step-up/{purpose}`. Administrator routes: `GET` and
+    /// `GET /mfa/step-up/{purpose}`, `POST /mfa/authenticator/replacement` and
+    /// `POST /mfa/authenticator/replacement/confirm`. Administrator routes: `GET` and
     /// `PUT /admin/mfa`, `GET /admin/customers/{id}/mfa`, `POST /admin/customers/{id}/mfa/reset`,
     /// `GET /admin/audit`. And `GET /openapi.json`, the description of them all. Unknown paths
     /// and methods under the mount point answer with the JSON error shape too (so `merge` it only
@@ -229,6 +230,8 @@ fn table<A: Backend>() -> (Router<Arc<A>>, OpenApi) {
         .add::<customer::__path_generate_backup_codes, _, _>(customer::generate_backup_codes::<A>)
         .add::<customer::__path_verify, _, _>(customer::verify::<A>)
         .add::<customer::__path_step_up, _, _>(customer::step_up::<A>)
+        .add::<customer::__path_start_replacement, _, _>(customer::start_replacement::<A>)
+        .add::<customer::__path_confirm_replacement, _, _>(customer::confirm_replacement::<A>)
         .add::<customer::__path_step_up_status, _, _>(customer::step_up_status::<A>)
         .add::<admin::__path_org_mfa, _, _>(admin::org_mfa::<A>)
         .add::<admin::__path_set_org_mfa, _, _>(admin::set_org_mfa::<A>)

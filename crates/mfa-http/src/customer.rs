@@ -101,6 +101,11 @@ pub(crate) async fn start_enrollment<A: Backend>(
         .start_enrollment(&caller.org, &caller.customer, &caller.session)
         .await
         .map_err(|error| app.refusal(&error))?;
+    enrollment_started(&enrollment)
+}
+
+/// The answer that shows a new secret once: the key URI, its QR code and the grouped text.
+fn enrollment_started(enrollment: &mfa_core::Enrollment) -> Result<Response, Error> {
     let uri = &enrollment.uri;
     let qr_svg = uri.to_qr_svg().map_err(|error| {
         tracing::error!(%error, "mfa-http: the key URI does not fit in a QR code");
@@ -149,6 +154,86 @@ pub(crate) async fn confirm_enrollment<A: Backend>(
     let passed = app
         .service()
         .confirm_enrollment(&caller.org, &caller.customer, &caller.session, &body.code)
+        .await
+        .map_err(|error| app.refusal(&error))?;
+    let state = StateChanged {
+        state: StateName::Configured,
+    };
+    passed_to_host(&*app, head, passed, json::response(StatusCode::OK, &state)).await
+}
+
+/// Starts replacing the authenticator (a new phone), without an administrator.
+///
+/// Issues a fresh secret, shown once as at enrollment, pending beside the current one, which keeps
+/// working until the new one is confirmed (and if it never is). Needs a code fresh for the purpose
+/// `replace_authenticator`: past the step-up age, 403 `step_up_required`, then
+/// `POST /mfa/step-up` (with a backup code when the old phone is gone). A second start replaces
+/// the pending secret.
+#[utoipa::path(
+    post,
+    path = "/mfa/authenticator/replacement",
+    tag = "customer",
+    request_body(content = Option<NoFields>, content_type = "application/json", description = "Empty, `{}` or `null`."),
+    responses(
+        (status = 201, description = "The new secret, shown once.", body = EnrollmentStarted),
+        (status = 400, description = "`malformed_json`.", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`; `session_ended`.", body = ErrorBody),
+        (status = 403, description = "`step_up_required`: a fresh code for `replace_authenticator` first; `mfa_required`: the session has not passed MFA; `forbidden`.", body = ErrorBody),
+        (status = 409, description = "`not_configured`: there is no authenticator to replace.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`.", body = ErrorBody),
+        (status = 422, description = "`invalid_body`.", body = ErrorBody),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+        (status = 503, description = "`unavailable`.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn start_replacement<A: Backend>(
+    State(app): State<Arc<A>>,
+    caller: CustomerCaller,
+    _: NoInput,
+) -> Result<Response, Error> {
+    let enrollment = app
+        .service()
+        .start_replacement(&caller.org, &caller.customer, &caller.session)
+        .await
+        .map_err(|error| app.refusal(&error))?;
+    enrollment_started(&enrollment)
+}
+
+/// Confirms the new authenticator with a code from it.
+///
+/// The new secret takes the old one's place at once; the backup codes stay; every other session
+/// of the customer ends, and the host re-marks this one (its headers come with this answer).
+#[utoipa::path(
+    post,
+    path = "/mfa/authenticator/replacement/confirm",
+    tag = "customer",
+    request_body(content = CodeRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new authenticator is the one now.", body = StateChanged),
+        (status = 400, description = "`malformed_json`.", body = ErrorBody),
+        (status = 401, description = "`invalid_code`: wrong or malformed; `unauthenticated`; `session_ended`.", body = ErrorBody),
+        (status = 403, description = "`forbidden`.", body = ErrorBody),
+        (status = 409, description = "`not_pending`: no replacement to confirm; `not_configured`.", body = ErrorBody),
+        (status = 410, description = "`enrollment_expired`: start again (the old authenticator still works).", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`.", body = ErrorBody),
+        (status = 422, description = "`invalid_body`.", body = ErrorBody),
+        (status = 429, description = "`locked`: too many failures.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until attempts are accepted again."))),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+        (status = 503, description = "`unavailable`.", body = ErrorBody),
+    )
+)]
+pub(crate) async fn confirm_replacement<A: Backend>(
+    State(app): State<Arc<A>>,
+    caller: CustomerCaller,
+    head: Parts,
+    JsonBody(body): JsonBody<CodeRequest>,
+) -> Result<Response, Error> {
+    let passed = app
+        .service()
+        .confirm_replacement(&caller.org, &caller.customer, &caller.session, &body.code)
         .await
         .map_err(|error| app.refusal(&error))?;
     let state = StateChanged {

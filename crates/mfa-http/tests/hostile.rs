@@ -73,6 +73,12 @@ fn routes() -> Vec<(Method, &'static str, bool)> {
         (Method::POST, "/mfa/backup-codes", true),
         (Method::POST, "/mfa/verify", false),
         (Method::POST, "/mfa/step-up", false),
+        (Method::POST, "/mfa/authenticator/replacement", true),
+        (
+            Method::POST,
+            "/mfa/authenticator/replacement/confirm",
+            false,
+        ),
         (Method::GET, "/mfa/step-up/payment_method", true),
         (Method::GET, "/admin/mfa", true),
         (Method::PUT, "/admin/mfa", false),

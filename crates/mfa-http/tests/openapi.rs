@@ -16,6 +16,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("GET", "/admin/mfa"),
     ("PUT", "/admin/mfa"),
     ("GET", "/mfa"),
+    ("POST", "/mfa/authenticator/replacement"),
+    ("POST", "/mfa/authenticator/replacement/confirm"),
     ("POST", "/mfa/backup-codes"),
     ("POST", "/mfa/enrollment"),
     ("POST", "/mfa/enrollment/confirm"),
