@@ -658,7 +658,7 @@ pub(crate) async fn account<S: Store + 'static, C: PortalClock>(
 {}"#,
             step_up_panel(Purpose::BACKUP_CODES, "Making new backup codes", true),
             backup_codes_step(false)
-        ),
+        ) + REPLACE_AUTHENTICATOR,
         (_, true) => r#"<p class="notice">Acme Billing now requires MFA.</p>
 <div class="actions"><a class="button primary" id="setup-mfa" href="/mfa/setup">Set up MFA</a></div>"#
             .to_owned(),
@@ -703,6 +703,26 @@ session has passed every required sign-in step.</p>
     )
 }
 
+/// "Replace authenticator" on the account page: a new phone's app set up beside the current one,
+/// which keeps working until the new one is confirmed (`/static/app.js` drives the API).
+const REPLACE_AUTHENTICATOR: &str = r#"
+<div id="replace">
+<h3>Authenticator app</h3>
+<p class="muted small">New phone? Set up the app on it here. The old one keeps working until you
+confirm the new one; your backup codes stay as they are.</p>
+<div class="actions"><button type="button" id="replace-authenticator">Replace authenticator</button></div>
+<p class="error" id="replace-error" role="alert" hidden></p>
+<div id="replace-scan" hidden>
+<p>Scan this QR code with the app on your new phone, or type the key.</p>
+<div id="replace-qr" class="qr"></div>
+<p class="key-line"><code id="replace-secret" class="key"></code></p>
+<label for="replace-code">Code from the new app</label>
+<input id="replace-code" type="text" inputmode="numeric" autocomplete="one-time-code" maxlength="10" placeholder="123456" spellcheck="false">
+<div class="actions"><button type="button" id="replace-confirm" class="primary">Confirm new authenticator</button></div>
+</div>
+<p class="success" id="replace-done" role="status" hidden>Your new authenticator app is set up. The old one no longer works, and every other session was signed out.</p>
+</div>"#;
+
 /// "Confirm it's you": a fresh code for `purpose`, from the app or a backup code, without
 /// signing out (`/static/app.js` sends it to `POST /api/mfa/step-up`). `action` names what it
 /// unlocks, for the customer.
@@ -710,8 +730,8 @@ fn step_up_panel(purpose: Purpose, action: &str, hidden: bool) -> String {
     format!(
         r#"<div id="step-up" class="step-up" data-purpose="{purpose}"{hidden}>
 <h2>Confirm it's you</h2>
-<p>{action} needs a fresh code. Open your authenticator app and enter the code for Acme Billing, or
-enter one of your backup codes.</p>
+<p><span id="step-up-action">{action}</span> needs a fresh code. Open your authenticator app and enter
+the code for Acme Billing, or enter one of your backup codes.</p>
 <label for="step-up-code">Code</label>
 <input id="step-up-code" type="text" autocomplete="one-time-code" maxlength="40" placeholder="123456" spellcheck="false">
 <div class="actions"><button type="button" id="step-up-verify" class="primary">Confirm</button></div>

@@ -104,13 +104,13 @@
     if (input) input.focus();
   }
 
-  function showQr(svgText) {
+  function showQr(svgText, target) {
     const parsed = new DOMParser().parseFromString(svgText, 'image/svg+xml');
     const svg = parsed.documentElement;
     if (!svg || svg.nodeName !== 'svg') return;
     svg.setAttribute('role', 'img');
     svg.setAttribute('aria-label', 'QR code for your authenticator app');
-    $('qr').replaceChildren(document.importNode(svg, true));
+    $(target || 'qr').replaceChildren(document.importNode(svg, true));
   }
 
   function setupPage() {
@@ -156,8 +156,25 @@
     backupCodes(() => step('step-backup'));
   }
 
+  // What runs once the step-up panel's fresh code is accepted, when an action asked for it.
+  let afterStepUp = null;
+
+  // Shows the step-up panel for `purpose` (naming the `action` for the customer); `then` runs once
+  // the fresh code is accepted.
+  function askStepUp(purpose, action, then) {
+    const panel = $('step-up');
+    if (!panel) return false;
+    panel.dataset.purpose = purpose;
+    if ($('step-up-action')) $('step-up-action').textContent = action;
+    afterStepUp = then;
+    say('step-up-error', '');
+    panel.hidden = false;
+    $('step-up-code').focus();
+    return true;
+  }
+
   // "Confirm it's you": a fresh code for the panel's purpose (from the app, or a backup code, told
-  // apart by its letters), sent to POST /api/mfa/step-up; then `passed` runs.
+  // apart by its letters), sent to POST /api/mfa/step-up; then what asked for it runs (or `passed`).
   function stepUp(passed) {
     const panel = $('step-up');
     const confirm = $('step-up-verify');
@@ -173,7 +190,9 @@
         if (result.ok) {
           $('step-up-code').value = '';
           panel.hidden = true;
-          await passed();
+          const next = afterStepUp || passed;
+          afterStepUp = null;
+          await next();
         } else if (result.json.error === 'unauthenticated' || result.json.error === 'session_ended') {
           location.assign('/signin');
         } else {
@@ -188,8 +207,7 @@
   function backupCodes(reveal) {
     const generate = $('generate-backup-codes');
     if (!generate) return;
-    // A stale session confirms it is the customer, then the codes are made.
-    stepUp(async () => generate.click());
+
     let codes = [];
     const text = () =>
       'Acme Billing backup codes for ' +
@@ -214,9 +232,11 @@
           if (remaining) remaining.textContent = String(codes.length);
           say('copy-status', '');
           reveal();
-        } else if (result.json.error === 'step_up_required' && $('step-up')) {
-          $('step-up').hidden = false;
-          $('step-up-code').focus();
+        } else if (result.json.error === 'step_up_required') {
+          // A stale session confirms it is the customer, then the codes are made.
+          if (!askStepUp('backup_codes', 'Making new backup codes', async () => generate.click())) {
+            say('backup-error', explain(result));
+          }
         } else {
           say('backup-error', explain(result));
         }
@@ -287,10 +307,54 @@
     $('use-code').addEventListener('click', () => swap(false));
   }
 
+  // "Replace authenticator": step up if asked, show the new secret, confirm with the new app.
+  function replaceAuthenticator() {
+    const start = $('replace-authenticator');
+    if (!start) return;
+    start.addEventListener('click', () =>
+      busy(start, async () => {
+        say('replace-error', '');
+        const result = await api('/mfa/authenticator/replacement');
+        if (result.status === 201) {
+          showQr(result.json.qr_svg, 'replace-qr');
+          $('replace-secret').textContent = result.json.secret;
+          $('replace-code').value = '';
+          $('replace-scan').hidden = false;
+          $('replace-code').focus();
+        } else if (result.json.error === 'step_up_required') {
+          askStepUp('replace_authenticator', 'Replacing your authenticator app', async () => start.click());
+        } else {
+          say('replace-error', explain(result));
+        }
+      }),
+    );
+    const confirm = $('replace-confirm');
+    const send = () =>
+      busy(confirm, async () => {
+        say('replace-error', '');
+        const result = await api('/mfa/authenticator/replacement/confirm', { code: $('replace-code').value });
+        if (result.ok) {
+          $('replace-scan').hidden = true;
+          say('replace-done', $('replace-done').textContent);
+        } else if (result.json.error === 'unauthenticated' || result.json.error === 'session_ended') {
+          location.assign('/signin');
+        } else if (result.json.error === 'enrollment_expired' || result.json.error === 'not_pending') {
+          $('replace-scan').hidden = true;
+          say('replace-error', 'This set-up has expired. Start again with Replace authenticator; your old app still works.');
+        } else {
+          say('replace-error', explain(result));
+        }
+      });
+    confirm.addEventListener('click', send);
+    onEnter($('replace-code'), send);
+  }
+
   function accountPage() {
+    stepUp(async () => {});
     backupCodes(() => {
       $('step-backup').hidden = false;
     });
+    replaceAuthenticator();
   }
 
   function paymentPage() {

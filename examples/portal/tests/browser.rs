@@ -642,6 +642,57 @@ async fn the_whole_story_in_a_browser() {
     }
     assert_eq!(codes.len(), 5, "a new set: {codes:?}");
     browser.shot("account-new-backup-codes").await;
+
+    // A new phone: past the step-up age again, "Replace authenticator" asks for a fresh code, then
+    // shows the new key; the new app's code confirms it, and from then on only it signs in.
+    clock.advance(STEP_UP_MINUTES * 60 + 1);
+    browser.click("replace-authenticator").await;
+    browser.visible("step-up").await;
+    assert_eq!(
+        browser.text("step-up-action").await,
+        "Replacing your authenticator app"
+    );
+    browser.type_into("step-up-code", &app.code()).await;
+    browser.click("step-up-verify").await;
+    browser.visible("replace-scan").await;
+    browser
+        .client
+        .find(Locator::Css("#replace-qr svg"))
+        .await
+        .expect("the new QR code is shown");
+    let typed: String = browser
+        .text("replace-secret")
+        .await
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let old_app = app;
+    let app = App {
+        secret: Secret::from_base32(&typed).unwrap(),
+        totp: old_app.totp,
+        clock: clock.clone(),
+    };
+    browser.shot("account-replace-scan").await;
+    browser.type_into("replace-code", &app.code()).await;
+    browser.click("replace-confirm").await;
+    assert!(
+        browser
+            .text("replace-done")
+            .await
+            .starts_with("Your new authenticator app is set up."),
+    );
+    browser.shot("account-replaced").await;
+    browser.sign_out().await;
+
+    // The old phone's code no longer signs in; the new one's does.
+    browser.sign_in(&base, ALICE, "alice-pass", "verify").await;
+    browser.type_into("code", &old_app.code()).await;
+    browser.click("verify").await;
+    let error = browser.text("error").await;
+    assert!(error.starts_with("That code is not valid."), "{error}");
+    browser.type_into("code", &app.code()).await;
+    browser.click("verify").await;
+    browser.page("account").await;
     browser.sign_out().await;
 
     // And again, with a backup code instead.

@@ -216,6 +216,8 @@ fn routes() -> Vec<(Method, &'static str)> {
         (Method::POST, "/api/mfa/backup-codes"),
         (Method::POST, "/api/mfa/verify"),
         (Method::POST, "/api/mfa/step-up"),
+        (Method::POST, "/api/mfa/authenticator/replacement"),
+        (Method::POST, "/api/mfa/authenticator/replacement/confirm"),
         (Method::GET, "/api/mfa/step-up/payment_method"),
         (Method::POST, "/api/billing/payment-method"),
         (Method::GET, "/api/admin/mfa"),
