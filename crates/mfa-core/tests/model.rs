@@ -1,6 +1,7 @@
 //! Model-based property test: random sequences of every operation (organisation toggles, password
 //! sign-ins, enrollment, confirmation, sign-ins with right, wrong, old, replayed and malformed codes,
-//! backup codes, step-ups for two purposes with either factor, resets and clock jumps backwards
+//! backup codes, step-ups for three purposes with either factor, replacing the authenticator (start
+//! and confirm, with the new app's, the old app's and wrong codes), resets and clock jumps backwards
 //! and forwards) run through the service on the
 //! in-memory store, each customer with two sessions of their own, and each outcome is checked
 //! against a small reference model of the rules in DESIGN.md and REQUIREMENTS.md.
@@ -31,10 +32,11 @@ const SESSIONS: usize = 2;
 const LIFETIME: u64 = 600;
 
 /// The purposes step-ups are asked for: a host's own, and making backup codes.
-fn purposes() -> [Purpose; 2] {
+fn purposes() -> [Purpose; 3] {
     [
         Purpose::new("payment_method").unwrap(),
         Purpose::BACKUP_CODES,
+        Purpose::REPLACE_AUTHENTICATOR,
     ]
 }
 
@@ -46,6 +48,8 @@ enum Typed {
     Replay,
     /// A code of the customer's previous secret.
     OldSecret,
+    /// The code `offset` steps from now of the replacement secret being set up, if any.
+    NewApp(i64),
     /// A well-formed code of nobody's.
     Wrong,
     /// Not a code.
@@ -68,6 +72,10 @@ enum Op {
     /// A step-up for purpose `n` with backup code `m` of the current set, or of the previous one.
     StepUpBackup(Who, usize, usize, bool),
     GenerateBackup(Who),
+    /// Start replacing the authenticator in this session.
+    StartReplacement(Who),
+    /// Confirm the replacement with this code.
+    ConfirmReplacement(Who, Typed),
     /// Use backup code `n` of the current set, or of the previous set.
     UseBackup(Who, usize, bool),
     Reset(usize),
@@ -79,6 +87,7 @@ fn typed() -> impl Strategy<Value = Typed> {
         4 => (-2i64..=2).prop_map(Typed::App),
         1 => Just(Typed::Replay),
         1 => Just(Typed::OldSecret),
+        2 => (-1i64..=1).prop_map(Typed::NewApp),
         1 => Just(Typed::Wrong),
         1 => Just(Typed::Malformed),
     ]
@@ -97,8 +106,10 @@ fn op() -> impl Strategy<Value = Op> {
         3 => who.clone().prop_map(Op::Start),
         3 => (who.clone(), typed()).prop_map(|(w, t)| Op::Confirm(w, t)),
         5 => (who.clone(), typed()).prop_map(|(w, t)| Op::SignIn(w, t)),
-        3 => (who.clone(), 0usize..2, typed()).prop_map(|(w, p, t)| Op::StepUp(w, p, t)),
-        1 => (who.clone(), 0usize..2, 0usize..5, any::<bool>())
+        3 => (who.clone(), 0usize..3, typed()).prop_map(|(w, p, t)| Op::StepUp(w, p, t)),
+        3 => who.clone().prop_map(Op::StartReplacement),
+        5 => (who.clone(), typed()).prop_map(|(w, t)| Op::ConfirmReplacement(w, t)),
+        1 => (who.clone(), 0usize..3, 0usize..5, any::<bool>())
             .prop_map(|(w, p, n, old)| Op::StepUpBackup(w, p, n, old)),
         1 => who.clone().prop_map(Op::GenerateBackup),
         2 => (who, 0usize..5, any::<bool>()).prop_map(|(w, n, old)| Op::UseBackup(w, n, old)),
@@ -125,6 +136,8 @@ struct Model {
     generation: u64,
     /// Whether anything was ever written for the customer (a reset needs a record).
     stored: bool,
+    /// A replacement authenticator being set up: its key URI and until when it can be confirmed.
+    replacement: Option<(KeyUri, u64)>,
 }
 
 /// The reference model of one session, as the host keeps it.
@@ -279,6 +292,10 @@ fn text(model: &Model, typed: Typed, now: u64) -> String {
             .previous_secret
             .as_ref()
             .map_or_else(|| "11111111".into(), |uri| code_of(uri, now / 30)),
+        Typed::NewApp(offset) => model.replacement.as_ref().map_or_else(
+            || "13572468".into(),
+            |(uri, _)| code_of(uri, (now / 30).saturating_add_signed(offset)),
+        ),
         Typed::Wrong => "00000000".into(),
         Typed::Malformed => "12ab5678".into(),
     }
@@ -291,6 +308,39 @@ fn refusal<T: std::fmt::Debug>(
         ServiceError::Refused(error) => error,
         other => panic!("the store or service failed: {other}"),
     })
+}
+
+/// Operations around replacing one configured customer's authenticator: sign-ins with the old
+/// and new apps' codes, step-ups for every purpose, starts and confirmations, new sessions, backup
+/// codes and small clock jumps, on customer 0 mostly.
+fn replacement_op() -> impl Strategy<Value = Op> {
+    let who = (
+        prop_oneof![4 => Just(0usize), 1 => Just(1usize)],
+        0..SESSIONS,
+    );
+    prop_oneof![
+        2 => who.clone().prop_map(Op::LoginStep),
+        3 => (who.clone(), typed()).prop_map(|(w, t)| Op::SignIn(w, t)),
+        3 => (who.clone(), 0usize..3, typed()).prop_map(|(w, p, t)| Op::StepUp(w, p, t)),
+        4 => who.clone().prop_map(Op::StartReplacement),
+        5 => (who.clone(), typed()).prop_map(|(w, t)| Op::ConfirmReplacement(w, t)),
+        1 => (who.clone(), 0usize..5, any::<bool>()).prop_map(|(w, n, old)| Op::UseBackup(w, n, old)),
+        1 => who.prop_map(Op::GenerateBackup),
+        1 => (0..CUSTOMERS.len()).prop_map(Op::Reset),
+        3 => prop_oneof![Just(1i64), Just(30), Just(31), Just(90), Just(601)].prop_map(Op::Jump),
+    ]
+}
+
+/// Alice configured in session (0, 0), with a set of backup codes, on an organisation with MFA on.
+fn alice_configured() -> Vec<Op> {
+    vec![
+        Op::SetOrg(OrgMfa::On),
+        Op::LoginStep((0, 0)),
+        Op::Start((0, 0)),
+        Op::Confirm((0, 0), Typed::App(0)),
+        Op::GenerateBackup((0, 0)),
+        Op::Jump(30),
+    ]
 }
 
 /// Runs `ops` from an organisation with MFA switched on or off.
@@ -572,6 +622,105 @@ fn run(switch: OrgMfa, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         prop_assert_eq!(got.unwrap_err(), Refusal::NotConfigured);
                     }
                 }
+                Op::StartReplacement((c, s)) => {
+                    let got = refusal(mfa.start_replacement(&org, &ids[c], &sessions[c][s]).await);
+                    let model = &mut models[c];
+                    let session = &session_models[c][s];
+                    let second_factor = session
+                        .passed
+                        .is_some_and(|(by, _)| by != PassedBy::NotRequired);
+                    let want = if session.generation != model.generation {
+                        Err(Refusal::SessionEnded)
+                    } else if !second_factor {
+                        Err(Refusal::SecondFactorRequired {
+                            max_age_secs: RECENT_FACTOR_SECS,
+                        })
+                    } else if !session.fresh(2, now) {
+                        Err(Refusal::StepUpRequired {
+                            purpose: Purpose::REPLACE_AUTHENTICATOR,
+                            max_age_secs: RECENT_FACTOR_SECS,
+                        })
+                    } else if !matches!(model.state, State::Configured { .. }) {
+                        Err(Refusal::NotConfigured)
+                    } else {
+                        Ok(())
+                    };
+                    match got {
+                        Ok(enrollment) => {
+                            prop_assert_eq!(Ok(()), want, "start replacement for {:?}", (c, s));
+                            model.replacement = Some((enrollment.uri, now + LIFETIME));
+                        }
+                        Err(refused) => prop_assert_eq!(
+                            Err(refused),
+                            want,
+                            "start replacement for {:?}",
+                            (c, s)
+                        ),
+                    }
+                }
+                Op::ConfirmReplacement((c, s), typed) => {
+                    let code = text(&models[c], typed, now);
+                    let got = refusal(
+                        mfa.confirm_replacement(&org, &ids[c], &sessions[c][s], &code)
+                            .await,
+                    );
+                    let model = &mut models[c];
+                    let current = session_models[c][s].generation == model.generation;
+                    let want = match (model.state.clone(), model.replacement.clone()) {
+                        _ if !current => Err(Refusal::SessionEnded),
+                        (State::Configured { .. }, None) => Err(Refusal::NotPending),
+                        (State::Configured { .. }, Some(_)) if model.locked(now).is_some() => {
+                            Err(Refusal::Locked {
+                                retry_at: UnixTime::from_secs(model.locked(now).unwrap()),
+                            })
+                        }
+                        (State::Configured { .. }, Some((_, expires_at))) if now >= expires_at => {
+                            Err(Refusal::EnrollmentExpired)
+                        }
+                        (State::Configured { .. }, Some(_))
+                            if matches!(typed, Typed::Malformed) =>
+                        {
+                            Err(Refusal::InvalidCode(mfa_core::otp::CodeError::Malformed))
+                        }
+                        (State::Configured { uri: old, .. }, Some((uri, _))) => {
+                            match matching_step(&uri, &code, now) {
+                                None => {
+                                    model.fail(now);
+                                    Err(Refusal::WrongCode)
+                                }
+                                Some(step) => {
+                                    // The new secret takes over: its own steps from now on, the
+                                    // old one's codes are a previous secret's, the backup codes
+                                    // stay, and every other session is over.
+                                    model.succeed();
+                                    model.previous_secret = Some(old);
+                                    model.accepted_steps = BTreeSet::from([step]);
+                                    model.last_accepted_code = Some(code.clone());
+                                    model.state = State::Configured {
+                                        uri,
+                                        last_step: step,
+                                    };
+                                    model.replacement = None;
+                                    model.generation += 1;
+                                    session_models[c][s].generation = model.generation;
+                                    session_models[c][s].passed = Some((PassedBy::Enrollment, now));
+                                    Ok(())
+                                }
+                            }
+                        }
+                        _ => Err(Refusal::NotConfigured),
+                    };
+                    if let Ok(passed) = &got {
+                        sessions[c][s] = passed.session();
+                    }
+                    prop_assert_eq!(
+                        got.map(|_| ()),
+                        want,
+                        "confirm replacement {:?} for {:?}",
+                        typed,
+                        (c, s)
+                    );
+                }
                 Op::UseBackup((c, s), n, old) | Op::StepUpBackup((c, s), _, n, old) => {
                     let purpose = match op {
                         Op::StepUpBackup(_, p, _, _) => Some(p),
@@ -738,6 +887,13 @@ fn run(switch: OrgMfa, ops: Vec<Op>) -> Result<(), TestCaseError> {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn replacing_authenticators_follows_the_model(ops in prop::collection::vec(replacement_op(), 1..60)) {
+        let mut all = alice_configured();
+        all.extend(ops);
+        run(OrgMfa::Off, all)?;
+    }
 
     #[test]
     fn the_service_follows_the_model(switch in switch(), ops in prop::collection::vec(op(), 1..100)) {
