@@ -35,6 +35,10 @@ enum Op {
     /// A step-up with backup code `n`, for one of two purposes.
     StepUpBackup(bool, u8, Option<String>),
     NewBackupCodes,
+    /// Start replacing the authenticator from a session fresh for it.
+    StartReplacement,
+    /// Confirm the replacement with this text, or the new app's code.
+    ConfirmReplacement(Option<String>),
     Reset,
     Wait(u16),
 }
@@ -98,6 +102,7 @@ fuzz_target!(|data: &[u8]| {
     let mut record = CustomerRecord::default();
     let mut now = T0;
     let (mut uri, mut codes): (Option<KeyUri>, Vec<String>) = (None, Vec::new());
+    let mut replacement: Option<KeyUri> = None;
     let (mut steps, mut used) = (BTreeSet::new(), BTreeSet::new());
 
     for op in ops.into_iter().take(48) {
@@ -204,7 +209,41 @@ fuzz_target!(|data: &[u8]| {
                 }
                 (next, events, outcome.is_ok())
             }
+            Op::StartReplacement => {
+                // A session that just passed a code, as a step-up for the purpose leaves it.
+                let fresh = passed(record.generation(), now);
+                let (next, events, outcome) = record
+                    .start_replacement(&fresh, &policy, &keys, &ctx, &mut rng)
+                    .into_parts();
+                if let Ok(enrollment) = &outcome {
+                    replacement = Some(enrollment.uri.clone());
+                }
+                (next, events, outcome.is_ok())
+            }
+            Op::ConfirmReplacement(text) => {
+                let code = text
+                    .or_else(|| replacement.as_ref().map(|u| code_at(u, now)))
+                    .unwrap_or_default();
+                let signed_in = passed(record.generation(), now);
+                let (next, events, outcome) = record
+                    .confirm_replacement(&signed_in, &code, &policy, &keys, &ctx, &mut rng)
+                    .into_parts();
+                if outcome.is_ok() {
+                    // The new app is the one now: its steps start afresh.
+                    let step = events.iter().find_map(|e| match e.kind {
+                        EventKind::AuthenticatorReplaced { step } => Some(step),
+                        _ => None,
+                    });
+                    assert!(step.is_some(), "a replacement is logged");
+                    uri = replacement.take();
+                    steps.clear();
+                    steps.insert(step.unwrap_or_default());
+                    assert!(next.as_ref().is_some_and(|n| n.generation() != before.generation()));
+                }
+                (next, events, outcome.is_ok())
+            }
             Op::Reset => {
+                replacement = None;
                 let (next, events, outcome) = record.reset(&admin, &ctx, &mut rng).into_parts();
                 uri = None;
                 codes.clear();

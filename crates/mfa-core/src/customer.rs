@@ -792,6 +792,15 @@ impl CustomerRecord {
         if let Err(error) = self.current(session) {
             return Decision::refuse(error);
         }
+        // Only a signed-in session (one that gave a code) takes the new authenticator in.
+        if !session
+            .passed()
+            .is_some_and(|passed| passed.is_second_factor())
+        {
+            return Decision::refuse(Refusal::SecondFactorRequired {
+                max_age_secs: policy.settings().step_up_max_age_secs,
+            });
+        }
         let CustomerMfa::Configured(configured) = &self.mfa else {
             return Decision::refuse(Refusal::NotConfigured);
         };

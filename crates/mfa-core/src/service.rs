@@ -412,7 +412,8 @@ impl<S: Store, C: crate::Clock, R: CryptoRng + Send> Service<S, C, R> {
     /// # Errors
     /// [`Refusal::NotPending`] (nothing to confirm), [`Refusal::EnrollmentExpired`] (start again;
     /// the old authenticator still works), [`Refusal::WrongCode`], [`Refusal::InvalidCode`],
-    /// [`Refusal::Locked`], [`Refusal::NotConfigured`], [`Refusal::SessionEnded`]; store errors.
+    /// [`Refusal::Locked`], [`Refusal::SecondFactorRequired`] (a session that gave no code),
+    /// [`Refusal::NotConfigured`], [`Refusal::SessionEnded`]; store errors.
     pub async fn confirm_replacement(
         &self,
         org: &OrgId,

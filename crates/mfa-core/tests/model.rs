@@ -666,8 +666,14 @@ fn run(switch: OrgMfa, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     );
                     let model = &mut models[c];
                     let current = session_models[c][s].generation == model.generation;
+                    let second_factor = session_models[c][s]
+                        .passed
+                        .is_some_and(|(by, _)| by != PassedBy::NotRequired);
                     let want = match (model.state.clone(), model.replacement.clone()) {
                         _ if !current => Err(Refusal::SessionEnded),
+                        _ if !second_factor => Err(Refusal::SecondFactorRequired {
+                            max_age_secs: RECENT_FACTOR_SECS,
+                        }),
                         (State::Configured { .. }, None) => Err(Refusal::NotPending),
                         (State::Configured { .. }, Some(_)) if model.locked(now).is_some() => {
                             Err(Refusal::Locked {

@@ -181,7 +181,25 @@ async fn starting_needs_a_fresh_factor_for_it() {
         .start_replacement(&acme(), &alice.id, &stepped)
         .await
         .unwrap();
-    // A password-only session may not start one at all.
+    // A password-only session may neither start one nor confirm one another session started,
+    // even with the new app's code.
+    let started = mfa
+        .start_replacement(&acme(), &alice.id, &stepped)
+        .await
+        .unwrap();
+    let password_only = mfa.login_step(&acme(), &alice.id).await.unwrap().session();
+    assert!(matches!(
+        refusal(
+            mfa.confirm_replacement(
+                &acme(),
+                &alice.id,
+                &password_only,
+                &SoftApp::scan(&started.uri).code_now(&clock, 0)
+            )
+            .await
+        ),
+        Refusal::SecondFactorRequired { .. }
+    ));
     let password_only = mfa.login_step(&acme(), &alice.id).await.unwrap().session();
     assert!(matches!(
         refusal(

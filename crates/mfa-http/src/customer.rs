@@ -213,7 +213,7 @@ pub(crate) async fn start_replacement<A: Backend>(
         (status = 200, description = "The new authenticator is the one now.", body = StateChanged),
         (status = 400, description = "`malformed_json`.", body = ErrorBody),
         (status = 401, description = "`invalid_code`: wrong or malformed; `unauthenticated`; `session_ended`.", body = ErrorBody),
-        (status = 403, description = "`forbidden`.", body = ErrorBody),
+        (status = 403, description = "`mfa_required`: the session has not given a code; `forbidden`.", body = ErrorBody),
         (status = 409, description = "`not_pending`: no replacement to confirm; `not_configured`.", body = ErrorBody),
         (status = 410, description = "`enrollment_expired`: start again (the old authenticator still works).", body = ErrorBody),
         (status = 413, description = "`payload_too_large`.", body = ErrorBody),

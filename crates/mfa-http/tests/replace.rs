@@ -140,7 +140,7 @@ async fn nothing_to_replace_or_confirm_is_refused_and_changes_nothing() {
             .json(&json!({"code": "123456"})),
     )
     .await
-    .expect(409, Some("not_configured"));
+    .expect(403, Some("mfa_required"));
     assert_eq!(h.snapshot().await, before);
     // Configured, nothing started.
     let _ = h.set_up(ALICE, "s2").await;
