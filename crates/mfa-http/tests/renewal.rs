@@ -19,14 +19,7 @@ async fn the_api_says_when_to_make_new_backup_codes() {
     let uri = h.set_up(ALICE, "s1").await;
     // Configured without a set: low (none at all).
     assert_eq!(status(&h, "s1").await["backup_codes_low"], true);
-    let codes = h
-        .call(
-            Req::post("/mfa/backup-codes")
-                .customer(ALICE, "s1")
-                .empty_json(),
-        )
-        .await;
-    let codes: Vec<String> = serde_json::from_value(codes.json["codes"].clone()).unwrap();
+    let codes = h.backup_codes(ALICE, "s1").await;
     assert_eq!(status(&h, "s1").await["backup_codes_low"], false);
     // A password-only session learns neither count nor flag.
     let before = status(&h, "password-only").await;

@@ -12,14 +12,7 @@ async fn a_customer_replaces_their_authenticator_without_an_administrator() {
     let h = Harness::new().await;
     h.switch_on().await;
     let old = h.set_up(ALICE, "s1").await;
-    let codes = h
-        .call(
-            Req::post("/mfa/backup-codes")
-                .customer(ALICE, "s1")
-                .empty_json(),
-        )
-        .await;
-    let codes: Vec<String> = serde_json::from_value(codes.json["codes"].clone()).unwrap();
+    let codes = h.backup_codes(ALICE, "s1").await;
     // A second session (the old phone's thief, say), signed in with a code.
     h.clock.advance(30);
     h.call(

@@ -15,18 +15,7 @@ use serde_json::json;
 async fn configured(h: &Harness) -> (KeyUri, Vec<String>) {
     h.switch_on().await;
     let uri = h.set_up(ALICE, "s1").await;
-    let codes = h
-        .call(
-            Req::post("/mfa/backup-codes")
-                .customer(ALICE, "s1")
-                .empty_json(),
-        )
-        .await;
-    codes.expect(201, None);
-    (
-        uri,
-        serde_json::from_value(codes.json["codes"].clone()).unwrap(),
-    )
+    (uri, h.backup_codes(ALICE, "s1").await)
 }
 
 fn status(purpose: &str) -> Req {

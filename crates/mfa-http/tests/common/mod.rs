@@ -571,6 +571,19 @@ impl Harness {
         uri
     }
 
+    /// A new set of backup codes for `customer`, made in `session`.
+    pub async fn backup_codes(&self, customer: &str, session: &str) -> Vec<String> {
+        let reply = self
+            .call(
+                Req::post("/mfa/backup-codes")
+                    .customer(customer, session)
+                    .empty_json(),
+            )
+            .await;
+        reply.expect(201, None);
+        serde_json::from_value(reply.json["codes"].clone()).unwrap()
+    }
+
     /// The code the app holding `uri` shows now.
     pub fn app_code(&self, uri: &KeyUri) -> String {
         SoftApp::scan(uri).code_now(&self.clock, 0)
