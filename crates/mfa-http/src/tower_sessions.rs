@@ -162,12 +162,19 @@ impl MfaHost for SessionHost {
         Ok(HeaderMap::new())
     }
 
-    /// Flushes the session: its data goes from the store and the middleware clears the cookie.
+    /// Forgets the session's MFA stamp, so [`SessionHost::customer`] reports no one and the
+    /// customer signs in again. The session is not flushed: when the change that ended it was this
+    /// session's own (a confirmation sent twice, one copy refused because the other won), the
+    /// winning request stamps the session anew, and a flushed session (and its cleared cookie)
+    /// would sign the customer out of a change that succeeded.
     async fn session_ended(&self, parts: &mut Parts) -> Result<HeaderMap, HostError> {
         let session = Session::from_request_parts(parts, &())
             .await
             .map_err(|(_, why)| HostError::Unavailable(why.into()))?;
-        session.flush().await.map_err(unavailable)?;
+        session
+            .remove::<MfaSession>(STAMP)
+            .await
+            .map_err(unavailable)?;
         Ok(HeaderMap::new())
     }
 }

@@ -319,6 +319,16 @@ impl Sessions {
             || session.created > now.saturating_add(self.limits.idle_secs)
     }
 
+    /// Forgets the MFA session of the session stored under `id` (it ended): until a sign-in or an
+    /// MFA pass gives it one again, nothing MFA protects lets it in.
+    pub fn end_mfa(&self, id: &SessionId) {
+        let _ = self.lock().change(id, |session| {
+            if let Some(user) = &mut session.user {
+                user.mfa = None;
+            }
+        });
+    }
+
     /// The CSRF token of the session stored under `id`.
     #[must_use]
     pub fn csrf_of(&self, id: &SessionId) -> Option<String> {
@@ -550,14 +560,17 @@ impl<C: Clock + 'static> MfaHost for PortalHost<C> {
         Ok(headers)
     }
 
-    /// A reset or a change of factor ended the session: it goes, and so does its cookie.
+    /// A reset or a change of factor ended the session's MFA: it is forgotten, so the session is
+    /// signed in to nothing (every route asks it to sign in again; the pages remove it). The
+    /// session itself and its cookie stay, on purpose: when the change that ended it was this very
+    /// session's (a confirmation sent twice, one copy refused because the other won), the winning
+    /// request puts the new MFA session in right after, under a fresh id (`mfa_passed`), and a
+    /// removed session or a cleared cookie would sign the customer out of a change that succeeded.
     async fn session_ended(&self, parts: &mut Parts) -> Result<HeaderMap, HostError> {
         if let Some((id, _)) = self.sessions.lookup(&parts.headers, self.now()) {
-            self.sessions.remove(&id);
+            self.sessions.end_mfa(&id);
         }
-        let mut headers = HeaderMap::new();
-        headers.insert(header::SET_COOKIE, self.sessions.clear_cookie());
-        Ok(headers)
+        Ok(HeaderMap::new())
     }
 }
 

@@ -607,17 +607,13 @@ async fn a_reset_ends_the_customers_sessions_in_the_portal() {
         .expect(200, None);
     let ended = second.get("/api/mfa").await;
     ended.expect(401, Some("session_ended"));
-    assert!(
-        ended
-            .header("set-cookie")
-            .is_some_and(|cookie| cookie.contains("Max-Age=0")),
-        "the cookie is cleared: {:?}",
-        ended.header("set-cookie")
-    );
+    // Its MFA is forgotten (the session and cookie stay: see the double-submit test below), so
+    // it is signed in to nothing, and the next page removes it.
     second
         .post("/api/mfa/enrollment", &json!({}))
         .await
         .expect(401, Some("unauthenticated"));
+    assert_eq!(second.get("/account").await.location(), Some("/signin"));
     assert!(
         t.portal
             .sessions()
@@ -1005,4 +1001,96 @@ async fn the_account_page_says_when_to_make_new_backup_codes() {
     assert_eq!(verified.json()["suggest_new_backup_codes"], true);
     let account = again.get("/account").await;
     has_ids(&account.text(), &["renew-backup-codes"]);
+}
+
+/// A confirmation sent twice at once (a double submit, a retrying client): one wins and the
+/// customer stays signed in with the new authenticator; the copy refused because the other won
+/// must not take the session away from under the winner (the attack on the replacement found
+/// exactly that: no 200 at all, and the session gone, after a successful swap).
+#[tokio::test]
+async fn a_confirmation_sent_twice_keeps_the_winner_signed_in() {
+    let t = common::sqlite().await;
+    let (_, mut alice, _) = alice_configured(&t).await;
+    let started = alice
+        .post("/api/mfa/authenticator/replacement", &json!({}))
+        .await;
+    started.expect(201, None);
+    let new = KeyUri::parse(started.json()["otpauth_uri"].as_str().unwrap()).unwrap();
+    t.clock.advance(30);
+    let body = json!({ "code": t.code(&new) });
+    let (mut first, mut second) = (alice.clone(), alice.clone());
+    let replies = common::join_in_order(vec![
+        Box::pin(async {
+            let reply = first
+                .post("/api/mfa/authenticator/replacement/confirm", &body)
+                .await;
+            (reply.status.as_u16(), first)
+        }) as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>,
+        Box::pin(async {
+            let reply = second
+                .post("/api/mfa/authenticator/replacement/confirm", &body)
+                .await;
+            (reply.status.as_u16(), second)
+        }),
+    ])
+    .await;
+    let statuses: Vec<u16> = replies.iter().map(|(status, _)| *status).collect();
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 200).count(),
+        1,
+        "exactly one wins: {statuses:?}"
+    );
+    let (_, mut winner) = replies
+        .into_iter()
+        .find(|(status, _)| *status == 200)
+        .unwrap();
+    winner.get("/api/me").await.expect(200, None);
+    winner.get("/account").await.expect(200, None);
+}
+
+/// The interleaving the double submit above can take, made to happen: the winning request has
+/// written its change, the losing copy was refused with `session_ended` and the host told, and
+/// only then does the winner hand its proof to the host. The host must still take it (it used to
+/// have removed the session, so the winner answered 401 after a change it had made).
+#[tokio::test]
+async fn an_ended_session_refused_while_its_own_change_wins_stays_with_the_winner() {
+    use mfa_http::MfaHost as _;
+    let t = common::sqlite().await;
+    let (_, alice, _) = alice_configured(&t).await;
+    let host = portal::sessions::PortalHost::new(
+        std::sync::Arc::clone(t.portal.sessions()),
+        t.clock.clone(),
+    );
+    let cookie = format!("portal_session={}", alice.cookie().unwrap());
+    let head = || {
+        axum::http::Request::builder()
+            .header(axum::http::header::COOKIE, cookie.clone())
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    };
+    let now = mfa_core::Clock::now(&t.clock).as_secs();
+    let (_, kept) = t.portal.sessions().lookup(&head().headers, now).unwrap();
+    let user = kept.user.unwrap();
+    // The winner's change (a new set of backup codes: a change of factor) is written.
+    let issued = t
+        .portal
+        .service()
+        .generate_backup_codes(&user.org, &user.email, &user.mfa.unwrap())
+        .await
+        .unwrap();
+    // The loser, refused for a session that ended, hands it to the host.
+    host.session_ended(&mut head()).await.unwrap();
+    // The winner's proof then arrives, and is kept under a fresh id.
+    let headers = host
+        .mfa_passed(&mut head(), issued.passed.clone())
+        .await
+        .unwrap();
+    let set_cookie = headers[axum::http::header::SET_COOKIE].to_str().unwrap();
+    let id = set_cookie.split(';').next().unwrap().to_owned();
+    let mut renewed = axum::http::HeaderMap::new();
+    renewed.insert(axum::http::header::COOKIE, id.parse().unwrap());
+    let (_, session) = t.portal.sessions().lookup(&renewed, now).unwrap();
+    assert_eq!(session.user.unwrap().mfa, Some(issued.passed.session()));
 }
