@@ -707,28 +707,19 @@ impl CustomerRecord {
             CustomerMfa::Configured(_) => return Decision::refuse(Refusal::AlreadyConfigured),
             CustomerMfa::Unconfigured(_) => return Decision::refuse(Refusal::NotPending),
         };
-        if let Some(locked) = self.locked(Factor::Enrollment, ctx) {
-            return locked;
-        }
-        if ctx.now >= pending.expires_at {
-            let event = self.rejected(Factor::Enrollment, Rejection::Expired, ctx);
-            return Decision::log(event, Refusal::EnrollmentExpired);
-        }
-        match pending.confirm(typed, policy.settings().window, keys, ctx) {
-            Ok(configured) => {
+        self.confirm_pending(
+            pending,
+            session,
+            typed,
+            policy,
+            keys,
+            ctx,
+            rng,
+            |configured| {
                 let step = configured.last_step;
-                let generation = self.next_generation(rng);
-                let next = Self {
-                    mfa: CustomerMfa::Configured(configured),
-                    failures: Failures::default(),
-                    generation,
-                };
-                let event = ctx.event(EventKind::EnrollmentConfirmed { step });
-                let passed = ctx.passed(session, generation, PassedBy::Enrollment);
-                Decision::write(next, vec![event], Ok(passed))
-            }
-            Err(refused) => self.refused(refused, Factor::Enrollment, policy, ctx),
-        }
+                (configured, EventKind::EnrollmentConfirmed { step })
+            },
+        )
     }
 
     /// Starts replacing a configured customer's authenticator (a new phone) without an
@@ -807,6 +798,44 @@ impl CustomerRecord {
         let Some(pending) = &configured.replacement else {
             return Decision::refuse(Refusal::NotPending);
         };
+        self.confirm_pending(
+            pending,
+            session,
+            typed,
+            policy,
+            keys,
+            ctx,
+            rng,
+            |replaced| {
+                let step = replaced.last_step;
+                let kept = Configured {
+                    backup: configured.backup.clone(),
+                    ..replaced
+                };
+                (kept, EventKind::AuthenticatorReplaced { step })
+            },
+        )
+    }
+
+    /// Confirms `pending` (an enrollment, or a replacement) with a code of its secret, as both
+    /// confirmations do: refused while locked out or once expired (changing nothing), a wrong code
+    /// counted toward the lockout; the confirmed state made by `confirmed` from the secret's own
+    /// (with its event), a new generation, and this session passed by enrollment.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the two confirmations' shared steps, private; a struct would only rename them"
+    )]
+    fn confirm_pending<R: CryptoRng + ?Sized>(
+        &self,
+        pending: &Pending,
+        session: &MfaSession,
+        typed: &str,
+        policy: &OrgPolicy,
+        keys: &KeyRing,
+        ctx: &Context<'_>,
+        rng: &mut R,
+        confirmed: impl FnOnce(Configured) -> (Configured, EventKind),
+    ) -> Decision<Pass> {
         if let Some(locked) = self.locked(Factor::Enrollment, ctx) {
             return locked;
         }
@@ -815,20 +844,16 @@ impl CustomerRecord {
             return Decision::log(event, Refusal::EnrollmentExpired);
         }
         match pending.confirm(typed, policy.settings().window, keys, ctx) {
-            Ok(replaced) => {
-                let step = replaced.last_step;
+            Ok(configured) => {
+                let (configured, kind) = confirmed(configured);
                 let generation = self.next_generation(rng);
                 let next = Self {
-                    mfa: CustomerMfa::Configured(Configured {
-                        backup: configured.backup.clone(),
-                        ..replaced
-                    }),
+                    mfa: CustomerMfa::Configured(configured),
                     failures: Failures::default(),
                     generation,
                 };
-                let event = ctx.event(EventKind::AuthenticatorReplaced { step });
                 let passed = ctx.passed(session, generation, PassedBy::Enrollment);
-                Decision::write(next, vec![event], Ok(passed))
+                Decision::write(next, vec![ctx.event(kind)], Ok(passed))
             }
             Err(refused) => self.refused(refused, Factor::Enrollment, policy, ctx),
         }

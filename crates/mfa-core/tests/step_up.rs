@@ -31,12 +31,8 @@ async fn signed_in() -> (Mfa, mfa_core::ManualClock, Enrolled, MfaSession) {
     fixture::switch_on(&mfa).await;
     let alice = Enrolled::new(&mfa, &clock, "alice@acme.test").await;
     clock.advance(30);
-    let session = mfa.login_step(&acme(), &alice.id).await.unwrap().session();
-    let passed = mfa
-        .verify_totp(&acme(), &alice.id, &session, &alice.code_now(&clock, 0))
-        .await
-        .unwrap();
-    (mfa, clock, alice, passed.passed.session())
+    let session = alice.signed_in(&mfa, &clock).await;
+    (mfa, clock, alice, session)
 }
 
 async fn check(mfa: &Mfa, who: &CustomerId, session: &MfaSession, purpose: Purpose) -> StepUpCheck {

@@ -156,10 +156,7 @@ pub(crate) async fn confirm_enrollment<A: Backend>(
         .confirm_enrollment(&caller.org, &caller.customer, &caller.session, &body.code)
         .await
         .map_err(|error| app.refusal(&error))?;
-    let state = StateChanged {
-        state: StateName::Configured,
-    };
-    passed_to_host(&*app, head, passed, json::response(StatusCode::OK, &state)).await
+    configured(&*app, head, passed).await
 }
 
 /// Starts replacing the authenticator (a new phone), without an administrator.
@@ -236,10 +233,7 @@ pub(crate) async fn confirm_replacement<A: Backend>(
         .confirm_replacement(&caller.org, &caller.customer, &caller.session, &body.code)
         .await
         .map_err(|error| app.refusal(&error))?;
-    let state = StateChanged {
-        state: StateName::Configured,
-    };
-    passed_to_host(&*app, head, passed, json::response(StatusCode::OK, &state)).await
+    configured(&*app, head, passed).await
 }
 
 /// Generates a new set of backup codes, shown once; the previous set stops working.
@@ -505,6 +499,19 @@ async fn off_the_workers<F: Future>(step: F) -> F::Output {
         }
         _ => step.await,
     }
+}
+
+/// The answer to a confirmation (of an enrollment, or of a replacement): configured, with the
+/// session handed to the host.
+async fn configured<A: Backend>(
+    app: &A,
+    head: Parts,
+    passed: MfaPassed,
+) -> Result<Response, Error> {
+    let state = StateChanged {
+        state: StateName::Configured,
+    };
+    passed_to_host(app, head, passed, json::response(StatusCode::OK, &state)).await
 }
 
 /// Hands the proof to the host, and adds the host's headers to the success answer.

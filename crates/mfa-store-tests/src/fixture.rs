@@ -219,6 +219,28 @@ impl Enrolled {
         }
     }
 
+    /// A new session of the customer's, signed in with the password and then the app's code of
+    /// the clock's step (which must not have been used yet).
+    ///
+    /// # Panics
+    /// If the service refuses either step.
+    pub async fn signed_in<S: Store>(
+        &self,
+        mfa: &Service<S, ManualClock, ChaCha20Rng>,
+        clock: &ManualClock,
+    ) -> MfaSession {
+        let session = mfa
+            .login_step(&acme(), &self.id)
+            .await
+            .expect("sign in")
+            .session();
+        mfa.verify_totp(&acme(), &self.id, &session, &self.code_now(clock, 0))
+            .await
+            .expect("the app's code")
+            .passed
+            .session()
+    }
+
     /// The customer's authenticator app.
     #[must_use]
     pub fn app(&self) -> SoftApp {
