@@ -4,31 +4,16 @@
 
 use mfa_core::{
     Actor, CustomerId, KeyId, KeyRing, MemoryStore, MfaSession, Purpose, RECENT_FACTOR_SECS,
-    Refusal, Resealed, SealingKey, Service, ServiceError, SessionCheck, StateName, store::Store,
+    Refusal, Resealed, SealingKey, Service, SessionCheck, StateName, store::Store,
 };
 use mfa_store_tests::T0;
-use mfa_store_tests::fixture::{self, Enrolled, SoftApp, acme};
+use mfa_store_tests::fixture::{self, Enrolled, SoftApp, acme, refusal};
 
 type Mfa = Service<MemoryStore, mfa_core::ManualClock, rand_chacha::ChaCha20Rng>;
 
-fn refusal<T: std::fmt::Debug, E: std::error::Error>(
-    result: Result<T, ServiceError<E>>,
-) -> Refusal {
-    match result {
-        Err(ServiceError::Refused(refusal)) => refusal,
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
-
-/// Alice configured (with backup codes), signed in again with a code a step later: the service,
-/// its clock, alice, and that session.
+/// Alice configured (with backup codes), signed in again with a code a step later.
 async fn signed_in() -> (Mfa, mfa_core::ManualClock, Enrolled, MfaSession) {
-    let (mfa, clock) = fixture::service(MemoryStore::new(), T0, 21);
-    fixture::switch_on(&mfa).await;
-    let alice = Enrolled::new(&mfa, &clock, "alice@acme.test").await;
-    clock.advance(30);
-    let session = alice.signed_in(&mfa, &clock).await;
-    (mfa, clock, alice, session)
+    fixture::alice_signed_in(MemoryStore::new(), 21).await
 }
 
 async fn kinds(mfa: &Mfa) -> Vec<&'static str> {

@@ -4,10 +4,10 @@
 use mfa_core::audit::{EventKind, Factor};
 use mfa_core::{
     Actor, CustomerId, MemoryStore, MfaSession, OrgMfa, Purpose, RECENT_FACTOR_SECS, Refusal,
-    ServiceError, SessionCheck, StepUpCheck,
+    SessionCheck, StepUpCheck,
 };
 use mfa_store_tests::T0;
-use mfa_store_tests::fixture::{self, Enrolled, acme};
+use mfa_store_tests::fixture::{self, Enrolled, acme, refusal};
 
 type Mfa = mfa_core::Service<MemoryStore, mfa_core::ManualClock, rand_chacha::ChaCha20Rng>;
 
@@ -15,24 +15,9 @@ fn payment() -> Purpose {
     Purpose::new("payment_method").unwrap()
 }
 
-fn refusal<T: std::fmt::Debug, E: std::error::Error>(
-    result: Result<T, ServiceError<E>>,
-) -> Refusal {
-    match result {
-        Err(ServiceError::Refused(refusal)) => refusal,
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
-
-/// Alice configured, signed in again with a code one step later: the session that passed, and the
-/// service and clock.
+/// Alice configured (with backup codes), signed in again with a code a step later.
 async fn signed_in() -> (Mfa, mfa_core::ManualClock, Enrolled, MfaSession) {
-    let (mfa, clock) = fixture::service(MemoryStore::new(), T0, 3);
-    fixture::switch_on(&mfa).await;
-    let alice = Enrolled::new(&mfa, &clock, "alice@acme.test").await;
-    clock.advance(30);
-    let session = alice.signed_in(&mfa, &clock).await;
-    (mfa, clock, alice, session)
+    fixture::alice_signed_in(MemoryStore::new(), 3).await
 }
 
 async fn check(mfa: &Mfa, who: &CustomerId, session: &MfaSession, purpose: Purpose) -> StepUpCheck {

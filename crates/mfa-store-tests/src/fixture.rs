@@ -89,6 +89,39 @@ pub async fn switch_on<S: Store>(mfa: &Service<S, ManualClock, ChaCha20Rng>) {
         .expect("enable");
 }
 
+/// The refusal a service call answered with.
+///
+/// # Panics
+/// If it succeeded or failed otherwise (a store error, a fault, corruption).
+pub fn refusal<T: core::fmt::Debug, E: core::error::Error>(
+    result: Result<T, mfa_core::ServiceError<E>>,
+) -> mfa_core::Refusal {
+    match result {
+        Err(mfa_core::ServiceError::Refused(error)) => error,
+        other => panic!("expected a refusal by the rules, got {other:?}"),
+    }
+}
+
+/// A service over `store` (RNG seeded with `seed`) with `acme` switched on ([`switch_on`]), and
+/// `alice@acme.test` enrolled there ([`Enrolled::new`]) and signed in again with a code a step
+/// later: the service, its clock, alice, and that session.
+pub async fn alice_signed_in<S: Store>(
+    store: S,
+    seed: u64,
+) -> (
+    Service<S, ManualClock, ChaCha20Rng>,
+    ManualClock,
+    Enrolled,
+    MfaSession,
+) {
+    let (mfa, clock) = service(store, crate::T0, seed);
+    switch_on(&mfa).await;
+    let alice = Enrolled::new(&mfa, &clock, "alice@acme.test").await;
+    clock.advance(30);
+    let session = alice.signed_in(&mfa, &clock).await;
+    (mfa, clock, alice, session)
+}
+
 /// A soft authenticator app: what the customer's phone shows for a key URI, at any time step.
 #[derive(Clone)]
 pub struct SoftApp {

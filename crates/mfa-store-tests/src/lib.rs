@@ -169,14 +169,7 @@ fn app_code(uri: &KeyUri, clock: &ManualClock) -> String {
     fixture::SoftApp::scan(uri).code_now(clock, 0)
 }
 
-fn refusal<T: std::fmt::Debug, E: std::error::Error>(
-    result: Result<T, ServiceError<E>>,
-) -> Refusal {
-    match result {
-        Err(ServiceError::Refused(error)) => error,
-        other => panic!("expected a refusal by the rules, got {other:?}"),
-    }
-}
+use fixture::refusal;
 
 /// The session a password sign-in of `name` keeps, whatever the step.
 async fn signed_in<S: Store>(
